@@ -1,0 +1,30 @@
+"""Gradient ascent (GA, "NegGrad"): maximise the cross-entropy on the forget set (Golatkar et
+al. 2020; Thudi et al. 2022). Forget-set only. Canonical setting (Unlearn-Sparse / SalUn
+READMEs): 5 epochs, SGD, lr 1e-4; unbounded ascent destroys the model, so the learning rate is
+the intensity knob."""
+
+from __future__ import annotations
+
+from torch import nn
+from torch.nn import functional as F
+
+from baselines.common import sgd, step
+from mubench.methods import Access, HParams, Method, register_method
+from mubench.request import Request
+
+
+@register_method("grad_ascent")
+class GradAscent(Method):
+    access = Access.FORGET
+    paper = "Golatkar et al. 2020; Thudi et al. 2022; settings of Jia et al. 2023"
+    space = {"lr": (1e-4, [1e-5, 1e-4, 1e-3, 1e-2]),
+             "epochs": (5, [1, 5, 10]),
+             "batch_size": (128, [128])}
+    intensity = "lr"
+
+    def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
+        model.train()
+        optimizer = sgd(model, hp.lr)
+        for ((x, y),) in request.batches("forget", batch_size=hp.batch_size, epochs=hp.epochs):
+            step(optimizer, -F.cross_entropy(model(x), y))
+        return model

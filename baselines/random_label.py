@@ -1,0 +1,44 @@
+"""Random labels (RL; "amnesiac" unlearning, Graves et al. 2021): relabel each forget sample
+with a random wrong class, then train; each epoch makes a pass over the relabelled forget set
+followed by a pass over the retain set, as in SalUn's RL baseline (Fan et al. 2024, lr 0.013,
+SGD momentum 0.9, weight decay 5e-4). Labels are drawn once from the request's generator,
+uniformly among the classes other than the true one (as in the SSD repository)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from baselines.common import sgd, step
+from mubench.methods import Access, HParams, Method, register_method
+from mubench.request import Request, Subset
+
+
+def random_wrong_labels(labels: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
+    """For each label y, a class drawn uniformly from the other num_classes - 1."""
+    offsets = torch.randint(1, num_classes, labels.shape, generator=generator).to(labels.device)
+    return (labels + offsets) % num_classes
+
+
+@register_method("random_label")
+class RandomLabel(Method):
+    access = Access.RETAIN
+    paper = "Graves et al. 2021 (Amnesiac ML); settings of Fan et al. 2024 (SalUn)"
+    space = {"lr": (0.01, [0.001, 0.003, 0.01, 0.03]),
+             "epochs": (3, [1, 3, 5]),
+             "batch_size": (128, [128]),
+             "weight_decay": (5e-4, [5e-4])}
+    intensity = "epochs"
+
+    def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
+        forget = request.forget
+        relabelled = Subset(forget.x, random_wrong_labels(forget.y, request.num_classes, request.generator))
+        model.train()
+        optimizer = sgd(model, hp.lr, weight_decay=hp.weight_decay)
+        for _ in range(hp.epochs):
+            for subset in (relabelled, request.retain):
+                for index in torch.randperm(len(subset), generator=request.generator).split(hp.batch_size):
+                    index = index.to(subset.y.device)
+                    step(optimizer, F.cross_entropy(model(subset.x[index]), subset.y[index]))
+        return model

@@ -1,0 +1,1 @@
+"""Raw data: locating official files, verifying them, and parsing their formats."""

@@ -1,0 +1,63 @@
+"""Model outputs, computed once per model and split and shared by every metric."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mubench.request import Subset
+
+EVALUATED_PARTS = ("forget", "retain", "heldout", "test")
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Logits and labels of one model on one split part (on the CPU, float32)."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+
+    @cached_property
+    def probs(self) -> torch.Tensor:
+        return self.logits.softmax(dim=1)
+
+    @cached_property
+    def losses(self) -> torch.Tensor:
+        """Per-sample cross-entropy: the signal of loss-based membership inference."""
+        return F.cross_entropy(self.logits, self.labels, reduction="none")
+
+    @cached_property
+    def correct(self) -> torch.Tensor:
+        return self.logits.argmax(dim=1) == self.labels
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.float().mean()) if len(self.labels) else float("nan")
+
+
+@torch.no_grad()
+def compute_outputs(model: nn.Module, subset: Subset, batch_size: int) -> Outputs:
+    model.eval()
+    logits = [model(subset.x[i:i + batch_size]).float().cpu() for i in range(0, len(subset), batch_size)]
+    return Outputs(torch.cat(logits) if logits else torch.empty(0), subset.y.cpu())
+
+
+def outputs_on(model: nn.Module, subsets: dict[str, Subset], batch_size: int) -> dict[str, Outputs]:
+    return {part: compute_outputs(model, subsets[part], batch_size) for part in EVALUATED_PARTS}
+
+
+@dataclass(frozen=True)
+class EvaluationContext:
+    """Everything metrics may read: outputs of the unlearned, oracle and original models per part,
+    the test pool's attributes, and the run's costs."""
+
+    unlearned: dict[str, Outputs]
+    oracle: dict[str, Outputs]
+    original: dict[str, Outputs]
+    test_attributes: dict[str, torch.Tensor] = field(default_factory=dict)
+    method_seconds: float = 0.0
+    oracle_seconds: float = 0.0

@@ -1,0 +1,127 @@
+"""The Method base class: what an unlearning method looks like to its author.
+
+A method is one small class: a declared data access, a hyper-parameter space (default and sweep
+grid side by side, as in DomainBed), optionally the name of its "intensity" hyper-parameter (the
+axis that trades forgetting for utility), and `unlearn`. Everything else (splits, models,
+timing, metrics, storage) is the harness's job.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from torch import nn
+
+from mubench.errors import MubenchError
+from mubench.registry import Registry
+
+if TYPE_CHECKING:
+    from mubench.request import Request
+
+HParamValue = int | float | str | bool
+
+
+class Access(str, Enum):
+    """The data a method may touch; the runner hands it nothing else.
+
+    FORGET: the forget set only. RETAIN: the forget set and the retain set (the rest of the
+    training data).
+    """
+
+    FORGET = "forget"
+    RETAIN = "retain"
+
+    @property
+    def subsets(self) -> frozenset[str]:
+        return frozenset({"forget"}) if self is Access.FORGET else frozenset({"forget", "retain"})
+
+
+class HParams(Mapping[str, HParamValue]):
+    """Resolved hyper-parameters, read as attributes (`hp.lr`) or as a mapping."""
+
+    def __init__(self, values: Mapping[str, HParamValue]) -> None:
+        self._values = dict(values)
+
+    def __getattr__(self, name: str) -> HParamValue:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"no hyper-parameter {name!r} (have: {', '.join(self._values)})") from None
+
+    def __getitem__(self, key: str) -> HParamValue:
+        return self._values[key]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"HParams({self._values})"
+
+
+class Method(ABC):
+    """Base class of every unlearning method (baselines and submissions alike)."""
+
+    name: ClassVar[str] = ""
+    access: ClassVar[Access] = Access.FORGET
+    space: ClassVar[dict[str, tuple[HParamValue, list[HParamValue]]]] = {}
+    intensity: ClassVar[str | None] = None
+    version: ClassVar[str] = "1"
+    paper: ClassVar[str] = ""
+
+    @abstractmethod
+    def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
+        """Return a model of the same architecture that has forgotten `request.forget`."""
+
+    @classmethod
+    def defaults(cls) -> dict[str, HParamValue]:
+        return {name: default for name, (default, _) in cls.space.items()}
+
+    @classmethod
+    def resolve(cls, overrides: Mapping[str, Any] | None = None) -> HParams:
+        """Defaults updated with `overrides`, each cast to its default's type; unknown names are errors."""
+        values = cls.defaults()
+        for key, raw in (overrides or {}).items():
+            if key not in values:
+                raise MubenchError(f"method {cls.name!r} has no hyper-parameter {key!r} (it has: {', '.join(values) or 'none'})")
+            values[key] = _cast(raw, type(values[key]), f"{cls.name}.{key}")
+        return HParams(values)
+
+
+def _cast(raw: Any, kind: type, where: str) -> HParamValue:
+    try:
+        if kind is bool and isinstance(raw, str):
+            if raw.lower() not in {"true", "false", "1", "0"}:
+                raise ValueError(raw)
+            return raw.lower() in {"true", "1"}
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise MubenchError(f"hyper-parameter {where}: cannot read {raw!r} as {kind.__name__}") from None
+
+
+methods: Registry[type[Method]] = Registry("method", entry_point_group="mubench.methods")
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator: validate a Method subclass and register it under `name`."""
+
+    def decorate(cls: type[Method]) -> type[Method]:
+        if not (isinstance(cls, type) and issubclass(cls, Method)):
+            raise TypeError(f"{cls!r} is not a subclass of mubench.methods.Method")
+        if cls.intensity is not None and cls.intensity not in cls.space:
+            raise ValueError(f"method {name}: intensity {cls.intensity!r} is not in its space")
+        for key, entry in cls.space.items():
+            if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], list)):
+                raise ValueError(f"method {name}: space[{key!r}] must be (default, [sweep values])")
+        if not isinstance(cls.access, Access):
+            raise ValueError(f"method {name}: access must be an mubench.methods.Access")
+        cls.name = name
+        methods.add(name, cls)
+        return cls
+
+    return decorate

@@ -1,0 +1,74 @@
+"""The typed record of one run, and the canonical config whose hash is its id."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mubench.hashing import sha256_of
+
+HParamValue = int | float | str | bool
+
+
+class RunConfig(BaseModel):
+    """Everything that determines a run's result. Its canonical hash is the record id, so the same
+    run is never stored twice and an interrupted sweep resumes where it stopped."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task: str
+    task_version: str
+    scenario: str
+    method: str
+    method_version: str
+    hparams: dict[str, HParamValue]
+    seed: int = Field(ge=0)
+    profile: str
+
+    @property
+    def id(self) -> str:
+        return sha256_of(self.model_dump(mode="json"))
+
+    @property
+    def label(self) -> str:
+        return f"{self.task}/{self.scenario}/{self.method}/seed{self.seed}/{self.profile}"
+
+
+class Record(BaseModel):
+    """One run's outcome with provenance. Metric values are finite floats, validated on write and read."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    config: RunConfig
+    status: Literal["ok", "failed"]
+    error: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    split_id: str
+    metrics_version: str
+    mubench_version: str
+    git_commit: str
+    hardware: str
+    device: str
+    seconds: float = Field(ge=0)
+    peak_rss_mb: float = Field(ge=0)
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    @field_validator("metrics")
+    @classmethod
+    def _finite(cls, values: dict[str, float]) -> dict[str, float]:
+        bad = sorted(k for k, v in values.items() if not math.isfinite(v))
+        if bad:
+            raise ValueError(f"non-finite metric values: {bad}")
+        return values
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Record:
+        if self.id != self.config.id:
+            raise ValueError(f"record id {self.id[:12]} is not the hash of its config ({self.config.id[:12]})")
+        if self.status == "failed" and not self.error:
+            raise ValueError("a failed record must say why (error)")
+        return self

@@ -1,0 +1,183 @@
+"""From a run config to a record: the harness computes every number.
+
+For one (task, scenario, seed, profile) the harness prepares, once, what every method shares:
+the split, the model-ready subsets, the original model and the oracle (both from the model
+cache) and their outputs. Each method then gets a copy of the original and a Request holding
+only the data it declared; its output is checked (same architecture, finite weights) and
+evaluated. A method that fails yields a failed record with the reason; the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import traceback
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mubench import provenance
+from mubench.artifacts import CachedModel, ModelCache
+from mubench.errors import MethodOutputError
+from mubench.evaluation import EVALUATED_PARTS, EvaluationContext, Outputs, outputs_on
+from mubench.hashing import sha256_arrays, sha256_of
+from mubench.methods import methods
+from mubench.metrics import METRICS_VERSION, compute_metrics
+from mubench.models import build_model
+from mubench.record import Record, RunConfig
+from mubench.request import Request, Subset
+from mubench.splits import Split, load_or_make_split
+from mubench.tasks.base import Task, TaskData, tasks
+from mubench.training import train_model
+
+
+def derived_seed(*names: object) -> int:
+    """A 63-bit seed from a hash of `names`: independent streams for init, training, methods."""
+    return int(sha256_of(list(names))[:15], 16)
+
+
+@dataclass
+class Prepared:
+    """What all methods of one (task, scenario, seed, profile) share."""
+
+    task: Task
+    profile: str
+    seed: int
+    split: Split
+    subsets: dict[str, Subset]
+    test_attributes: dict[str, torch.Tensor]
+    original: CachedModel
+    oracle: CachedModel
+    original_outputs: dict[str, Outputs]
+    oracle_outputs: dict[str, Outputs]
+
+
+class Harness:
+    def __init__(self, device: str = "cpu", cache: ModelCache | None = None) -> None:
+        self.device = torch.device(resolve_device(device))
+        self.cache = cache or ModelCache()
+        self._data: dict[str, TaskData] = {}
+        self._prepared: dict[tuple[str, str, int, str], Prepared] = {}
+
+    # -- training ---------------------------------------------------------------------------------
+    def fresh_model(self, task: Task, profile: str, seed: int) -> nn.Module:
+        return build_model(task.spec, profile, derived_seed(task.spec.name, seed, "init")).to(self.device)
+
+    def fit_from_scratch(self, task: Task, profile: str, seed: int, subset: Subset) -> nn.Module:
+        """Train the task's model on `subset` with its recipe: the original, oracle and `retrain`."""
+        model = self.fresh_model(task, profile, seed)
+        self._train(model, task, profile, seed, subset)
+        return model
+
+    def _train(self, model: nn.Module, task: Task, profile: str, seed: int, subset: Subset) -> float:
+        generator = torch.Generator().manual_seed(derived_seed(task.spec.name, seed, "train"))
+        return train_model(model, subset.x, subset.y, task.spec.profile(profile).recipe, generator).seconds
+
+    def _cached_fit(self, task: Task, profile: str, seed: int, role: str, indices_id: str, subset: Subset) -> CachedModel:
+        spec = task.spec
+        description = {"task": spec.name, "version": spec.version, "profile": profile,
+                       "profile_spec": spec.profile(profile).model_dump(mode="json"), "seed": seed,
+                       "role": role, "train_indices": indices_id}
+        return self.cache.get_or_train(description, lambda: self.fresh_model(task, profile, seed),
+                                       lambda model: self._train(model, task, profile, seed, subset))
+
+    # -- preparation ------------------------------------------------------------------------------
+    def task_data(self, task: Task) -> TaskData:
+        if task.spec.name not in self._data:
+            self._data[task.spec.name] = task.load()
+        return self._data[task.spec.name]
+
+    def prepare(self, task_name: str, scenario: str, seed: int, profile: str) -> Prepared:
+        key = (task_name, scenario, seed, profile)
+        if key not in self._prepared:
+            self._prepared.clear()  # grids run grouped by scenario: keep only the current one
+            self._prepared[key] = self._prepare(tasks.get(task_name), scenario, seed, profile)
+        return self._prepared[key]
+
+    def _prepare(self, task: Task, scenario: str, seed: int, profile: str) -> Prepared:
+        data = self.task_data(task)
+        split = load_or_make_split(task, data, scenario, seed, profile)
+        subsets = {part: self._subset(task, data, split, part) for part in ("train", *EVALUATED_PARTS)}
+        original = self._cached_fit(task, profile, seed, "original", _indices_id(split, "train"), subsets.pop("train"))
+        oracle = self._cached_fit(task, profile, seed, "oracle", _indices_id(split, "retain"), subsets["retain"])
+        batch = task.spec.profile(profile).eval_batch_size
+        return Prepared(task, profile, seed, split, subsets,
+                        {k: v[split.test] for k, v in data.test.attributes.items()},
+                        original, oracle, outputs_on(original.model, subsets, batch), outputs_on(oracle.model, subsets, batch))
+
+    def _subset(self, task: Task, data: TaskData, split: Split, part: str) -> Subset:
+        pool = data.test if part == "test" else data.train
+        index = torch.from_numpy(getattr(split, part))
+        return Subset(task.to_inputs(pool.x[index]).to(self.device), pool.y[index].to(self.device))
+
+    # -- one run ----------------------------------------------------------------------------------
+    def run(self, config: RunConfig) -> Record:
+        start = time.perf_counter()
+        prepared = self.prepare(config.task, config.scenario, config.seed, config.profile)
+        try:
+            metrics = self._unlearn_and_evaluate(config, prepared)
+            status, error = "ok", None
+        except Exception as exc:  # noqa: BLE001 - a method's failure is recorded, the sweep goes on
+            metrics, status, error = {}, "failed", _reason(exc)
+        return Record(
+            id=config.id, config=config, status=status, error=error, metrics=metrics,
+            split_id=prepared.split.id, metrics_version=METRICS_VERSION,
+            mubench_version=provenance.mubench_version(), git_commit=provenance.git_commit(),
+            hardware=provenance.hardware(str(self.device)), device=str(self.device),
+            seconds=time.perf_counter() - start, peak_rss_mb=provenance.peak_rss_mb())
+
+    def _unlearn_and_evaluate(self, config: RunConfig, prepared: Prepared) -> dict[str, float]:
+        method_cls = methods.get(config.method)
+        task, hp = prepared.task, method_cls.resolve(config.hparams)
+        request = Request({name: prepared.subsets[name] for name in method_cls.access.subsets}, method_cls.access,
+                          task.spec.num_classes, self.device,
+                          seed=derived_seed(config.task, config.scenario, config.method, config.seed, "method"),
+                          trainer=lambda subset: self.fit_from_scratch(task, config.profile, config.seed, subset))
+        model = copy.deepcopy(prepared.original.model)
+        started = time.perf_counter()
+        unlearned = method_cls().unlearn(model, request, hp)
+        method_seconds = time.perf_counter() - started
+        check_architecture(unlearned, prepared.original.model)
+        batch = task.spec.profile(config.profile).eval_batch_size
+        context = EvaluationContext(
+            unlearned=outputs_on(unlearned, prepared.subsets, batch), oracle=prepared.oracle_outputs,
+            original=prepared.original_outputs, test_attributes=prepared.test_attributes,
+            method_seconds=method_seconds, oracle_seconds=prepared.oracle.train_seconds)
+        values = compute_metrics(context)
+        bad = sorted(k for k, v in values.items() if v != v or v in (float("inf"), float("-inf")))
+        if bad:
+            raise MethodOutputError(f"the unlearned model gives non-finite metrics {bad}")
+        return values
+
+
+def check_architecture(model: object, reference: nn.Module) -> None:
+    """A method must return a model of the original's class and parameter shapes, with finite weights."""
+    if not isinstance(model, nn.Module):
+        raise MethodOutputError(f"unlearn returned {type(model).__name__}, not a torch.nn.Module")
+    if type(model) is not type(reference):
+        raise MethodOutputError(f"unlearn returned a {type(model).__name__}, the original is a {type(reference).__name__}")
+    got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    want = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    if got != want:
+        changed = sorted(set(got) ^ set(want) | {k for k in got.keys() & want.keys() if got[k] != want[k]})
+        raise MethodOutputError(f"unlearn changed the architecture (parameters {changed[:5]})")
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise MethodOutputError(f"unlearn returned non-finite weights in {name!r}")
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _indices_id(split: Split, part: str) -> str:
+    return sha256_arrays({part: getattr(split, part)})
+
+
+def _reason(exc: Exception) -> str:
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" (at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}"

@@ -1,0 +1,107 @@
+"""The SQLite result store: one file, written only by the driver process.
+
+Each record is committed in its own transaction as soon as its run finishes, so a sweep killed
+at any moment loses at most the run in flight; the primary key is the record id (the hash of
+the run's config), so nothing is stored twice. A successful record is never overwritten; a
+failed one is replaced when the run is attempted again.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from mubench.errors import StoreError
+from mubench.record import Record
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    id TEXT PRIMARY KEY,
+    task TEXT NOT NULL, scenario TEXT NOT NULL, method TEXT NOT NULL,
+    seed INTEGER NOT NULL, profile TEXT NOT NULL, status TEXT NOT NULL,
+    created_at TEXT NOT NULL, body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_by_task ON records (task, scenario, method);
+"""
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._check_location()
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self._db.commit()
+            found = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the result store {self.path}: {exc}") from None
+        if int(found) != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: store schema v{found}, this mubench reads v{SCHEMA_VERSION}")
+
+    def _check_location(self) -> None:
+        directory = self.path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store's folder {directory}: {exc.strerror}") from None
+        target = self.path if self.path.exists() else directory
+        if not os.access(target, os.W_OK):
+            raise StoreError(f"the result store {self.path} is not writable")
+
+    def put(self, record: Record) -> bool:
+        """Store `record`; return False (and change nothing) if a successful one has its id."""
+        cfg = record.config
+        try:
+            with self._db:
+                cursor = self._db.execute(
+                    "INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                    "status=excluded.status, created_at=excluded.created_at, body=excluded.body "
+                    "WHERE records.status != 'ok'",
+                    (record.id, cfg.task, cfg.scenario, cfg.method, cfg.seed, cfg.profile, record.status,
+                     record.created_at, record.model_dump_json()))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to the result store {self.path}: {exc}") from None
+        return cursor.rowcount > 0
+
+    def completed_ids(self) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT id FROM records WHERE status='ok'")}
+
+    def get(self, record_id: str) -> Record | None:
+        row = self._db.execute("SELECT id, body FROM records WHERE id=?", (record_id,)).fetchone()
+        return self._parse(row) if row else None
+
+    def records(self, task: Iterable[str] | None = None, scenario: Iterable[str] | None = None,
+                method: Iterable[str] | None = None, status: str | None = None) -> list[Record]:
+        clauses, params = [], []
+        for column, values in (("task", task), ("scenario", scenario), ("method", method)):
+            if values:
+                values = list(values)
+                clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+                params += values
+        if status:
+            clauses.append("status = ?")
+            params.append(status)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._db.execute(f"SELECT id, body FROM records{where} ORDER BY created_at, id", params)
+        return [self._parse(row) for row in rows]
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _parse(self, row: tuple[str, str]) -> Record:
+        try:
+            return Record.model_validate_json(row[1])
+        except ValidationError as exc:
+            raise StoreError(f"{self.path}: record {row[0][:12]} is invalid: {exc.errors()[0]['msg']}") from None

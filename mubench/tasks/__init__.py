@@ -1,0 +1,7 @@
+"""The task registry. Built-in tasks register on import; others through `mubench.tasks` entry points."""
+
+from mubench.tasks import colored_mnist, debug  # noqa: F401  (registration)
+from mubench.tasks.base import Pool, Task, TaskData, tasks
+from mubench.tasks.spec import ProfileSpec, Recipe, ScenarioSpec, TaskSpec
+
+__all__ = ["Pool", "ProfileSpec", "Recipe", "ScenarioSpec", "Task", "TaskData", "TaskSpec", "tasks"]

@@ -1,0 +1,131 @@
+"""Colored MNIST: MNIST digits whose colour is spuriously correlated with the label.
+
+Construction as in the debiasing literature (ReBias, Bahng et al. 2020; used by FMD, Chen et
+al. 2023): each class has a colour from ReBias's ten-colour palette; within each class a
+fraction `ratio` of the samples (0.99 in train and val) takes the class's colour and the rest
+are spread evenly over the other nine colours. In the test split the colour is independent of
+the label (`test_ratio` 0.1 = one colour in ten is the class's own), so test accuracy measures
+what the model learned about shape. Unlike ReBias, which paints the background, the digit's
+stroke is painted, as FMD describes it ("digit colour"); the grey level scales the colour, so
+anti-aliasing is kept. Colours are drawn once with a fixed generator (`colour_seed`): the data
+is part of the task version, not of a run's seed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from mubench.data.files import DataFile
+from mubench.data.mnist import OFFICIAL, load_mnist
+from mubench.tasks.base import Pool, Task, TaskData, cached_task_data, tasks
+from mubench.tasks.spec import DataFileSpec, ProfileSpec, Recipe, ScenarioSpec, TaskSpec
+
+# ReBias's COLOUR_MAP (clovaai/rebias, datasets/colour_mnist.py), RGB in 0..255.
+PALETTE = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [225, 225, 0], [225, 0, 225],
+                    [0, 255, 255], [255, 128, 0], [255, 0, 128], [128, 0, 255], [128, 128, 128]], dtype=np.float32)
+TRAIN_RATIO = 0.99
+TEST_RATIO = 0.1
+COLOUR_SEED = 0
+
+
+def assign_colours(labels: np.ndarray, ratio: float, rng: np.random.Generator, num_colours: int = 10) -> np.ndarray:
+    """Colour index per sample: `ratio` of each class gets its own colour, the rest the others evenly.
+
+    Follows ReBias's `_update_bias_indices`: shuffle each class, keep the first
+    floor(n * ratio) on the class's colour, then deal the remainder over the other colours in
+    contiguous chunks, the order of the other colours shuffled per class.
+    """
+    colours = np.empty(len(labels), dtype=np.int64)
+    for label in range(num_colours):
+        members = np.flatnonzero(labels == label)
+        rng.shuffle(members)
+        n_aligned = int(len(members) * ratio)
+        colours[members[:n_aligned]] = label
+        others = np.array([c for c in range(num_colours) if c != label])
+        rng.shuffle(others)
+        rest = members[n_aligned:]
+        chunk = int(np.ceil(len(rest) / (num_colours - 1))) if len(rest) else 1
+        for position, start in enumerate(range(0, len(rest), chunk)):
+            colours[rest[start:start + chunk]] = others[position]
+    return colours
+
+
+def colourise(images: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """Paint grey digits (N, 28, 28) uint8 with palette colours -> (N, 3, 28, 28) uint8."""
+    rgb = PALETTE[colours][:, :, None, None] * (images[:, None, :, :].astype(np.float32) / 255.0)
+    return np.rint(rgb).astype(np.uint8)
+
+
+def build_colored_mnist(arrays: dict[str, np.ndarray], train_ratio: float, test_ratio: float, seed: int) -> TaskData:
+    rng = np.random.default_rng(seed)
+    pools = {}
+    for part, ratio in (("train", train_ratio), ("test", test_ratio)):
+        labels = arrays[f"{part}_labels"].astype(np.int64)
+        colours = assign_colours(labels, ratio, rng)
+        pools[part] = Pool(
+            x=torch.from_numpy(colourise(arrays[f"{part}_images"], colours)),
+            y=torch.from_numpy(labels),
+            attributes={"colour": torch.from_numpy(colours),
+                        "bias_aligned": torch.from_numpy((colours == labels).astype(np.int64))},
+        )
+    return TaskData(train=pools["train"], test=pools["test"])
+
+
+def _scenarios() -> tuple[ScenarioSpec, ...]:
+    randoms = tuple(
+        ScenarioSpec(name=f"random_{pct}", kind="random", params={"fraction": pct / 100}, domain="privacy",
+                     description=f"{pct} % of the training samples, drawn uniformly at random")
+        for pct in (1, 10))
+    classes = tuple(
+        ScenarioSpec(name=f"class_{k}", kind="class", params={"label": k}, domain="adaptability",
+                     description=f"every training sample of digit {k}")
+        for k in range(10))
+    bias = ScenarioSpec(name="bias_aligned", kind="subgroup", domain="fairness",
+                        params={"attribute": "bias_aligned", "value": 1, "labels": [0]},
+                        description="the bias-aligned training samples of digit 0 (its colour-stereotyped majority)")
+    return randoms + classes + (bias,)
+
+
+SPEC = TaskSpec(
+    name="cmnist",
+    version="1.0",
+    title="Colored MNIST",
+    modality="image",
+    description=__doc__.split("\n\n")[0].strip(),
+    num_classes=10,
+    input_shape=(3, 28, 28),
+    source=tuple(DataFileSpec(name=form.name, sha256=form.sha256)
+                 for data_file in OFFICIAL.data_files() for form in data_file.forms[:1]),
+    source_folder=OFFICIAL.folder,
+    profiles={
+        "smoke": ProfileSpec(model="mlp", model_args={"hidden": [256, 256]},
+                             recipe=Recipe(optimizer="adam", lr=1e-3, epochs=5, batch_size=128),
+                             train_size=10_000, val_size=1_000, test_size=2_000),
+        "standard": ProfileSpec(model="small_cnn", model_args={"channels": [32, 64], "hidden": 128},
+                                recipe=Recipe(optimizer="adam", lr=1e-3, epochs=10, batch_size=256),
+                                train_size=None, val_size=5_000, test_size=None),
+    },
+    scenarios=_scenarios(),
+    sensitive_attributes=("colour",),
+    main_metric="test/acc",
+    licence="MNIST: Yann LeCun and Corinna Cortes, no formal licence",
+    citation="LeCun et al. 1998 (MNIST); Bahng et al. 2020, ReBias (Colored MNIST); Chen et al. 2023, FMD",
+)
+
+
+class ColoredMNIST(Task):
+    spec = SPEC
+
+    def data_files(self) -> list[DataFile]:
+        return OFFICIAL.data_files()
+
+    def load(self) -> TaskData:
+        key = [SPEC.name, SPEC.version, OFFICIAL.pinned, TRAIN_RATIO, TEST_RATIO, COLOUR_SEED]
+        return cached_task_data("cmnist", key, lambda: build_colored_mnist(
+            load_mnist(), TRAIN_RATIO, TEST_RATIO, COLOUR_SEED))
+
+    def to_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float().div_(255.0)
+
+
+tasks.add("cmnist", ColoredMNIST())
