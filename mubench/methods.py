@@ -99,6 +99,8 @@ def _cast(raw: Any, kind: type, where: str) -> HParamValue:
             if raw.lower() not in {"true", "false", "1", "0"}:
                 raise ValueError(raw)
             return raw.lower() in {"true", "1"}
+        if kind is int and isinstance(raw, float) and not raw.is_integer():
+            raise ValueError(raw)  # int(2.5) would silently truncate to 2
         return kind(raw)
     except (TypeError, ValueError):
         raise MubenchError(f"hyper-parameter {where}: cannot read {raw!r} as {kind.__name__}") from None

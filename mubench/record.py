@@ -28,6 +28,14 @@ class RunConfig(BaseModel):
     seed: int = Field(ge=0)
     profile: str
 
+    @field_validator("hparams")
+    @classmethod
+    def _finite_hparams(cls, values: dict[str, HParamValue]) -> dict[str, HParamValue]:
+        bad = sorted(k for k, v in values.items() if isinstance(v, float) and not math.isfinite(v))
+        if bad:
+            raise ValueError(f"non-finite hyper-parameters: {bad}")
+        return values
+
     @property
     def id(self) -> str:
         return sha256_of(self.model_dump(mode="json"))

@@ -11,6 +11,7 @@ change in the generators can never silently alter the data behind a record.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def read_split(path: Path) -> Split:
         with np.load(path) as stored:
             split = Split(**{part: stored[part] for part in PARTS})
             recorded = str(stored["id"])
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise SplitMismatchError(f"{path}: unreadable split file ({exc})") from None
     if split.id != recorded:
         raise SplitMismatchError(f"{path}: indices hash to {split.id[:12]}, but the file records {recorded[:12]}")

@@ -8,6 +8,7 @@ The parsed arrays are cached under `MUBENCH_HOME/prepared` so later runs skip th
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +68,7 @@ def load_mnist(source: MnistSource = OFFICIAL) -> dict[str, np.ndarray]:
         try:
             with np.load(cache) as stored:
                 return {key: stored[key] for key in PARTS}
-        except (OSError, ValueError, KeyError):
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):
             cache.unlink(missing_ok=True)  # a damaged cache is rebuilt from the verified files
     arrays = {part: _read_verified(source, part) for part in PARTS}
     cache.parent.mkdir(parents=True, exist_ok=True)

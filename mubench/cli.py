@@ -1,0 +1,174 @@
+"""The `mubench` command line: list, run, results, data status."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mubench import paths
+from mubench.errors import MubenchError
+
+app = typer.Typer(help="mubench: a benchmark and leaderboard for machine unlearning.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+data_app = typer.Typer(help="Where each task's data is, and what is missing.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+err = Console(stderr=True)
+# Piped output gets a wide console: a results table squeezed to 80 columns is unreadable in a log.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+
+
+class Listable(str, Enum):
+    tasks = "tasks"
+    scenarios = "scenarios"
+    methods = "methods"
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+
+
+StoreOption = Annotated[Optional[Path], typer.Option("--store", help="SQLite store (default: $MUBENCH_HOME/results.sqlite)")]
+
+
+def main() -> None:
+    try:
+        app()
+    except MubenchError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)
+
+
+@app.command("list")
+def list_(what: Listable, as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+    """List registered tasks, scenarios (per task) or methods."""
+    from mubench import listing
+
+    rows = {"tasks": listing.task_rows, "scenarios": listing.scenario_rows, "methods": listing.method_rows}[what.value]()
+    if as_json:
+        out.file.write(json.dumps(rows, indent=1) + "\n")
+    else:
+        listing.print_rows(rows, title=what.value, console=out)
+
+
+@app.command()
+def run(
+    task: Annotated[Optional[list[str]], typer.Option("--task", help="task name (repeatable)")] = None,
+    scenario: Annotated[Optional[list[str]], typer.Option("--scenario", help="scenario (repeatable; default: all of the task's)")] = None,
+    method: Annotated[Optional[list[str]], typer.Option("--method", help="method (repeatable; default: all)")] = None,
+    seed: Annotated[Optional[list[int]], typer.Option("--seed", help="seed (repeatable; default 0)")] = None,
+    profile: Annotated[Optional[str], typer.Option("--profile", help="smoke or standard (default smoke)")] = None,
+    suite: Annotated[Optional[str], typer.Option("--suite", help="a preset grid, e.g. 'quick'")] = None,
+    hparam: Annotated[Optional[list[str]], typer.Option("--hparam", help="override, METHOD.NAME=VALUE (repeatable)")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, or auto")] = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON record per run on stdout, nothing else")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Run the cross product of the given options (or a suite); finished runs are skipped."""
+    from mubench.runner import Harness
+    from mubench.store import Store
+    from mubench.sweep import GridSpec, expand_grid, run_grid
+
+    grid = GridSpec.from_suite(suite) if suite else GridSpec(tasks=[], scenarios=None, methods=None, seeds=[0], profile="smoke")
+    grid.tasks = task or grid.tasks
+    grid.scenarios, grid.methods = scenario or grid.scenarios, method or grid.methods
+    grid.seeds, grid.profile = seed or grid.seeds, profile or grid.profile
+    grid.hparams = _parse_hparams(hparam or [])
+    if not grid.tasks:
+        raise MubenchError("name at least one --task, or a --suite (e.g. --suite quick)")
+    configs = expand_grid(grid)
+    _check_data(grid.tasks)
+    result_store = Store(store or paths.default_store())
+    harness = Harness(device=device)
+    records = _run_with_progress(configs, result_store, harness, as_json)
+    if not as_json:
+        from mubench.aggregate import records_frame, summarise
+        from mubench.report import render
+
+        render(summarise(records_frame(records)), "table", out)
+        failed = [r for r in records if r.status == "failed"]
+        for record in failed:
+            err.print(f"[red]failed[/red] {record.config.label}: {record.error}", highlight=False)
+        err.print(f"{len(records)} runs ({len(failed)} failed); store: {result_store.path}")
+
+
+@app.command()
+def results(
+    task: Annotated[Optional[list[str]], typer.Option("--task")] = None,
+    scenario: Annotated[Optional[list[str]], typer.Option("--scenario")] = None,
+    method: Annotated[Optional[list[str]], typer.Option("--method")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table, csv, json or markdown")] = Format.table,
+    store: StoreOption = None,
+) -> None:
+    """Aggregate stored records over seeds: mean, 95 % CI and n per metric."""
+    from mubench.aggregate import records_frame, summarise
+    from mubench.report import render
+    from mubench.store import Store
+
+    path = store or paths.default_store()
+    if not path.exists():
+        raise MubenchError(f"no result store at {path}; run `mubench run` first or pass --store")
+    records = Store(path).records(task=task, scenario=scenario, method=method)
+    render(summarise(records_frame(records)), fmt.value, out)
+
+
+@data_app.command("status")
+def data_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """For each task: whether its data was found, where, and which files are missing."""
+    from mubench.listing import data_status_rows, print_rows
+
+    rows = data_status_rows()
+    if as_json:
+        out.file.write(json.dumps(rows, indent=1) + "\n")
+    else:
+        print_rows(rows, title=f"data (mirrors: {', '.join(map(str, paths.mirrors())) or 'none'}; home: {paths.home()})", console=out)
+
+
+def _parse_hparams(items: list[str]) -> dict[str, dict[str, str]]:
+    parsed: dict[str, dict[str, str]] = {}
+    for item in items:
+        target, _, value = item.partition("=")
+        method_name, _, key = target.partition(".")
+        if not (method_name and key and value):
+            raise MubenchError(f"--hparam {item!r}: expected METHOD.NAME=VALUE, e.g. finetune.lr=0.02")
+        parsed.setdefault(method_name, {})[key] = value
+    return parsed
+
+
+def _check_data(task_names: list[str]) -> None:
+    from mubench.data.files import missing_message
+    from mubench.tasks.base import tasks
+
+    for name in task_names:
+        task = tasks.get(name)
+        missing = [f for f in task.data_files() if f.name in task.data_status().missing]
+        if missing:
+            raise MubenchError(f"task {name}: " + "\n".join(missing_message(f) for f in missing))
+
+
+def _run_with_progress(configs, store, harness, as_json: bool):  # type: ignore[no-untyped-def]
+    from mubench.sweep import run_grid
+
+    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=False) as progress:
+        bar = progress.add_task("starting", total=len(configs))
+
+        def on_record(record, skipped):  # type: ignore[no-untyped-def]
+            state = "stored before" if skipped else record.status
+            if as_json:
+                out.file.write(record.model_dump_json() + "\n")
+                out.file.flush()
+            progress.console.print(f"{record.config.label}: {state}", highlight=False)
+            progress.update(bar, advance=1, description=record.config.scenario)
+
+        return run_grid(configs, store, harness, on_record)

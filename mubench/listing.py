@@ -1,0 +1,59 @@
+"""Rows for `mubench list` and `mubench data status`: plain dicts, printable or JSON."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from mubench.methods import methods
+from mubench.tasks.base import tasks
+
+Row = dict[str, object]
+
+
+def task_rows() -> list[Row]:
+    return [{"task": name, "version": task.spec.version, "title": task.spec.title, "modality": task.spec.modality,
+             "classes": task.spec.num_classes, "scenarios": len(task.spec.scenarios),
+             "profiles": sorted(task.spec.profiles), "citation": task.spec.citation}
+            for name, task in tasks.items()]
+
+
+def scenario_rows() -> list[Row]:
+    return [{"task": name, "scenario": s.name, "kind": s.kind, "domain": s.domain, "description": s.description}
+            for name, task in tasks.items() for s in task.spec.scenarios]
+
+
+def method_rows() -> list[Row]:
+    return [{"method": name, "access": cls.access.value, "version": cls.version, "intensity": cls.intensity,
+             "defaults": cls.defaults(), "paper": cls.paper}
+            for name, cls in methods.items()]
+
+
+def data_status_rows() -> list[Row]:
+    rows = []
+    for name, task in tasks.items():
+        status = task.data_status()
+        files = task.data_files()
+        state = "generated" if not files else ("found" if status.complete else "missing")
+        rows.append({"task": name, "status": state, "found": status.found, "missing": status.missing})
+    return rows
+
+
+def print_rows(rows: list[Row], title: str, console: Console) -> None:
+    if not rows:
+        console.print(f"no {title}")
+        return
+    table = Table(title=title)
+    for column in rows[0]:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*[_cell(v) for v in row.values()])
+    console.print(table)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, dict):
+        return "\n".join(f"{k}: {v}" for k, v in value.items()) or "–"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "–"
+    return "–" if value is None else str(value)
