@@ -25,8 +25,8 @@ needs_real_mnist = pytest.mark.skipif(not HAS_REAL_MNIST, reason=f"no MNIST mirr
 
 # Golden ids: a change in the partition or forget generators (or in the debug data) changes these.
 GOLDEN_DEBUG_SMOKE_SEED0 = {
-    "random_10": "606316baccb96d258c219f0720bd4306c8a8cbfecbc251c9ba68bddec04de4b5",
-    "class_0": "ade104dc3f12175bc5038df1e151d17d70334f105f887c1189aa112399dd9833",
+    "random_10": "c2eb62ab7e315355c074a922e8b312f1899b981489d5cc6b3a588f851423d296",
+    "class_0": "10de9e2f0b17850b6e8e2c278f0d9d7ee595bf34aa69376a5e7773f1bb1d080a",
 }
 
 
@@ -81,18 +81,18 @@ def test_debug_split_invariants(debug, scenario):
     spec = task.spec.scenario(scenario)
     split = make_split(task, data, scenario, seed=0, profile="smoke")
     check_invariants(split, data, spec.kind, spec.params)
-    assert len(split.val) == 64
-    assert len(split.train) == 320 - 64
-    assert len(split.test) == 128  # test_size None: the whole test pool
-    np.testing.assert_array_equal(split.test, np.arange(128))
+    assert len(split.val) == 200
+    assert len(split.train) == 1200 - 200
+    assert len(split.test) == 400  # test_size None: the whole test pool
+    np.testing.assert_array_equal(split.test, np.arange(400))
 
 
-def test_debug_random_10_has_26_samples(debug):
+def test_debug_random_10_has_100_samples(debug):
     task, data = debug
     split = make_split(task, data, "random_10", seed=0, profile="smoke")
-    assert len(split.forget) == 26  # round(0.1 * 256) = round(25.6)
-    assert len(split.retain) == 230
-    assert len(split.heldout) == 64
+    assert len(split.forget) == 100  # round(0.1 * 1000)
+    assert len(split.retain) == 900
+    assert len(split.heldout) == 200
 
 
 @pytest.mark.parametrize("scenario", sorted(GOLDEN_DEBUG_SMOKE_SEED0))
@@ -158,7 +158,7 @@ def test_profile_changes_the_partition(debug):
     task, data = debug
     smoke = make_split(task, data, "random_10", seed=0, profile="smoke")
     standard = make_split(task, data, "random_10", seed=0, profile="standard")
-    assert len(standard.val) == len(smoke.val) == 64
+    assert len(standard.val) == len(smoke.val) == 200
     assert not np.array_equal(smoke.val, standard.val)
 
 
@@ -176,14 +176,14 @@ def _tiny_data(train_labels, n_test=10):
 
 def test_val_size_leaving_no_training_data_is_refused(debug):
     task, _ = debug
-    with pytest.raises(ValueError, match="val_size 64 leaves no training data"):
-        make_split(task, _tiny_data([0, 1] * 32), "random_10", seed=0, profile="smoke")
+    with pytest.raises(ValueError, match="val_size 200 leaves no training data"):
+        make_split(task, _tiny_data([0, 1] * 100), "random_10", seed=0, profile="smoke")
 
 
 def test_empty_forget_set_is_refused(debug):
     task, _ = debug
     with pytest.raises(ValueError, match="forget set has 0 of 36"):
-        make_split(task, _tiny_data([1, 2] * 50), "class_0", seed=0, profile="smoke")
+        make_split(task, _tiny_data([1, 2] * 118), "class_0", seed=0, profile="smoke")
 
 
 # ---- storing and re-reading ----------------------------------------------------------------

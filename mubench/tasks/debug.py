@@ -1,7 +1,9 @@
 """A tiny synthetic task of random tensors, for contract tests of methods and the harness.
 
-Inputs are 16-dimensional Gaussian vectors; labels come from a fixed random linear teacher, so
-the task is learnable in a second and needs no files.
+Inputs are 16-dimensional Gaussian vectors; labels come from a fixed random linear teacher, with
+a fifth of them replaced by random labels. The task trains in a second and needs no files, and
+the noisy labels can only be memorised, which gives the original model a strong, known
+membership signal (members' losses far below non-members'), unlike Colored MNIST's smoke models.
 """
 
 from __future__ import annotations
@@ -11,20 +13,20 @@ import torch
 from mubench.tasks.base import Pool, Task, TaskData, tasks
 from mubench.tasks.spec import ProfileSpec, Recipe, ScenarioSpec, TaskSpec
 
-_DIM, _CLASSES = 16, 4
+_DIM, _CLASSES, _LABEL_NOISE = 16, 4, 0.2
 
 SPEC = TaskSpec(
     name="debug",
     version="1.0",
     title="Debug (random tensors)",
     modality="vector",
-    description="Random Gaussian vectors labelled by a fixed linear teacher; for contract tests.",
+    description="Random Gaussian vectors labelled by a fixed linear teacher, 20 % label noise; for contract tests.",
     num_classes=_CLASSES,
     input_shape=(_DIM,),
     profiles={
-        profile: ProfileSpec(model="mlp", model_args={"hidden": [32]},
-                             recipe=Recipe(optimizer="adam", lr=1e-2, epochs=5, batch_size=32),
-                             train_size=None, val_size=64, test_size=None)
+        profile: ProfileSpec(model="mlp", model_args={"hidden": [128]},
+                             recipe=Recipe(optimizer="adam", lr=1e-2, epochs=40, batch_size=64),
+                             train_size=None, val_size=200, test_size=None)
         for profile in ("smoke", "standard")
     },
     scenarios=(
@@ -47,9 +49,12 @@ class DebugTask(Task):
 
         def pool(n: int) -> Pool:
             x = torch.randn(n, _DIM, generator=generator)
-            return Pool(x, (x @ teacher).argmax(dim=1))
+            labels = (x @ teacher).argmax(dim=1)
+            noisy = torch.rand(n, generator=generator) < _LABEL_NOISE
+            labels[noisy] = torch.randint(0, _CLASSES, (int(noisy.sum()),), generator=generator)
+            return Pool(x, labels)
 
-        return TaskData(train=pool(320), test=pool(128))
+        return TaskData(train=pool(1200), test=pool(400))
 
 
 tasks.add("debug", DebugTask())
