@@ -38,7 +38,6 @@ class RandomLabel(Method):
         optimizer = sgd(model, hp.lr, weight_decay=hp.weight_decay)
         for _ in range(hp.epochs):
             for subset in (relabelled, request.retain):
-                for index in torch.randperm(len(subset), generator=request.generator).split(hp.batch_size):
-                    index = index.to(subset.y.device)
-                    step(optimizer, F.cross_entropy(model(subset.x[index]), subset.y[index]))
+                for x, y in request.batches_of(subset, batch_size=hp.batch_size):
+                    step(optimizer, F.cross_entropy(model(x), y))
         return model

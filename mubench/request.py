@@ -71,11 +71,15 @@ class Request:
         """
         subsets = [self.subset(name) for name in names]
         others = [_cycle(s, batch_size, self.generator) for s in subsets[1:]]
+        for batch in self.batches_of(subsets[0], batch_size=batch_size, epochs=epochs):
+            yield (batch, *(next(other) for other in others))
+
+    def batches_of(self, subset: Subset, batch_size: int = 128, epochs: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Shuffled mini-batches of any subset a method built itself (e.g. relabelled forget data)."""
         for _ in range(epochs):
-            lead = subsets[0]
-            for index in torch.randperm(len(lead), generator=self.generator).split(batch_size):
-                index = index.to(lead.y.device)
-                yield ((lead.x[index], lead.y[index]), *(next(other) for other in others))
+            for index in torch.randperm(len(subset), generator=self.generator).split(batch_size):
+                index = index.to(subset.y.device)
+                yield subset.x[index], subset.y[index]
 
     def train_from_scratch(self, name: str = "retain") -> nn.Module:
         """Train a fresh model on subset `name` with the task's own recipe and the run's seed."""

@@ -85,14 +85,16 @@ def _download(data_file: DataFile) -> tuple[Path, FileForm]:
     form = data_file.forms[0]
     target = paths.home() / "raw" / data_file.folder / form.name
     target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=form.name, suffix=".part")
+    tmp = Path(tmp_name)
     try:
-        with urllib.request.urlopen(data_file.url, timeout=20) as response:
-            with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
-                shutil.copyfileobj(response, tmp)
+        with os.fdopen(handle, "wb") as sink, urllib.request.urlopen(data_file.url, timeout=20) as response:
+            shutil.copyfileobj(response, sink)
+        if sha256_file(tmp) != form.sha256:
+            raise CorruptDataError(f"download of {data_file.url} does not match the pinned sha256 {form.sha256}")
+        os.replace(tmp, target)
     except OSError as exc:
         raise MissingDataError(f"{missing_message(data_file)}\nDownload failed: {exc}") from None
-    if sha256_file(Path(tmp.name)) != form.sha256:
-        os.unlink(tmp.name)
-        raise CorruptDataError(f"download of {data_file.url} does not match the pinned sha256 {form.sha256}")
-    os.replace(tmp.name, target)
+    finally:
+        tmp.unlink(missing_ok=True)  # nothing half-written or unverified is ever left behind
     return target, form
