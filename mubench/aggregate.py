@@ -55,9 +55,7 @@ def wide(summary: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     chosen = summary[summary["metric"].isin(keys)]
     if chosen.empty:
         return pd.DataFrame(columns=GROUP)
-    table = chosen.pivot_table(index=GROUP, columns="metric", values=["mean", "ci95"], aggfunc="first", dropna=False,
-                               observed=True)
-    table = table[table[[("mean", k) for k in keys if ("mean", k) in table.columns]].notna().any(axis=1)]
+    table = chosen.set_index([*GROUP, "metric"])[["mean", "ci95"]].unstack("metric")  # observed groups only
     out = pd.DataFrame(index=table.index)
     for key in keys:
         if ("mean", key) in table.columns:
@@ -74,6 +72,7 @@ def low_signal_scenarios(summary: pd.DataFrame) -> pd.DataFrame:
     if signal.empty:
         return pd.DataFrame(columns=["task", "scenario", "profile", "signal/forget_acc", "signal/mia_auc"])
     per = signal.pivot_table(index=["task", "scenario", "profile"], columns="metric", values="mean", aggfunc="mean")
+    per = per.reindex(columns=["signal/forget_acc", "signal/mia_auc"])  # one of them absent: not flagged
     low = (per["signal/forget_acc"].abs() < SIGNAL_ACC_MIN) & (per["signal/mia_auc"].abs() < SIGNAL_MIA_MIN)
     return per[low].reset_index()
 

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mubench import paths
@@ -45,7 +46,9 @@ def main() -> None:
     try:
         app()
     except MubenchError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        # escaped: a message may quote user input with [brackets]; soft_wrap: no line breaks
+        # inserted into names, paths or "Did you mean" hints
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 
@@ -88,6 +91,7 @@ def run(
         raise MubenchError("name at least one --task, or a --suite (e.g. --suite quick)")
     configs = expand_grid(grid)
     _check_data(grid.tasks)
+    _check_device(device)
     result_store = Store(store or paths.default_store())
     harness = Harness(device=device)
     records = _run_with_progress(configs, result_store, harness, as_json)
@@ -145,6 +149,19 @@ def _parse_hparams(items: list[str]) -> dict[str, dict[str, str]]:
     return parsed
 
 
+def _check_device(device: str) -> None:
+    import torch
+
+    from mubench.runner import resolve_device
+
+    try:
+        resolved = torch.device(resolve_device(device))
+    except RuntimeError:
+        raise MubenchError(f"--device {device!r} is not a device; use cpu, cuda, cuda:N or auto") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise MubenchError(f"--device {device}: CUDA is not available here; use --device cpu (or auto)")
+
+
 def _check_data(task_names: list[str]) -> None:
     from mubench.data.files import missing_message
     from mubench.tasks.base import tasks
@@ -172,3 +189,7 @@ def _run_with_progress(configs, store, harness, as_json: bool):  # type: ignore[
             progress.update(bar, advance=1, description=record.config.scenario)
 
         return run_grid(configs, store, harness, on_record)
+
+
+if __name__ == "__main__":
+    main()

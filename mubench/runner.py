@@ -156,7 +156,8 @@ def check_architecture(model: object, reference: nn.Module) -> None:
     if not isinstance(model, nn.Module):
         raise MethodOutputError(f"unlearn returned {type(model).__name__}, not a torch.nn.Module")
     if type(model) is not type(reference):
-        raise MethodOutputError(f"unlearn returned a {type(model).__name__}, the original is a {type(reference).__name__}")
+        raise MethodOutputError(f"unlearn changed the architecture: it returned a {type(model).__name__}, "
+                                f"the original is a {type(reference).__name__}")
     got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     want = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
     if got != want:

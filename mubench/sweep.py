@@ -10,6 +10,7 @@ from mubench.errors import MubenchError, UnknownNameError
 from mubench.methods import methods
 from mubench.profiles import profiles
 from mubench.record import Record, RunConfig
+from mubench.registry import unknown_name_message
 from mubench.runner import Harness
 from mubench.store import Store
 from mubench.tasks.base import tasks
@@ -58,34 +59,42 @@ def expand_grid(grid: GridSpec) -> list[RunConfig]:
     """
     problems: list[str] = []
     _collect(problems, lambda: profiles.get(grid.profile))
-    method_names = list(grid.methods or methods.names())
+    method_names = list(dict.fromkeys(grid.methods or methods.names()))
+    resolved = {}
     for name in method_names:
-        _collect(problems, lambda name=name: methods.get(name))
-    task_names = list(grid.tasks)
-    for name in task_names:
-        _collect(problems, lambda name=name: tasks.get(name).spec.profile(grid.profile))
-    if problems:
-        raise MubenchError("\n".join(problems))
-    configs = []
-    for task_name in task_names:
-        spec = tasks.get(task_name).spec
-        scenario_names = list(grid.scenarios or [s.name for s in spec.scenarios])
+        if _collect(problems, lambda name=name: methods.get(name)) is not None:
+            hparams = _collect(problems, lambda name=name: methods.get(name).resolve(grid.hparams.get(name)))
+            if hparams is not None:
+                resolved[name] = dict(hparams)
+    for name in grid.hparams:  # an override for a method that does not run would be silently ignored
+        if name not in method_names and name in methods:
+            problems.append(f"--hparam names method {name!r}, which is not in this run (methods: {', '.join(method_names)})")
+        elif name not in method_names:
+            problems.append("--hparam: " + unknown_name_message("method", name, methods.names()))
+    seeds = list(dict.fromkeys(grid.seeds))
+    problems += [f"seed {seed}: seeds must be non-negative integers" for seed in seeds if seed < 0]
+    specs = {}
+    for name in dict.fromkeys(grid.tasks):
+        spec = _collect(problems, lambda name=name: tasks.get(name).spec)
+        if spec is not None and _collect(problems, lambda spec=spec: spec.profile(grid.profile)) is not None:
+            specs[name] = spec
+    scenarios = {}
+    for task_name, spec in specs.items():
+        scenario_names = list(dict.fromkeys(grid.scenarios or [s.name for s in spec.scenarios]))
         for name in scenario_names:
-            _collect(problems, lambda name=name: spec.scenario(name))
-        for method_name in method_names:
-            _collect(problems, lambda m=method_name: methods.get(m).resolve(grid.hparams.get(m)))
-        if problems:
-            continue
-        for seed in grid.seeds:
-            for scenario in scenario_names:
-                for method_name in method_names:
-                    method = methods.get(method_name)
-                    configs.append(RunConfig(
-                        task=task_name, task_version=spec.version, scenario=scenario, method=method_name,
-                        method_version=method.version, hparams=dict(method.resolve(grid.hparams.get(method_name))),
-                        seed=seed, profile=grid.profile))
+            _collect(problems, lambda name=name, spec=spec: spec.scenario(name))
+        scenarios[task_name] = scenario_names
     if problems:
         raise MubenchError("\n".join(dict.fromkeys(problems)))
+    configs = []
+    for task_name, spec in specs.items():
+        for seed in seeds:
+            for scenario in scenarios[task_name]:
+                for method_name in method_names:
+                    configs.append(RunConfig(
+                        task=task_name, task_version=spec.version, scenario=scenario, method=method_name,
+                        method_version=methods.get(method_name).version, hparams=dict(resolved[method_name]),
+                        seed=seed, profile=grid.profile))
     return configs
 
 
@@ -110,8 +119,10 @@ def run_grid(configs: Sequence[RunConfig], store: Store, harness: Harness,
     return results
 
 
-def _collect(problems: list[str], check: Callable[[], object]) -> None:
+def _collect(problems: list[str], check: Callable[[], Any]) -> Any:
+    """`check()`'s value, or None after noting its error in `problems`."""
     try:
-        check()
+        return check()
     except (MubenchError, ValueError) as exc:
         problems.append(str(exc))
+        return None
