@@ -102,7 +102,7 @@ def run(
         render(summarise(records_frame(records)), "table", out)
         failed = [r for r in records if r.status == "failed"]
         for record in failed:
-            err.print(f"[red]failed[/red] {record.config.label}: {record.error}", highlight=False)
+            err.print(f"[red]failed[/red] {record.config.label}: {record.error}", highlight=False, soft_wrap=True)
         err.print(f"{len(records)} runs ({len(failed)} failed); store: {result_store.path}")
 
 

@@ -31,15 +31,11 @@ def make_optimizer(params: list[nn.Parameter], recipe: Recipe) -> torch.optim.Op
     return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
 
 
-def make_schedule(optimizer: torch.optim.Optimizer, recipe: Recipe, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+def make_schedule(optimizer: torch.optim.Optimizer, recipe: Recipe, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The per-step learning-rate schedule; None for a constant rate (no per-step Python work)."""
     if recipe.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-
-
-def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """One epoch of index batches; the last, smaller batch is kept."""
-    return list(torch.randperm(n, generator=generator).split(batch_size))
+    return None
 
 
 def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe,
@@ -52,12 +48,14 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
     schedule = make_schedule(optimizer, recipe, recipe.epochs * steps_per_epoch)
     loss = torch.zeros(())
     for _ in range(recipe.epochs):
-        for batch in shuffled_batches(len(y), recipe.batch_size, generator):
-            batch = batch.to(x.device, non_blocking=True)
+        permutation = torch.randperm(len(y), generator=generator).to(x.device)
+        for start in range(0, len(y), recipe.batch_size):
+            batch = permutation[start:start + recipe.batch_size]
             loss = F.cross_entropy(model(x[batch]), y[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            schedule.step()
+            if schedule is not None:
+                schedule.step()
     model.eval()
     return TrainStats(time.perf_counter() - start, recipe.epochs * len(y), float(loss.detach()))
