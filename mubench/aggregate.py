@@ -68,12 +68,12 @@ def wide(summary: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 def low_signal_scenarios(summary: pd.DataFrame) -> pd.DataFrame:
     """Scenarios where the original barely differs from the oracle: nothing to forget, so rankings
     there say little (forget-accuracy difference < 0.01 and membership AUC difference < 0.02)."""
-    signal = summary[summary["metric"].isin(["signal/forget_acc", "signal/mia_auc"])]
+    signal = summary[summary["metric"].isin(["signal/forget_acc", "signal/mia_loss_auc"])]
     if signal.empty:
-        return pd.DataFrame(columns=["task", "scenario", "profile", "signal/forget_acc", "signal/mia_auc"])
+        return pd.DataFrame(columns=["task", "scenario", "profile", "signal/forget_acc", "signal/mia_loss_auc"])
     per = signal.pivot_table(index=["task", "scenario", "profile"], columns="metric", values="mean", aggfunc="mean")
-    per = per.reindex(columns=["signal/forget_acc", "signal/mia_auc"])  # one of them absent: not flagged
-    low = (per["signal/forget_acc"].abs() < SIGNAL_ACC_MIN) & (per["signal/mia_auc"].abs() < SIGNAL_MIA_MIN)
+    per = per.reindex(columns=["signal/forget_acc", "signal/mia_loss_auc"])  # one of them absent: not flagged
+    low = (per["signal/forget_acc"].abs() < SIGNAL_ACC_MIN) & (per["signal/mia_loss_auc"].abs() < SIGNAL_MIA_MIN)
     return per[low].reset_index()
 
 

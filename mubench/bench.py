@@ -23,7 +23,6 @@ from rich.table import Table
 from torch.nn import functional as F
 
 from mubench import provenance
-from mubench.evaluation import EvaluationContext, outputs_on
 from mubench.methods import methods
 from mubench.metrics import compute_metrics
 from mubench.request import Request
@@ -96,12 +95,9 @@ def main(argv: list[str] | None = None) -> None:
 
     unlearned = run_method()
     method_seconds = _median_seconds(run_method, args.trials)
-    batch = task.spec.profile("smoke").eval_batch_size
 
     def evaluate() -> None:
-        context = EvaluationContext(outputs_on(unlearned, prepared.subsets, batch), prepared.oracle_outputs,
-                                    prepared.original_outputs, prepared.test_attributes, method_seconds, 1.0)
-        compute_metrics(context)
+        compute_metrics(harness.evaluation_context(prepared, unlearned, method_seconds))
 
     eval_seconds = _median_seconds(evaluate, args.trials)
     table = Table(title=f"mubench bench: {args.task} smoke, median of {args.trials} trials; "

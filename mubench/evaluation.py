@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from mubench.request import Subset
 
-EVALUATED_PARTS = ("forget", "retain", "heldout", "test")
+EVALUATED_PARTS = ("forget", "retain", "val", "heldout", "test")
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,10 @@ def outputs_on(model: nn.Module, subsets: dict[str, Subset], batch_size: int) ->
 
 @dataclass(frozen=True)
 class EvaluationContext:
-    """Everything metrics may read: outputs of the unlearned, oracle and original models per part,
-    the test pool's attributes, and the run's costs."""
+    """Everything metrics may read: outputs of the unlearned, oracle and original models per part
+    (computed once, shared by all metrics), the models themselves and the model-ready subsets (for
+    metrics that probe a model further: representations, relearning), the test pool's attributes,
+    and the run's costs. Metrics must not modify the models."""
 
     unlearned: dict[str, Outputs]
     oracle: dict[str, Outputs]
@@ -61,3 +63,8 @@ class EvaluationContext:
     test_attributes: dict[str, torch.Tensor] = field(default_factory=dict)
     method_seconds: float = 0.0
     oracle_seconds: float = 0.0
+    models: dict[str, nn.Module] = field(default_factory=dict)  # "unlearned", "oracle", "original"
+    subsets: dict[str, Subset] = field(default_factory=dict)
+    method_peak_memory_mb: float | None = None
+    relearn_lr: float = 1e-3
+    eval_batch_size: int = 1024

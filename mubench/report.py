@@ -11,7 +11,7 @@ from rich.table import Table
 
 from mubench.aggregate import direction_of, low_signal_scenarios, wide
 
-HEADLINE = ["forget/acc", "retain/acc", "test/acc", "gap/forget_acc", "gap/test_acc", "mia/auc",
+HEADLINE = ["forget/acc", "retain/acc", "test/acc", "gap/forget_acc", "gap/test_acc", "mia/loss_auc",
             "js/oracle", "bias/gap", "cost/seconds", "cost/rte"]
 _ARROWS = {"higher": "↑", "lower": "↓", "oracle": "≈oracle", "info": ""}
 

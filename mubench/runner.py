@@ -21,6 +21,7 @@ from mubench import provenance
 from mubench.artifacts import CachedModel, ModelCache
 from mubench.errors import MethodOutputError
 from mubench.evaluation import EVALUATED_PARTS, EvaluationContext, Outputs, outputs_on
+from mubench.memory import PeakMemory
 from mubench.hashing import sha256_arrays, sha256_of
 from mubench.methods import methods
 from mubench.metrics import METRICS_VERSION, compute_metrics
@@ -135,20 +136,30 @@ class Harness:
                           seed=derived_seed(config.task, config.scenario, config.method, config.seed, "method"),
                           trainer=lambda subset: self.fit_from_scratch(task, config.profile, config.seed, subset))
         model = copy.deepcopy(prepared.original.model)
-        started = time.perf_counter()
-        unlearned = method_cls().unlearn(model, request, hp)
-        method_seconds = time.perf_counter() - started
+        with PeakMemory(self.device) as peak:
+            started = time.perf_counter()
+            unlearned = method_cls().unlearn(model, request, hp)
+            method_seconds = time.perf_counter() - started
         check_architecture(unlearned, prepared.original.model)
-        batch = task.spec.profile(config.profile).eval_batch_size
-        context = EvaluationContext(
-            unlearned=outputs_on(unlearned, prepared.subsets, batch), oracle=prepared.oracle_outputs,
-            original=prepared.original_outputs, test_attributes=prepared.test_attributes,
-            method_seconds=method_seconds, oracle_seconds=prepared.oracle.train_seconds)
-        values = compute_metrics(context)
+        values = compute_metrics(self.evaluation_context(prepared, unlearned, method_seconds, peak.megabytes))
         bad = sorted(k for k, v in values.items() if v != v or v in (float("inf"), float("-inf")))
         if bad:
             raise MethodOutputError(f"the unlearned model gives non-finite metrics {bad}")
         return values
+
+
+    def evaluation_context(self, prepared: Prepared, unlearned: nn.Module, method_seconds: float,
+                           peak_memory_mb: float | None = None) -> EvaluationContext:
+        """Outputs of the unlearned model on every part, beside the prepared oracle and original."""
+        profile_spec = prepared.task.spec.profile(prepared.profile)
+        batch = profile_spec.eval_batch_size
+        return EvaluationContext(
+            unlearned=outputs_on(unlearned, prepared.subsets, batch), oracle=prepared.oracle_outputs,
+            original=prepared.original_outputs, test_attributes=prepared.test_attributes,
+            method_seconds=method_seconds, oracle_seconds=prepared.oracle.train_seconds,
+            models={"unlearned": unlearned, "oracle": prepared.oracle.model, "original": prepared.original.model},
+            subsets=prepared.subsets, method_peak_memory_mb=peak_memory_mb,
+            relearn_lr=profile_spec.recipe.lr, eval_batch_size=batch)
 
 
 def check_architecture(model: object, reference: nn.Module) -> None:

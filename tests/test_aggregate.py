@@ -109,7 +109,7 @@ def test_scenarios_methods_and_metrics_are_kept_apart():
 
 
 def signal_records(scenario: str, forget_signal: float, mia_signal: float) -> list[Record]:
-    return [record({"signal/forget_acc": forget_signal, "signal/mia_auc": mia_signal, "forget/acc": 0.5},
+    return [record({"signal/forget_acc": forget_signal, "signal/mia_loss_auc": mia_signal, "forget/acc": 0.5},
                    method=method, scenario=scenario, seed=seed)
             for method in ("identity", "finetune") for seed in (0, 1)]
 
@@ -136,7 +136,7 @@ def test_low_signal_without_signal_metrics_is_empty():
 
 
 def test_low_signal_with_only_one_signal_metric_flags_nothing():
-    # e.g. records written before signal/mia_auc existed: no crash, and no evidence of low signal
+    # e.g. records written before signal/mia_loss_auc existed: no crash, and no evidence of low signal
     summary = summarise(records_frame([record({"signal/forget_acc": 0.001, "forget/acc": 0.5})]))
     low = low_signal_scenarios(summary)
     assert low.empty
@@ -148,10 +148,10 @@ def test_wide_has_one_row_per_group_and_no_phantom_combinations():
     records = ([record({"forget/acc": 0.1 + s / 10, "test/acc": 0.8}, method="a", scenario="s1", seed=s) for s in (0, 1)]
                + [record({"forget/acc": 0.6, "test/acc": 0.5}, method="b", scenario="s2", seed=0)])
     summary = summarise(records_frame(records))
-    table = wide(summary, ["forget/acc", "test/acc", "mia/auc"])
+    table = wide(summary, ["forget/acc", "test/acc", "mia/loss_auc"])
     assert len(table) == 2
     assert sorted(zip(table["scenario"], table["method"])) == [("s1", "a"), ("s2", "b")]
-    assert "mia/auc" not in table.columns  # asked for, but in no record
+    assert "mia/loss_auc" not in table.columns  # asked for, but in no record
     a = table[table["method"] == "a"].iloc[0]
     b = table[table["method"] == "b"].iloc[0]
     assert a["forget/acc"] == pytest.approx(0.15)

@@ -166,7 +166,7 @@ def test_retrain_has_every_gap_exactly_zero(debug_run):
     assert len(retrains) == 2
     for record in retrains:
         gaps = {k: v for k, v in record.metrics.items() if k.startswith("gap/")}
-        assert {"gap/forget_acc", "gap/retain_acc", "gap/test_acc", "gap/mia_auc"} <= set(gaps)
+        assert {"gap/forget_acc", "gap/retain_acc", "gap/test_acc", "gap/mia_loss_auc"} <= set(gaps)
         assert all(v == 0.0 for v in gaps.values()), gaps
     identity = [r for r in json_records(debug_run.first.stdout) if r.config.method == "identity"]
     assert all(r.metrics["gap/forget_acc"] > 0 for r in identity)  # the zero above is not trivial

@@ -58,7 +58,7 @@ def random_outputs(n: int, seed: int) -> Outputs:
 
 
 def random_model_outputs(seed: int) -> dict[str, Outputs]:
-    sizes = {"forget": 12, "retain": 30, "heldout": 15, "test": 20}
+    sizes = {"forget": 12, "retain": 30, "val": 25, "heldout": 15, "test": 20}
     return {part: random_outputs(sizes[part], seed * 10 + i) for i, part in enumerate(EVALUATED_PARTS)}
 
 
@@ -202,7 +202,7 @@ def test_outputs_accuracy_losses_and_probs():
 # ---- compute_metrics --------------------------------------------------------------------------
 
 BASE_KEYS = {"forget/acc", "retain/acc", "test/acc", "gap/forget_acc", "gap/retain_acc", "gap/test_acc",
-             "mia/auc", "gap/mia_auc", "js/oracle", "cost/seconds", "signal/forget_acc", "signal/mia_auc"}
+             "mia/loss_auc", "gap/mia_loss_auc", "js/oracle", "cost/seconds", "signal/forget_acc", "signal/mia_loss_auc"}
 BIAS_KEYS = {"bias/aligned_acc", "bias/conflicting_acc", "bias/gap"}
 
 
@@ -213,7 +213,7 @@ def test_unlearned_equal_to_oracle_gives_zero_gaps_and_js():
     values = compute_metrics(ctx)
     assert BASE_KEYS | {"cost/rte"} <= set(values)
     gaps = [key for key in values if key.startswith("gap/")]
-    assert set(gaps) >= {"gap/forget_acc", "gap/retain_acc", "gap/test_acc", "gap/mia_auc"}
+    assert set(gaps) >= {"gap/forget_acc", "gap/retain_acc", "gap/test_acc", "gap/mia_loss_auc"}
     for key in gaps:
         assert values[key] == 0.0, key
     assert values["js/oracle"] == 0.0
@@ -251,9 +251,9 @@ def test_mia_metrics_match_sklearn():
     def auc(outputs):
         return sklearn_auc(outputs["forget"].losses.double().numpy(), outputs["heldout"].losses.double().numpy())
 
-    assert values["mia/auc"] == pytest.approx(auc(unlearned), abs=1e-9)
-    assert values["gap/mia_auc"] == pytest.approx(abs(auc(unlearned) - auc(oracle)), abs=1e-9)
-    assert values["signal/mia_auc"] == pytest.approx(auc(original) - auc(oracle), abs=1e-9)
+    assert values["mia/loss_auc"] == pytest.approx(auc(unlearned), abs=1e-9)
+    assert values["gap/mia_loss_auc"] == pytest.approx(abs(auc(unlearned) - auc(oracle)), abs=1e-9)
+    assert values["signal/mia_loss_auc"] == pytest.approx(auc(original) - auc(oracle), abs=1e-9)
     js = np.mean([jensenshannon(p, q) ** 2 for p, q in
                   zip(unlearned["forget"].probs.double().numpy(), oracle["forget"].probs.double().numpy())])
     assert values["js/oracle"] == pytest.approx(js, rel=1e-6, abs=1e-12)
@@ -310,7 +310,7 @@ def test_every_registered_metric_has_direction_and_description():
         assert isinstance(metric.description, str) and metric.description.strip(), key
         assert callable(metric.compute)
     assert metrics.get("forget/acc").direction == "oracle"
-    assert metrics.get("mia/auc").direction == "oracle"
+    assert metrics.get("mia/loss_auc").direction == "oracle"
     assert metrics.get("test/acc").direction == "higher"
     assert all(metrics.get(k).direction == "lower" for k in names if k.startswith("gap/"))
 

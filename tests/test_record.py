@@ -119,8 +119,8 @@ def test_valid_record():
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_record_rejects_non_finite_metrics(bad):
-    with pytest.raises(ValidationError, match="mia/auc"):
-        record(metrics={"test/acc": 0.9, "mia/auc": bad})
+    with pytest.raises(ValidationError, match="mia/loss_auc"):
+        record(metrics={"test/acc": 0.9, "mia/loss_auc": bad})
 
 
 def test_record_rejects_an_id_that_is_not_its_configs_hash():

@@ -13,7 +13,7 @@ from mubench.runner import Harness
 from tests.helpers import needs_real_mnist, null_auc_tolerance
 
 V1_KEYS = {"forget/acc", "retain/acc", "test/acc", "gap/forget_acc", "gap/retain_acc", "gap/test_acc",
-           "mia/auc", "js/oracle", "cost/seconds", "cost/rte"}
+           "mia/loss_auc", "js/oracle", "cost/seconds", "cost/rte"}
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +39,7 @@ def test_every_registered_method_passes_the_contract_on_the_debug_task(method, s
     record = Harness().run(config(method, scenario=scenario))
     assert record.status == "ok", record.error
     assert V1_KEYS <= set(record.metrics)
-    assert all(0.0 <= record.metrics[k] <= 1.0 for k in ("forget/acc", "retain/acc", "test/acc", "mia/auc"))
+    assert all(0.0 <= record.metrics[k] <= 1.0 for k in ("forget/acc", "retain/acc", "test/acc", "mia/loss_auc"))
 
 
 @pytest.mark.parametrize("scenario", ["random_10", "class_0"])
@@ -64,8 +64,8 @@ def test_membership_signal_on_debug_random_10():
     harness = Harness()
     prepared = harness.prepare("debug", "random_10", 0, "smoke")
     tolerance = null_auc_tolerance(len(prepared.split.forget), len(prepared.split.heldout))
-    oracle = harness.run(config("retrain")).metrics["mia/auc"]
-    original = harness.run(config("identity")).metrics["mia/auc"]
+    oracle = harness.run(config("retrain")).metrics["mia/loss_auc"]
+    original = harness.run(config("identity")).metrics["mia/loss_auc"]
     assert abs(oracle - 0.5) <= tolerance
     assert original > 0.5 + tolerance
 
@@ -138,7 +138,7 @@ def test_cmnist_random_10_membership(cmnist_random_10):
     original only slightly above it; the scenario is flagged as low-signal in reports."""
     records, prepared = cmnist_random_10
     tolerance = null_auc_tolerance(len(prepared.split.forget), len(prepared.split.heldout))
-    oracle, original = records["retrain"].metrics["mia/auc"], records["identity"].metrics["mia/auc"]
+    oracle, original = records["retrain"].metrics["mia/loss_auc"], records["identity"].metrics["mia/loss_auc"]
     assert abs(oracle - 0.5) <= tolerance
     assert original > oracle
-    assert records["identity"].metrics["signal/mia_auc"] == pytest.approx(original - oracle)
+    assert records["identity"].metrics["signal/mia_loss_auc"] == pytest.approx(original - oracle)

@@ -1,0 +1,16 @@
+"""The metric suite. Importing this package registers every metric family.
+
+Families, one module each: accuracy (utility, gaps to the oracle, divergence, tug-of-war),
+membership (membership inference, versioned), bias (spurious-attribute reliance), cost (time,
+memory, share of parameters changed), representation (CKA to the oracle), relearn (relearn time).
+"""
+
+from mubench.metrics import accuracy, bias, cost, membership, relearn, representation  # noqa: F401  (registration)
+from mubench.metrics.accuracy import jensen_shannon, subgroup_accuracy
+from mubench.metrics.core import Direction, Metric, add_metric, compute_metrics, is_finite, metrics
+from mubench.metrics.membership import MIA_SPEC_VERSION, membership_auc
+
+METRICS_VERSION = "2"
+
+__all__ = ["METRICS_VERSION", "MIA_SPEC_VERSION", "Direction", "Metric", "add_metric", "compute_metrics",
+           "is_finite", "jensen_shannon", "membership_auc", "metrics", "subgroup_accuracy"]

@@ -1,0 +1,35 @@
+"""Efficiency: wall time, its ratio to retraining, peak memory, and how much of the model changed."""
+
+from __future__ import annotations
+
+from mubench.evaluation import EvaluationContext
+from mubench.metrics.core import add_metric
+
+
+@add_metric("cost/seconds", "lower", "wall-clock seconds of the method's unlearn call")
+def cost_seconds(ctx: EvaluationContext) -> float:
+    return ctx.method_seconds
+
+
+@add_metric("cost/rte", "lower", "method seconds over the oracle's training seconds (run-time efficiency)")
+def cost_rte(ctx: EvaluationContext) -> float | None:
+    return ctx.method_seconds / ctx.oracle_seconds if ctx.oracle_seconds > 0 else None
+
+
+@add_metric("cost/peak_mem_mb", "lower", "memory the unlearn call added at its peak, MiB (CUDA allocator, or sampled RSS on CPU)")
+def cost_peak_memory(ctx: EvaluationContext) -> float | None:
+    return ctx.method_peak_memory_mb
+
+
+@add_metric("cost/params_changed", "info", "share of the model's parameters (scalars) that differ from the original's")
+def params_changed(ctx: EvaluationContext) -> float | None:
+    """How local the edit is: 0 for `identity`, near 1 for retraining or fine-tuning everything;
+    sparse methods (SSD, SalUn's masked updates, FMD's last layer) sit in between."""
+    if "unlearned" not in ctx.models or "original" not in ctx.models:
+        return None
+    original = dict(ctx.models["original"].named_parameters())
+    changed = total = 0
+    for name, tensor in ctx.models["unlearned"].named_parameters():
+        changed += int((tensor.detach() != original[name].detach()).sum())
+        total += tensor.numel()
+    return changed / total if total else None
