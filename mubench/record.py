@@ -57,6 +57,7 @@ class Record(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     split_id: str
     metrics_version: str
+    mia_spec_version: str  # membership-inference attacks change together under one versioned spec
     mubench_version: str
     git_commit: str
     hardware: str

@@ -24,7 +24,7 @@ from mubench.evaluation import EVALUATED_PARTS, EvaluationContext, Outputs, outp
 from mubench.memory import PeakMemory
 from mubench.hashing import sha256_arrays, sha256_of
 from mubench.methods import methods
-from mubench.metrics import METRICS_VERSION, compute_metrics
+from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION, compute_metrics
 from mubench.models import build_model
 from mubench.record import Record, RunConfig
 from mubench.request import Request, Subset
@@ -123,7 +123,7 @@ class Harness:
             metrics, status, error = {}, "failed", _reason(exc)
         return Record(
             id=config.id, config=config, status=status, error=error, metrics=metrics,
-            split_id=prepared.split.id, metrics_version=METRICS_VERSION,
+            split_id=prepared.split.id, metrics_version=METRICS_VERSION, mia_spec_version=MIA_SPEC_VERSION,
             mubench_version=provenance.mubench_version(), git_commit=provenance.git_commit(),
             hardware=provenance.hardware(str(self.device)), device=str(self.device),
             seconds=time.perf_counter() - start, peak_rss_mb=provenance.peak_rss_mb())

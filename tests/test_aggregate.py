@@ -29,7 +29,7 @@ def record(metrics: dict[str, float], *, method: str = "m", scenario: str = "s1"
     config = RunConfig(task=task, task_version="1.0", scenario=scenario, method=method, method_version="1",
                        hparams=hparams or {}, seed=seed, profile=profile)
     return Record(id=config.id, config=config, status=status, error="boom" if status == "failed" else None,
-                  metrics=metrics, split_id="split", metrics_version="1", mubench_version="0", git_commit="none",
+                  metrics=metrics, split_id="split", metrics_version="1", mia_spec_version="1", mubench_version="0", git_commit="none",
                   hardware="test", device="cpu", seconds=0.0, peak_rss_mb=0.0)
 
 

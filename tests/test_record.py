@@ -41,7 +41,7 @@ def config(**changes) -> RunConfig:
 def record(cfg: RunConfig | None = None, **changes) -> Record:
     cfg = cfg or config()
     fields = dict(id=cfg.id, config=cfg, status="ok", error=None, metrics={"forget/acc": 0.5, "test/acc": 0.9},
-                  split_id="abc123", metrics_version="1", mubench_version="0.1.0", git_commit="deadbeef",
+                  split_id="abc123", metrics_version="1", mia_spec_version="1", mubench_version="0.1.0", git_commit="deadbeef",
                   hardware="cpu: test", device="cpu", seconds=1.25, peak_rss_mb=321.5,
                   created_at="2024-05-01T12:00:00+00:00")
     fields.update(changes)
@@ -152,7 +152,7 @@ def test_record_rejects_bad_fields():
 
 def test_record_default_created_at_is_utc_iso():
     cfg = config()
-    rec = Record(id=cfg.id, config=cfg, status="ok", split_id="s", metrics_version="1", mubench_version="0",
+    rec = Record(id=cfg.id, config=cfg, status="ok", split_id="s", metrics_version="1", mia_spec_version="1", mubench_version="0",
                  git_commit="g", hardware="h", device="cpu", seconds=0.0, peak_rss_mb=0.0)
     assert rec.created_at.endswith("+00:00") and "T" in rec.created_at
     assert rec.metrics == {} and rec.error is None

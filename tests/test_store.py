@@ -49,7 +49,7 @@ def make_record(task="cmnist", scenario="random", method="finetune", seed=0, sta
     elif metrics is None:
         metrics = {"test/acc": 0.9, "forget/acc": 0.5 + seed / 100}
     return Record(id=cfg.id, config=cfg, status=status, error=error, metrics=metrics, split_id="split",
-                  metrics_version="1", mubench_version="0.1.0", git_commit="abc", hardware="cpu", device="cpu",
+                  metrics_version="1", mia_spec_version="1", mubench_version="0.1.0", git_commit="abc", hardware="cpu", device="cpu",
                   seconds=1.0, peak_rss_mb=10.0, created_at=created_at)
 
 
@@ -260,7 +260,7 @@ def make_loop_record(i):
     cfg = RunConfig(task="crash", task_version="1", scenario="s", method="m", method_version="1",
                     hparams={"i": i}, seed=0, profile="smoke")
     return Record(id=cfg.id, config=cfg, status="ok", metrics={"x": float(i)}, split_id="split",
-                  metrics_version="1", mubench_version="0", git_commit="g", hardware="cpu", device="cpu",
+                  metrics_version="1", mia_spec_version="1", mubench_version="0", git_commit="g", hardware="cpu", device="cpu",
                   seconds=0.0, peak_rss_mb=0.0, created_at="2024-01-01T00:00:00+00:00")
 '''
 

@@ -1,0 +1,47 @@
+"""Pareto fronts and hypervolumes of trade-off sweeps (pymoo).
+
+Each run is a point of three objectives in [0, 1], higher is better (mubench.metrics.objectives).
+pymoo minimises, so points are mapped to 1 - objective; the reference point is the worst corner,
+objectives (0, 0, 0), fixed for every task so that hypervolumes are comparable across methods and
+releases. The hypervolume of a method's sweep is the share of the unit cube its front dominates:
+1 would be a method as good as the oracle on utility and forgetting at no cost.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pymoo.indicators.hv import HV
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+from mubench.metrics.objectives import OBJECTIVES
+
+REFERENCE_POINT = (0.0, 0.0, 0.0)  # in objective space (higher is better), one value per objective
+
+
+def _as_minimisation(points: np.ndarray) -> np.ndarray:
+    points = np.atleast_2d(np.asarray(points, dtype=float))
+    if points.size and (points.min() < 0 or points.max() > 1):
+        raise ValueError("objectives must lie in [0, 1]")
+    return 1.0 - points
+
+
+def pareto_front(points: np.ndarray) -> np.ndarray:
+    """Indices (sorted) of the non-dominated points when every column is to be maximised."""
+    points = np.atleast_2d(np.asarray(points, dtype=float))
+    if len(points) == 0:
+        return np.array([], dtype=int)
+    front = NonDominatedSorting().do(-points, only_non_dominated_front=True)
+    return np.sort(np.asarray(front, dtype=int))
+
+
+def hypervolume(points: np.ndarray, reference: tuple[float, ...] | None = None) -> float:
+    """Volume dominated by `points` (maximised, in [0, 1]) above `reference` (default: the origin)."""
+    points = np.atleast_2d(np.asarray(points, dtype=float))
+    if len(points) == 0:
+        return 0.0
+    reference = reference if reference is not None else REFERENCE_POINT[: points.shape[1]]
+    indicator = HV(ref_point=1.0 - np.asarray(reference, dtype=float))
+    return float(indicator(_as_minimisation(points)))
+
+
+__all__ = ["OBJECTIVES", "REFERENCE_POINT", "hypervolume", "pareto_front"]
