@@ -3,11 +3,19 @@
 Each (task, scenario, method, hyper-parameters, profile) group gets, per metric, the mean, the
 half-width of a 95 % confidence interval from Student's t over seeds, and n (Lakens-style
 reporting as in lm-evaluation-harness: every number with its uncertainty).
+
+When a store holds several hyper-parameter settings of a method (a sweep), `select_settings`
+applies a selection protocol before the ordinary tables are made: `default` keeps the records at
+the method's default hyper-parameters, `val` keeps, per (task, scenario, method, profile, seed),
+the setting with the best validation accuracy (never a test or forget metric), and `all` keeps
+every setting as its own row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +27,13 @@ from mubench.record import Record
 
 GROUP = ["task", "scenario", "method", "hparams", "profile"]
 SIGNAL_ACC_MIN, SIGNAL_MIA_MIN = 0.01, 0.02
+SELECTIONS = {  # protocol: how a table made with it says so
+    "default": "each method's default hyper-parameters",
+    "val": "the best val/acc per seed",
+    "all": "every hyper-parameter setting as its own row",
+}
+SELECT_BY = "val/acc"
+CELL = ["task", "scenario", "method", "profile"]  # a method's runs in one scenario, over settings and seeds
 
 
 def records_frame(records: Sequence[Record]) -> pd.DataFrame:
@@ -79,3 +94,72 @@ def low_signal_scenarios(summary: pd.DataFrame) -> pd.DataFrame:
 
 def direction_of(key: str) -> str:
     return metrics.get(key).direction if key in metrics else "info"
+
+
+def registry_defaults() -> dict[str, dict[str, Any]]:
+    """Every registered method's default hyper-parameters, cast as a run's config stores them."""
+    from mubench.methods import methods
+
+    return {name: dict(cls.resolve()) for name, cls in methods.items()}
+
+
+def select_settings(frame: pd.DataFrame, protocol: str,
+                    defaults: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of a tidy `records_frame` that a selection protocol keeps, and the cells it drops.
+
+    `default`: the rows whose hyper-parameters equal the method's defaults (`defaults`, by method
+    name; default: the method registry). `val`: per (task, scenario, method, profile, seed), the
+    setting with the highest `val/acc` (ties: the default setting, then the first in canonical JSON
+    order; a lone setting is kept without one); the `hparams` column then holds the chosen setting,
+    or, where seeds chose differently, the JSON list of their settings in seed order, so that each
+    cell aggregates into one row. `all`: everything, unchanged.
+
+    Returns (kept rows, omitted cells as a frame of task, scenario, method, profile, reason).
+    """
+    if protocol not in SELECTIONS:
+        raise ValueError(f"unknown selection protocol {protocol!r}; valid: {', '.join(SELECTIONS)}")
+    omitted_columns = [*CELL, "reason"]
+    if frame.empty or protocol == "all":
+        return frame, pd.DataFrame(columns=omitted_columns)
+    if defaults is None:
+        defaults = registry_defaults()
+    default_json = {name: canonical_json(dict(values)) for name, values in defaults.items()}
+    is_default = frame["hparams"] == frame["method"].map(default_json)
+    cells = frame[CELL].drop_duplicates()
+    if protocol == "default":
+        kept = frame[is_default]
+    else:
+        kept = _best_on_validation(frame, is_default)
+    dropped = cells.merge(kept[CELL].drop_duplicates(), how="left", indicator=True)
+    dropped = dropped[dropped["_merge"] == "left_only"].drop(columns="_merge")
+    if protocol == "default":
+        known = dropped["method"].isin(list(default_json))
+        dropped["reason"] = np.where(known, "no record at its defaults", "defaults unknown (method not registered)")
+    else:
+        dropped["reason"] = f"several settings and no {SELECT_BY} to choose by"
+    omitted = dropped.sort_values(CELL).reset_index(drop=True)
+    return kept.reset_index(drop=True), omitted[omitted_columns]
+
+
+def _best_on_validation(frame: pd.DataFrame, is_default: pd.Series) -> pd.DataFrame:
+    runs = frame[[*CELL, "seed", "hparams"]].assign(is_default=is_default).drop_duplicates([*CELL, "seed", "hparams"])
+    scores = frame[frame["metric"] == SELECT_BY][[*CELL, "seed", "hparams", "value"]]
+    runs = runs.merge(scores, how="left", on=[*CELL, "seed", "hparams"])
+    settings = runs.groupby([*CELL, "seed"])["hparams"].transform("size")
+    runs = runs[runs["value"].notna() | (settings == 1)]  # cannot choose without the score, unless alone
+    runs = runs.sort_values([*CELL, "seed", "value", "is_default", "hparams"],
+                            ascending=[True] * 5 + [False, False, True], na_position="last")
+    chosen = runs.drop_duplicates([*CELL, "seed"], keep="first")[[*CELL, "seed", "hparams"]]
+    kept = frame.merge(chosen, on=[*CELL, "seed", "hparams"], how="inner")
+    labels = chosen.sort_values("seed").groupby(CELL)["hparams"].agg(_selected_label).rename("label").reset_index()
+    kept = kept.merge(labels, on=CELL, how="left")
+    kept["hparams"] = kept.pop("label")
+    return kept[frame.columns]
+
+
+def _selected_label(settings: pd.Series) -> str:
+    """The chosen setting's JSON if every seed chose it, else the JSON list of the seeds' choices."""
+    values = list(settings)
+    if len(set(values)) == 1:
+        return values[0]
+    return canonical_json([json.loads(v) for v in values])

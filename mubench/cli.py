@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typer.core import TyperCommand
 
 from mubench import paths
 from mubench.errors import MubenchError
@@ -39,6 +40,34 @@ class Format(str, Enum):
     markdown = "markdown"
 
 
+class SweepKind(str, Enum):
+    axes = "axes"
+    grid = "grid"
+
+
+class Select(str, Enum):
+    default = "default"
+    val = "val"
+
+
+class View(str, Enum):
+    table = "table"
+    hypervolume = "hypervolume"
+    ranks = "ranks"
+
+
+class _OptionalSweepValue(TyperCommand):
+    """`--sweep` with no value means `--sweep axes` (typer has no options with an optional value)."""
+
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        args = list(args)
+        end = args.index("--") if "--" in args else len(args)
+        for i in range(end):
+            if args[i] == "--sweep" and (i + 1 == end or args[i + 1].startswith("-")):
+                args[i] = "--sweep=axes"
+        return super().parse_args(ctx, args)
+
+
 StoreOption = Annotated[Optional[Path], typer.Option("--store", help="SQLite store (default: $MUBENCH_HOME/results.sqlite)")]
 
 
@@ -64,7 +93,7 @@ def list_(what: Listable, as_json: Annotated[bool, typer.Option("--json", help="
         listing.print_rows(rows, title=what.value, console=out)
 
 
-@app.command()
+@app.command(cls=_OptionalSweepValue)
 def run(
     task: Annotated[Optional[list[str]], typer.Option("--task", help="task name (repeatable)")] = None,
     scenario: Annotated[Optional[list[str]], typer.Option("--scenario", help="scenario (repeatable; default: all of the task's)")] = None,
@@ -73,8 +102,10 @@ def run(
     profile: Annotated[Optional[str], typer.Option("--profile", help="smoke or standard (default smoke)")] = None,
     suite: Annotated[Optional[str], typer.Option("--suite", help="a preset grid, e.g. 'quick'")] = None,
     hparam: Annotated[Optional[list[str]], typer.Option("--hparam", help="override, METHOD.NAME=VALUE (repeatable)")] = None,
+    sweep: Annotated[Optional[SweepKind], typer.Option("--sweep", metavar="[axes|grid]", help="sweep each method's hyper-parameters: axes (the default kind: one at a time around the defaults) or grid (the cross product)")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, or auto")] = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON record per run on stdout, nothing else")] = False,
+    shadow_models: Annotated[int, typer.Option("--shadow-models", min=0, help="K shadow originals + K shadow oracles per split for mia/ulira (default 0: off; a GPU workload)")] = 0,
     store: StoreOption = None,
 ) -> None:
     """Run the cross product of the given options (or a suite); finished runs are skipped."""
@@ -87,19 +118,26 @@ def run(
     grid.scenarios, grid.methods = scenario or grid.scenarios, method or grid.methods
     grid.seeds, grid.profile = seed or grid.seeds, profile or grid.profile
     grid.hparams = _parse_hparams(hparam or [])
+    grid.sweep = sweep.value if sweep else None
     if not grid.tasks:
         raise MubenchError("name at least one --task, or a --suite (e.g. --suite quick)")
     configs = expand_grid(grid)
     _check_data(grid.tasks)
     _check_device(device)
     result_store = Store(store or paths.default_store())
-    harness = Harness(device=device)
+    harness = Harness(device=device, shadow_models=shadow_models)
     records = _run_with_progress(configs, result_store, harness, as_json)
     if not as_json:
         from mubench.aggregate import records_frame, summarise
         from mubench.report import render
 
-        render(summarise(records_frame(records)), "table", out)
+        if grid.sweep:
+            from mubench.ranking import hypervolume_table
+            from mubench.report import render_hypervolume
+
+            render_hypervolume(hypervolume_table(records), "table", out)
+        else:
+            render(summarise(records_frame(records)), "table", out, select="all")
         failed = [r for r in records if r.status == "failed"]
         for record in failed:
             err.print(f"[red]failed[/red] {record.config.label}: {record.error}", highlight=False, soft_wrap=True)
@@ -112,18 +150,35 @@ def results(
     scenario: Annotated[Optional[list[str]], typer.Option("--scenario")] = None,
     method: Annotated[Optional[list[str]], typer.Option("--method")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="table, csv, json or markdown")] = Format.table,
+    view: Annotated[View, typer.Option("--view", help="table (one setting per method, see --select), hypervolume (of each method's sweep) or ranks")] = View.table,
+    select: Annotated[Select, typer.Option("--select", help="the setting per method: default (its default hyper-parameters) or val (per seed, the best val/acc)")] = Select.default,
+    metric: Annotated[str, typer.Option("--metric", help="headline metric of --view ranks (one whose best is the oracle's ranks by its gap)")] = "forget/acc",
     store: StoreOption = None,
 ) -> None:
-    """Aggregate stored records over seeds: mean, 95 % CI and n per metric."""
-    from mubench.aggregate import records_frame, summarise
-    from mubench.report import render
+    """Aggregate stored records over seeds: mean, 95 % CI and n per metric; or sweep hypervolumes, or ranks."""
+    from mubench.aggregate import SELECTIONS, records_frame, select_settings, summarise
+    from mubench.ranking import hypervolume_table, mean_ranks, rank_table
+    from mubench.report import render, render_hypervolume, render_ranks, selection_note
     from mubench.store import Store
 
     path = store or paths.default_store()
     if not path.exists():
         raise MubenchError(f"no result store at {path}; run `mubench run` first or pass --store")
     records = Store(path).records(task=task, scenario=scenario, method=method)
-    render(summarise(records_frame(records)), fmt.value, out)
+    if view is View.hypervolume:  # every setting: the sweep is the point
+        render_hypervolume(hypervolume_table(records), fmt.value, out)
+        return
+    if view is View.ranks:
+        ranks, omitted = rank_table(records, metric, select.value)
+        render_ranks(ranks, mean_ranks(ranks), fmt.value, out, select.value, headline=metric)
+    else:
+        kept, omitted = select_settings(records_frame(records), select.value)
+        render(summarise(kept), fmt.value, out, select=select.value, omitted=omitted)
+    if fmt is not Format.table:  # the terminal table's title names the protocol; here, stderr does
+        err.print(f"settings: {SELECTIONS[select.value]} (--select {select.value})", highlight=False, soft_wrap=True)
+    note = selection_note(select.value, omitted)
+    if note and (fmt is not Format.table or view is View.ranks):
+        err.print(note, highlight=False, soft_wrap=True)
 
 
 @data_app.command("status")

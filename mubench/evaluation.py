@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -12,6 +13,10 @@ from torch.nn import functional as F
 from mubench.request import Subset
 
 EVALUATED_PARTS = ("forget", "retain", "val", "heldout", "test")
+
+# A task's counterfactual builder (Task.counterfactual): model-ready inputs, their attributes and a
+# generator -> the same inputs with only the sensitive attribute changed, or None if the task cannot.
+Counterfactual = Callable[[torch.Tensor, dict[str, torch.Tensor], torch.Generator], torch.Tensor | None]
 
 
 @dataclass(frozen=True)
@@ -68,3 +73,8 @@ class EvaluationContext:
     method_peak_memory_mb: float | None = None
     relearn_lr: float = 1e-3
     eval_batch_size: int = 1024
+    sensitive_attributes: tuple[str, ...] = ()  # the task's spec.sensitive_attributes (fairness metrics)
+    counterfactual: Counterfactual | None = None  # the task's counterfactual builder (fair/counterfactual_bias)
+    # forget-set outputs of shadow models (Harness(shadow_models=K), for mia/ulira): "in" = originals
+    # trained with the forget set, "out" = oracles trained without it, seeds other than the run's
+    shadow_outputs: dict[str, list[Outputs]] = field(default_factory=dict)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -20,7 +20,7 @@ from torch import nn
 from mubench import provenance
 from mubench.artifacts import CachedModel, ModelCache
 from mubench.errors import MethodOutputError
-from mubench.evaluation import EVALUATED_PARTS, EvaluationContext, Outputs, outputs_on
+from mubench.evaluation import EVALUATED_PARTS, EvaluationContext, Outputs, compute_outputs, outputs_on
 from mubench.memory import PeakMemory
 from mubench.hashing import sha256_arrays, sha256_of
 from mubench.methods import methods
@@ -30,7 +30,7 @@ from mubench.record import Record, RunConfig
 from mubench.request import Request, Subset
 from mubench.splits import Split, load_or_make_split
 from mubench.tasks.base import Task, TaskData, tasks
-from mubench.training import train_model
+from mubench.training import TRAINER_VERSION, train_model
 
 
 def derived_seed(*names: object) -> int:
@@ -52,10 +52,14 @@ class Prepared:
     oracle: CachedModel
     original_outputs: dict[str, Outputs]
     oracle_outputs: dict[str, Outputs]
+    shadow_outputs: dict[str, list[Outputs]] = field(default_factory=dict)  # "in"/"out": forget-set outputs (mia/ulira)
 
 
 class Harness:
-    def __init__(self, device: str = "cpu", cache: ModelCache | None = None) -> None:
+    def __init__(self, device: str = "cpu", cache: ModelCache | None = None, shadow_models: int = 0) -> None:
+        if shadow_models < 0:
+            raise ValueError(f"shadow_models must be >= 0, got {shadow_models}")
+        self.shadow_models = shadow_models  # K shadow originals + K shadow oracles per prepare (mia/ulira)
         self.device = torch.device(resolve_device(device))
         self.cache = cache or ModelCache()
         self._data: dict[str, TaskData] = {}
@@ -79,7 +83,7 @@ class Harness:
         spec = task.spec
         description = {"task": spec.name, "version": spec.version, "profile": profile,
                        "profile_spec": spec.profile(profile).model_dump(mode="json"), "seed": seed,
-                       "role": role, "train_indices": indices_id}
+                       "role": role, "train_indices": indices_id, "trainer": TRAINER_VERSION}
         return self.cache.get_or_train(description, lambda: self.fresh_model(task, profile, seed),
                                        lambda model: self._train(model, task, profile, seed, subset))
 
@@ -100,12 +104,31 @@ class Harness:
         data = self.task_data(task)
         split = load_or_make_split(task, data, scenario, seed, profile)
         subsets = {part: self._subset(task, data, split, part) for part in ("train", *EVALUATED_PARTS)}
-        original = self._cached_fit(task, profile, seed, "original", _indices_id(split, "train"), subsets.pop("train"))
+        train_subset = subsets.pop("train")
+        original = self._cached_fit(task, profile, seed, "original", _indices_id(split, "train"), train_subset)
         oracle = self._cached_fit(task, profile, seed, "oracle", _indices_id(split, "retain"), subsets["retain"])
         batch = task.spec.profile(profile).eval_batch_size
         return Prepared(task, profile, seed, split, subsets,
                         {k: v[split.test] for k, v in data.test.attributes.items()},
-                        original, oracle, outputs_on(original.model, subsets, batch), outputs_on(oracle.model, subsets, batch))
+                        original, oracle, outputs_on(original.model, subsets, batch), outputs_on(oracle.model, subsets, batch),
+                        self._shadow_outputs(task, split, seed, profile, train_subset, subsets))
+
+    def _shadow_outputs(self, task: Task, split: Split, seed: int, profile: str, train: Subset,
+                        subsets: dict[str, Subset]) -> dict[str, list[Outputs]]:
+        """Forget-set outputs of K shadow originals ("in": trained on the train part) and K shadow
+        oracles ("out": trained on retain), through the model cache, with seeds derived from the run's
+        (derived_seed(task, seed, "shadow", k)), so never the run's own models. Empty when K = 0."""
+        if not self.shadow_models:
+            return {}
+        batch = task.spec.profile(profile).eval_batch_size
+        roles = {"in": ("shadow_in", "train", train), "out": ("shadow_out", "retain", subsets["retain"])}
+        shadows: dict[str, list[Outputs]] = {side: [] for side in roles}
+        for k in range(self.shadow_models):
+            shadow_seed = derived_seed(task.spec.name, seed, "shadow", k)
+            for side, (role, part, subset) in roles.items():
+                fitted = self._cached_fit(task, profile, shadow_seed, role, _indices_id(split, part), subset)
+                shadows[side].append(compute_outputs(fitted.model, subsets["forget"], batch))
+        return shadows
 
     def _subset(self, task: Task, data: TaskData, split: Split, part: str) -> Subset:
         pool = data.test if part == "test" else data.train
@@ -159,7 +182,9 @@ class Harness:
             method_seconds=method_seconds, oracle_seconds=prepared.oracle.train_seconds,
             models={"unlearned": unlearned, "oracle": prepared.oracle.model, "original": prepared.original.model},
             subsets=prepared.subsets, method_peak_memory_mb=peak_memory_mb,
-            relearn_lr=profile_spec.recipe.lr, eval_batch_size=batch)
+            relearn_lr=profile_spec.recipe.lr, eval_batch_size=batch,
+            sensitive_attributes=prepared.task.spec.sensitive_attributes,
+            counterfactual=prepared.task.counterfactual, shadow_outputs=prepared.shadow_outputs)
 
 
 def check_architecture(model: object, reference: nn.Module) -> None:

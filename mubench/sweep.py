@@ -1,13 +1,21 @@
-"""Grids of runs: expand names into configs (checking them all first), run, store, resume."""
+"""Grids of runs: expand names into configs (checking them all first), run, store, resume.
+
+Hyper-parameter sweeps: without one, every method runs at its defaults. The `axes` sweep runs the
+defaults plus every value of every hyper-parameter's sweep list varied one at a time, the others
+at their defaults (deduplicated); the `grid` sweep runs the full cross product of the sweep lists.
+`--hparam` overrides apply on top of every point (points that become equal are run once).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mubench.errors import MubenchError, UnknownNameError
-from mubench.methods import methods
+from mubench.hashing import canonical_json
+from mubench.methods import HParamValue, Method, methods
 from mubench.profiles import profiles
 from mubench.record import Record, RunConfig
 from mubench.registry import unknown_name_message
@@ -43,6 +51,7 @@ class GridSpec:
     seeds: Sequence[int]
     profile: str
     hparams: dict[str, Any] = field(default_factory=dict)
+    sweep: str | None = None  # None: defaults only; "axes" or "grid" (see SWEEP_KINDS)
 
     @classmethod
     def from_suite(cls, name: str) -> GridSpec:
@@ -52,20 +61,56 @@ class GridSpec:
         return cls(suite.tasks, suite.scenarios, suite.methods, suite.seeds, suite.profile)
 
 
+SWEEP_KINDS = ("axes", "grid")
+
+
+def sweep_points(method_cls: type[Method], kind: str | None) -> list[dict[str, HParamValue]]:
+    """The hyper-parameter settings a sweep of `kind` runs for one method, in a fixed order.
+
+    None: the defaults only. "axes": the defaults first, then, for each hyper-parameter in the
+    order of `space`, each value of its sweep list with the others at their defaults, without
+    repeats. "grid": the cross product of the sweep lists (it holds the defaults only where every
+    default is in its own list). A method with an empty space has one point, {}. Values are cast to
+    their default's type (as `Method.resolve` does), so 1 and 1.0 for a float are one point.
+    """
+    if kind is not None and kind not in SWEEP_KINDS:
+        raise MubenchError(f"unknown sweep kind {kind!r}. Valid kinds: {', '.join(SWEEP_KINDS)}")
+    defaults = method_cls.defaults()
+    if kind is None:
+        points = [defaults]
+    elif kind == "axes":
+        points = [defaults] + [{**defaults, name: value} for name, (_, values) in method_cls.space.items()
+                               for value in values]
+    else:
+        names = list(method_cls.space)
+        points = [dict(zip(names, combo)) for combo in itertools.product(*(method_cls.space[n][1] for n in names))]
+    return _unique([dict(method_cls.resolve(point)) for point in points])
+
+
+def _unique(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for point in points:
+        seen.setdefault(canonical_json(dict(point)), dict(point))
+    return list(seen.values())
+
+
 def expand_grid(grid: GridSpec) -> list[RunConfig]:
-    """The cross product as configs, ordered so that runs sharing a split and models are adjacent.
+    """The cross product as configs, ordered so that runs sharing a split and models are adjacent
+    (a method's sweep points follow each other, in `sweep_points` order).
 
     Every name is checked before anything runs, and all problems are reported together.
     """
     problems: list[str] = []
     _collect(problems, lambda: profiles.get(grid.profile))
+    if grid.sweep is not None and grid.sweep not in SWEEP_KINDS:
+        problems.append(f"unknown sweep kind {grid.sweep!r}. Valid kinds: {', '.join(SWEEP_KINDS)}")
     method_names = list(dict.fromkeys(grid.methods or methods.names()))
-    resolved = {}
+    resolved: dict[str, list[dict[str, HParamValue]]] = {}
     for name in method_names:
         if _collect(problems, lambda name=name: methods.get(name)) is not None:
-            hparams = _collect(problems, lambda name=name: methods.get(name).resolve(grid.hparams.get(name)))
-            if hparams is not None:
-                resolved[name] = dict(hparams)
+            points = _collect(problems, lambda name=name: _resolved_points(name, grid))
+            if points is not None:
+                resolved[name] = points
     for name in grid.hparams:  # an override for a method that does not run would be silently ignored
         if name not in method_names and name in methods:
             problems.append(f"--hparam names method {name!r}, which is not in this run (methods: {', '.join(method_names)})")
@@ -91,11 +136,21 @@ def expand_grid(grid: GridSpec) -> list[RunConfig]:
         for seed in seeds:
             for scenario in scenarios[task_name]:
                 for method_name in method_names:
-                    configs.append(RunConfig(
-                        task=task_name, task_version=spec.version, scenario=scenario, method=method_name,
-                        method_version=methods.get(method_name).version, hparams=dict(resolved[method_name]),
-                        seed=seed, profile=grid.profile))
+                    for hparams in resolved[method_name]:
+                        configs.append(RunConfig(
+                            task=task_name, task_version=spec.version, scenario=scenario, method=method_name,
+                            method_version=methods.get(method_name).version, hparams=dict(hparams),
+                            seed=seed, profile=grid.profile))
     return configs
+
+
+def _resolved_points(name: str, grid: GridSpec) -> list[dict[str, HParamValue]]:
+    """Each sweep point with the run's overrides on top, cast and checked; equal results run once."""
+    method_cls = methods.get(name)
+    kind = grid.sweep if grid.sweep in SWEEP_KINDS else None  # an unknown kind is reported once, above
+    overrides = grid.hparams.get(name) or {}
+    method_cls.resolve(overrides)  # an override error is reported as such, not once per point
+    return _unique([dict(method_cls.resolve({**point, **overrides})) for point in sweep_points(method_cls, kind)])
 
 
 def run_grid(configs: Sequence[RunConfig], store: Store, harness: Harness,

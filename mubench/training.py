@@ -18,6 +18,11 @@ from torch.nn import functional as F
 from mubench.tasks.spec import Recipe
 
 
+# Part of every cached model's key: bump it when training changes what is cached (weights or
+# the recorded seconds), so stale models are retrained instead of reused.
+TRAINER_VERSION = "2"
+
+
 @dataclass(frozen=True)
 class TrainStats:
     seconds: float
@@ -49,8 +54,8 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
     loss = torch.zeros(())
     for _ in range(recipe.epochs):
         permutation = torch.randperm(len(y), generator=generator).to(x.device)
-        for start in range(0, len(y), recipe.batch_size):
-            batch = permutation[start:start + recipe.batch_size]
+        for offset in range(0, len(y), recipe.batch_size):
+            batch = permutation[offset:offset + recipe.batch_size]
             loss = F.cross_entropy(model(x[batch]), y[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -142,3 +142,13 @@ def test_cmnist_random_10_membership(cmnist_random_10):
     assert abs(oracle - 0.5) <= tolerance
     assert original > oracle
     assert records["identity"].metrics["signal/mia_loss_auc"] == pytest.approx(original - oracle)
+
+
+def test_recorded_training_seconds_are_the_training_time(tmp_path):
+    import time
+
+    started = time.perf_counter()
+    prepared = Harness(cache=ModelCache(tmp_path / "models")).prepare("debug", "random_10", 0, "smoke")
+    elapsed = time.perf_counter() - started
+    assert 0 < prepared.original.train_seconds < elapsed
+    assert 0 < prepared.oracle.train_seconds < elapsed

@@ -1,20 +1,54 @@
-"""Membership inference (spec v1): does the unlearned model still treat the forget set as members?
+"""Membership inference: does the unlearned model still treat the forget set as members?
 
 Non-members are held-out samples of the forget set's own population (`heldout`: validation
-samples; for a class or subgroup scenario, those of the class or subgroup), never the test
-split, which may be shifted (Colored MNIST's is) and would be told apart for reasons unrelated
-to membership. Every record carries `MIA_SPEC_VERSION`; changing an attack bumps it.
+samples; for a class or subgroup scenario, those of the class or subgroup) or of the training
+distribution (`val`), never the test split, which may be shifted (Colored MNIST's is) and would be
+told apart for reasons unrelated to membership. Every record carries `MIA_SPEC_VERSION`; changing
+an attack bumps it.
+
+Spec versions:
+
+- "1": `mia/loss_auc` (+ `gap/mia_loss_auc`, `signal/mia_loss_auc`): the population loss attack's
+  AUC, forget vs heldout.
+- "2": everything of "1", unchanged, plus
+  `mia/svc` (+ `gap/mia_svc`): the SVC confidence attack of Unlearn-Sparse and SalUn
+  ("MIA-efficacy"), shadow members = retain, shadow non-members = val;
+  `mia/lr_auc` (+ `gap/mia_lr_auc`): the NeurIPS 2023 unlearning challenge starting kit's
+  logistic-regression loss attack, forget vs heldout, as a cross-validated ROC AUC;
+  `mia/ulira`: a per-example likelihood-ratio attack in the style of U-LiRA against K shadow
+  originals and K shadow oracles (present only when the harness trains shadow models).
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from scipy.stats import mannwhitneyu
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
+from sklearn.svm import SVC
 
 from mubench.evaluation import EvaluationContext, Outputs
 from mubench.metrics.core import add_metric
 
-MIA_SPEC_VERSION = "1"
+MIA_SPEC_VERSION = "2"
+
+BALANCE_SEED = 0  # the fixed numpy generator that subsamples the larger group to the smaller's size
+SVC_SETTINGS = {"C": 3, "gamma": "auto", "kernel": "rbf"}  # Unlearn-Sparse evaluation/SVC_MIA.py
+LR_CV_SPLITS, LR_CV_SEED = 10, 0  # starting kit simple_mia: StratifiedShuffleSplit(n_splits=10, random_state=0)
+LR_MIN_PER_GROUP = 10  # a 10 % test fold of fewer than 20 samples cannot hold both groups reliably
+LIRA_PER_EXAMPLE_VARIANCE_FROM = 64  # fewer shadow models per side: one pooled variance (Carlini et al. 2022)
+VARIANCE_FLOOR = 1e-12
+
+
+# ---- shared helpers ---------------------------------------------------------------------------
+
+def auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
+    """P(positive score > negative score) + P(tie) / 2: the ROC AUC, via the Mann-Whitney U statistic."""
+    statistic = mannwhitneyu(positive_scores, negative_scores, alternative="two-sided", method="asymptotic").statistic
+    return float(statistic) / (len(positive_scores) * len(negative_scores))
 
 
 def membership_auc(member_losses: torch.Tensor, nonmember_losses: torch.Tensor) -> float:
@@ -25,10 +59,37 @@ def membership_auc(member_losses: torch.Tensor, nonmember_losses: torch.Tensor) 
     (ties count one half), which is how it is computed here; 0.5 means members and non-members
     are indistinguishable.
     """
-    members, nonmembers = -member_losses.double().numpy(), -nonmember_losses.double().numpy()
-    statistic = mannwhitneyu(members, nonmembers, alternative="two-sided", method="asymptotic").statistic
-    return float(statistic) / (len(members) * len(nonmembers))
+    return auc(-member_losses.double().numpy(), -nonmember_losses.double().numpy())
 
+
+def balanced(first: np.ndarray, second: np.ndarray, seed: int = BALANCE_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Subsample the larger of two groups, without replacement, to the smaller's size.
+
+    Both reference attacks balance their two groups this way (the starting kit shuffles the forget
+    losses and keeps as many as there are held-out ones; Unlearn-Sparse keeps as many retain
+    samples as there are test samples); here the draw comes from a fresh generator seeded with
+    `seed`, so the same inputs always give the same subsample.
+    """
+    size = min(len(first), len(second))
+    rng = np.random.default_rng(seed)
+    if len(first) > size:
+        first = first[rng.choice(len(first), size=size, replace=False)]
+    elif len(second) > size:
+        second = second[rng.choice(len(second), size=size, replace=False)]
+    return first, second
+
+
+def true_class_confidence(outputs: Outputs) -> np.ndarray:
+    """p_y, the softmax probability of the true class (float64)."""
+    probs = outputs.logits.double().softmax(dim=1)
+    return probs.gather(1, outputs.labels.view(-1, 1)).squeeze(1).numpy()
+
+
+def _usable(outputs: dict[str, Outputs], *parts: str) -> bool:
+    return all(part in outputs and len(outputs[part].labels) > 0 for part in parts)
+
+
+# ---- v1: population loss attack ---------------------------------------------------------------
 
 def loss_auc(outputs: dict[str, Outputs]) -> float:
     return membership_auc(outputs["forget"].losses, outputs["heldout"].losses)
@@ -47,3 +108,156 @@ def mia_loss_auc_gap(ctx: EvaluationContext) -> float:
 @add_metric("signal/mia_loss_auc", "info", "original's mia/loss_auc minus the oracle's: membership signal to remove")
 def signal_mia(ctx: EvaluationContext) -> float:
     return loss_auc(ctx.original) - loss_auc(ctx.oracle)
+
+
+# ---- v2: SVC confidence attack (Unlearn-Sparse, SalUn) ----------------------------------------
+
+def svc_forget_efficacy(members: np.ndarray, nonmembers: np.ndarray, targets: np.ndarray) -> float:
+    """Fraction of `targets` that an RBF SVC, fit on members (1) vs non-members (0), calls non-members.
+
+    The "MIA-efficacy" of Jia et al. 2023 ("Model sparsity can simplify machine unlearning";
+    OPTML-Group/Unlearn-Sparse, evaluation/SVC_MIA.py, `SVC_fit_predict` with target_train=None,
+    i.e. `1 - clf.predict(forget).mean()`) and Fan et al. 2024 (SalUn; OPTML-Group/Unlearn-Saliency,
+    Classification/README.md: the reported MIA is `SVC_MIA_forget_efficacy['confidence']`).
+    Settings as there: sklearn `SVC(C=3, gamma="auto", kernel="rbf")`, one feature per sample,
+    the two shadow groups balanced to the same size. Higher = more samples look unseen.
+    """
+    members, nonmembers = balanced(members, nonmembers)
+    features = np.concatenate([members, nonmembers]).reshape(len(members) + len(nonmembers), -1)
+    membership = np.concatenate([np.ones(len(members)), np.zeros(len(nonmembers))])
+    classifier = SVC(**SVC_SETTINGS).fit(features, membership)
+    return float(1.0 - classifier.predict(targets.reshape(len(targets), -1)).mean())
+
+
+def svc_efficacy(outputs: dict[str, Outputs]) -> float | None:
+    """The SVC attack on the true-class confidence: shadow members = retain, non-members = val.
+
+    Feature: `confidence` (p_y), the one SalUn reports (of the five Unlearn-Sparse computes:
+    correctness, confidence, entropy, m_entropy, prob). Unlearn-Sparse's non-members are the
+    test split; ours are the validation samples, the held-out part of the training distribution,
+    because the test split may be shifted (see the module docstring).
+    """
+    if not _usable(outputs, "retain", "val", "forget"):
+        return None
+    return svc_forget_efficacy(true_class_confidence(outputs["retain"]), true_class_confidence(outputs["val"]),
+                               true_class_confidence(outputs["forget"]))
+
+
+@add_metric("mia/svc", "oracle", "SVC confidence attack (SalUn MIA-efficacy): fraction of the forget set called non-member")
+def mia_svc(ctx: EvaluationContext) -> float | None:
+    return svc_efficacy(ctx.unlearned)
+
+
+@add_metric("gap/mia_svc", "lower", "|mia/svc - the oracle's|")
+def mia_svc_gap(ctx: EvaluationContext) -> float | None:
+    unlearned, oracle = svc_efficacy(ctx.unlearned), svc_efficacy(ctx.oracle)
+    return None if unlearned is None or oracle is None else abs(unlearned - oracle)
+
+
+# ---- v2: logistic-regression loss attack (NeurIPS 2023 unlearning challenge) ------------------
+
+def lr_cv_auc(member_losses: np.ndarray, nonmember_losses: np.ndarray) -> float | None:
+    """Mean cross-validated ROC AUC of a logistic regression that tells members from non-members by loss.
+
+    The starting kit of the NeurIPS 2023 Machine Unlearning Challenge (Triantafillou et al. 2023;
+    unlearning-challenge/starting-kit, unlearning-CIFAR10.ipynb, `simple_mia`): sklearn
+    `LogisticRegression()` with its defaults on the per-sample loss, `StratifiedShuffleSplit(
+    n_splits=10, random_state=0)` (default 10 % test folds), `cross_val_score`; members = 1,
+    the larger group subsampled to the smaller's size. The kit scores accuracy; here the score is
+    `scoring="roc_auc"`, threshold-free, 0.5 = indistinguishable. None with fewer than
+    `LR_MIN_PER_GROUP` samples in a group.
+    """
+    members, nonmembers = balanced(member_losses, nonmember_losses)
+    if len(members) < LR_MIN_PER_GROUP:
+        return None
+    features = np.concatenate([nonmembers, members]).reshape(-1, 1)
+    membership = np.concatenate([np.zeros(len(nonmembers)), np.ones(len(members))])
+    folds = StratifiedShuffleSplit(n_splits=LR_CV_SPLITS, random_state=LR_CV_SEED)
+    return float(cross_val_score(LogisticRegression(), features, membership, cv=folds, scoring="roc_auc").mean())
+
+
+def lr_auc(outputs: dict[str, Outputs]) -> float | None:
+    if not _usable(outputs, "forget", "heldout"):
+        return None
+    return lr_cv_auc(outputs["forget"].losses.double().numpy(), outputs["heldout"].losses.double().numpy())
+
+
+@add_metric("mia/lr_auc", "oracle",
+            "logistic-regression loss attack (NeurIPS 2023 challenge kit), cross-validated AUC, forget vs held-out")
+def mia_lr_auc(ctx: EvaluationContext) -> float | None:
+    return lr_auc(ctx.unlearned)
+
+
+@add_metric("gap/mia_lr_auc", "lower", "|mia/lr_auc - the oracle's|")
+def mia_lr_auc_gap(ctx: EvaluationContext) -> float | None:
+    unlearned, oracle = lr_auc(ctx.unlearned), lr_auc(ctx.oracle)
+    return None if unlearned is None or oracle is None else abs(unlearned - oracle)
+
+
+# ---- v2: per-example likelihood-ratio attack (U-LiRA style) -----------------------------------
+
+def logit_confidence(outputs: Outputs) -> np.ndarray:
+    """phi = log(p_y / (1 - p_y)), LiRA's logit-scaled true-class confidence (Carlini et al. 2022).
+
+    Computed as z_y - logsumexp_{j != y} z_j, the same quantity without the cancellation of
+    1 - p_y when p_y rounds to 1.
+    """
+    logits = outputs.logits.double()
+    index = outputs.labels.view(-1, 1)
+    true = logits.gather(1, index).squeeze(1)
+    others = logits.scatter(1, index, -math.inf).logsumexp(dim=1)
+    return (true - others).numpy()
+
+
+def _gaussian_log_pdf(x: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    return -0.5 * np.log(2 * math.pi * variance) - (x - mean) ** 2 / (2 * variance)
+
+
+def likelihood_ratio(phi: np.ndarray, in_phi: np.ndarray, out_phi: np.ndarray,
+                     pooled_variance: bool | None = None) -> np.ndarray:
+    """Per-example log N(phi; mu_in, s_in^2) - log N(phi; mu_out, s_out^2).
+
+    `in_phi` and `out_phi` are (models, examples) arrays of phi under the shadow models that saw
+    the examples and those that did not; means and variances are per example, as in LiRA's online
+    attack (Carlini et al. 2022), the variances maximum-likelihood (ddof 0). With fewer than
+    `LIRA_PER_EXAMPLE_VARIANCE_FROM` models on a side (`pooled_variance=None`), each side uses
+    one variance, the mean over examples of the per-example variances: Carlini et al. found a
+    global variance better when shadow models are few, and two models cannot estimate one
+    example's spread. A floor of 1e-12 keeps identical shadow outputs finite.
+    """
+    if pooled_variance is None:
+        pooled_variance = min(len(in_phi), len(out_phi)) < LIRA_PER_EXAMPLE_VARIANCE_FROM
+
+    def variance(samples: np.ndarray) -> np.ndarray:
+        per_example = samples.var(axis=0)
+        spread = np.full_like(per_example, per_example.mean()) if pooled_variance else per_example
+        return np.maximum(spread, VARIANCE_FLOOR)
+
+    return (_gaussian_log_pdf(phi, in_phi.mean(axis=0), variance(in_phi))
+            - _gaussian_log_pdf(phi, out_phi.mean(axis=0), variance(out_phi)))
+
+
+def ulira_auc(unlearned: Outputs, oracle: Outputs, shadow_in: list[Outputs], shadow_out: list[Outputs]) -> float:
+    """AUC of the likelihood-ratio scores of the unlearned model over the oracle's, on the forget set.
+
+    In the style of U-LiRA (Hayes et al. 2024, "Inexact unlearning needs more careful evaluations
+    to avoid a false sense of privacy"): per-example Gaussians of phi under "in" models (originals
+    trained with the forget set, other seeds) and "out" models (oracles trained without it); each
+    forget example's score under a target model is the log likelihood ratio. The AUC pits the
+    unlearned model's scores (positives) against the run's oracle's (negatives): 0.5 = as
+    membership-free as retraining, above = the forget set still looks seen. Simplification: the
+    "in" models are not themselves unlearned, and one target pair is scored, not many.
+    """
+    in_phi = np.stack([logit_confidence(o) for o in shadow_in])
+    out_phi = np.stack([logit_confidence(o) for o in shadow_out])
+    return auc(likelihood_ratio(logit_confidence(unlearned), in_phi, out_phi),
+               likelihood_ratio(logit_confidence(oracle), in_phi, out_phi))
+
+
+@add_metric("mia/ulira", "oracle", "U-LiRA-style likelihood-ratio attack with shadow models: AUC of the "
+                                   "unlearned model's forget-set scores over the oracle's (the oracle: 0.5)")
+def mia_ulira(ctx: EvaluationContext) -> float | None:
+    shadow_in, shadow_out = ctx.shadow_outputs.get("in", []), ctx.shadow_outputs.get("out", [])
+    if not (shadow_in and shadow_out and _usable(ctx.unlearned, "forget") and _usable(ctx.oracle, "forget")):
+        return None
+    return ulira_auc(ctx.unlearned["forget"], ctx.oracle["forget"], shadow_in, shadow_out)

@@ -109,6 +109,15 @@ class Task(ABC):
         """Turn stored samples (e.g. uint8 images) into model inputs; applied after subsetting."""
         return x
 
+    def counterfactual(self, x: torch.Tensor, attributes: dict[str, torch.Tensor],
+                       generator: torch.Generator) -> torch.Tensor | None:
+        """Counterfactuals of model-ready inputs `x`: the same samples with only the sensitive
+        attribute changed (FMD's x̄, Chen et al. 2023), as model-ready inputs of x's shape, dtype
+        and device. `attributes` holds the samples' attributes (aligned with x, on the CPU); random
+        choices draw from `generator` (a CPU generator) so that the metric is reproducible.
+        None (the default): the task cannot build counterfactuals."""
+        return None
+
     def data_files(self) -> list[DataFile]:
         """The raw files this task reads; tasks with generated data return none."""
         return []

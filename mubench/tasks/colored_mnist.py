@@ -56,6 +56,38 @@ def colourise(images: np.ndarray, colours: np.ndarray) -> np.ndarray:
     return np.rint(rgb).astype(np.uint8)
 
 
+# Recovering the grey level: a stored channel is v = rint(m g / 255) with m the colour's value in
+# that channel, so |v - m g / 255| <= 1/2 and g_hat = 255 v / m is within 255 / (2 m) of the true
+# grey g. Read from the channel where the colour is largest (m = 255, 225 or 128), the error is at
+# most GREY_ERROR[colour]: 0.5 (exact, in fact, as v = g), 0.57 (yellow, magenta), 0.996 (grey):
+# less than one grey level of 255 for every colour.
+GREY_ERROR = 255.0 / (2.0 * PALETTE.max(axis=1))
+
+
+def recover_grey(x: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
+    """The grey digits (N, 28, 28), float in [0, 255], behind model-ready inputs (N, 3, 28, 28) in
+    [0, 1] painted with palette colours `colours`; within GREY_ERROR[colour] of the original."""
+    palette = torch.from_numpy(PALETTE).to(x.device)
+    peak, channel = palette[colours.to(x.device).long()].max(dim=1)
+    index = channel.view(-1, 1, 1, 1).expand(-1, 1, *x.shape[2:])
+    stored = torch.round(x.float().gather(1, index).squeeze(1) * 255.0)
+    return (stored * 255.0 / peak.view(-1, 1, 1)).clamp_(0.0, 255.0)
+
+
+def recolour(x: torch.Tensor, colours: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Counterfactuals for FMD's counterfactual bias: the same digits (grey level recovered as in
+    `recover_grey`) painted with a colour drawn uniformly from the other nine with `generator` (on
+    the CPU), as model-ready floats in [0, 1] quantised to 1/255 like `to_inputs` of `colourise`.
+    Returns the inputs and the new colours. Where the old colour peaks at 255 the result equals
+    to_inputs(colourise(grey, new)) exactly; otherwise each pixel is within 1/255 of it."""
+    colours = colours.cpu().long()
+    new = (colours + torch.randint(1, len(PALETTE), colours.shape, generator=generator)) % len(PALETTE)
+    grey = recover_grey(x, colours)
+    palette = torch.from_numpy(PALETTE).to(x.device)
+    rgb = palette[new.to(x.device)][:, :, None, None] * (grey[:, None, :, :] / 255.0)
+    return torch.round(rgb).div_(255.0).to(x.dtype), new
+
+
 def build_colored_mnist(arrays: dict[str, np.ndarray], train_ratio: float, test_ratio: float, seed: int) -> TaskData:
     rng = np.random.default_rng(seed)
     pools = {}
@@ -126,6 +158,11 @@ class ColoredMNIST(Task):
 
     def to_inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.float().div_(255.0)
+
+    def counterfactual(self, x: torch.Tensor, attributes: dict[str, torch.Tensor],
+                       generator: torch.Generator) -> torch.Tensor:
+        """The same digits in another colour, drawn uniformly from the other nine (see `recolour`)."""
+        return recolour(x, attributes["colour"], generator)[0]
 
 
 tasks.add("cmnist", ColoredMNIST())
