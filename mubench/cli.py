@@ -181,6 +181,33 @@ def results(
         err.print(note, highlight=False, soft_wrap=True)
 
 
+class PlotKind(str, Enum):
+    tradeoff = "tradeoff"
+    hypervolume = "hypervolume"
+    ranks = "ranks"
+    families = "families"
+
+
+@app.command()
+def plot(
+    kind: Annotated[PlotKind, typer.Argument(help="tradeoff, hypervolume, ranks or families")],
+    task: Annotated[Optional[str], typer.Option("--task", help="task (default: every task in the store)")] = None,
+    scenario: Annotated[Optional[str], typer.Option("--scenario", help="scenario (default: all)")] = None,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="output file; .png, .svg or .pdf")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Draw a figure from the stored records (matplotlib)."""
+    from mubench.plots import plot as draw
+    from mubench.store import Store
+
+    path = store or paths.default_store()
+    if not path.exists():
+        raise MubenchError(f"no result store at {path}; run `mubench run` first or pass --store")
+    target = out_file or Path(f"{kind.value}-{task or 'all'}-{scenario or 'all'}.png")
+    records = Store(path).records(task=[task] if task else None, scenario=[scenario] if scenario else None)
+    err.print(f"wrote {draw(kind.value, records, task, scenario, target)}", highlight=False, soft_wrap=True)
+
+
 @data_app.command("status")
 def data_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """For each task: whether its data was found, where, and which files are missing."""
