@@ -35,6 +35,7 @@ from mubench.tradeoff import pareto_front  # noqa: E402
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">"]
 FORMATS = {".png", ".svg", ".pdf"}
+MAX_BAR_GROUPS = 4
 
 plot_kinds: Registry = Registry("plot kind")
 
@@ -86,8 +87,10 @@ def tradeoff(records: Sequence[Record], task: str | None, scenario: str | None, 
     for method, group in points.groupby("method"):
         colour, marker = colours[method]
         rte = seconds.reindex(list(zip(group["method"], group["seed"], group["hparams"]))).fillna(1.0).to_numpy()
-        ax.scatter(group["objective/forgetting"], group["objective/utility"], s=30 + 170 * np.clip(rte, 0, 2) / 2,
-                   c=colour, marker=marker, alpha=0.75, edgecolors="white", linewidths=0.5, label=method)
+        area = 45 + 200 * np.clip(rte, 0, 2) / 2
+        # larger (costlier) markers lower in the stack, so cheap runs at the same spot stay visible
+        ax.scatter(group["objective/forgetting"], group["objective/utility"], s=area, c=colour, marker=marker,
+                   alpha=0.8, edgecolors="black", linewidths=0.4, label=method, zorder=3 + 1 / float(area.mean()))
         xy = group[["objective/forgetting", "objective/utility"]].to_numpy(dtype=float)
         front = xy[pareto_front(xy)]
         front = front[np.argsort(front[:, 0])]
@@ -111,6 +114,13 @@ def hypervolume_bars(records: Sequence[Record], task: str | None, scenario: str 
     table = hypervolume_table(chosen)
     table["cell"] = table["task"] + "/" + table["scenario"]
     cells, methods = sorted(table["cell"].unique()), sorted(table["method"].unique())
+    if len(cells) > MAX_BAR_GROUPS:  # bars for a dozen scenarios are unreadable: a labelled heat map instead
+        grid = table.pivot_table(index="method", columns="cell", values="hv_mean", aggfunc="first")
+        grid = grid.loc[grid.mean(axis=1).sort_values(ascending=False).index]
+        return _heatmap(grid.T, "hypervolume (higher is better)", "cividis", "{:.2f}",
+                        f"Hypervolume of each method's sweep (utility x forgetting x cost, reference point 0)\n"
+                        f"{_caption(chosen, task, scenario)}; mean over seeds (intervals: mubench results --view hypervolume)",
+                        out, vmin=0, vmax=1)
     colours = style(methods)
     width = 0.8 / len(methods)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(cells) * len(methods) * 0.35 + 3), 4.8))
