@@ -158,3 +158,17 @@ def test_peak_memory_sees_a_large_allocation_on_the_cpu():
         time.sleep(0.3)  # several sampling intervals even when the machine is loaded
         del block
     assert peak.megabytes is not None and peak.megabytes > 48
+
+
+def test_peak_memory_sees_reused_memory_too():
+    """Freed memory that the allocator hands out again does not grow the resident set; the heap
+    counter still sees it, so a method is charged for what it allocates, not for what is new."""
+    warm = torch.ones(64 * 2**20 // 4)
+    del warm
+    with PeakMemory(torch.device("cpu"), interval_s=0.001) as peak:
+        block = torch.ones(64 * 2**20 // 4)
+        import time
+
+        time.sleep(0.3)
+        del block
+    assert peak.megabytes is not None and peak.megabytes > 48

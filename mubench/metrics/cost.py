@@ -16,7 +16,7 @@ def cost_rte(ctx: EvaluationContext) -> float | None:
     return ctx.method_seconds / ctx.oracle_seconds if ctx.oracle_seconds > 0 else None
 
 
-@add_metric("cost/peak_mem_mb", "lower", "memory the unlearn call added at its peak, MiB (CUDA allocator, or sampled RSS on CPU)")
+@add_metric("cost/peak_mem_mb", "lower", "memory the unlearn call allocated at its peak, MiB (CUDA allocator; on CPU the sampled C heap)")
 def cost_peak_memory(ctx: EvaluationContext) -> float | None:
     return ctx.method_peak_memory_mb
 
