@@ -21,7 +21,9 @@ Spec versions:
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -91,6 +93,25 @@ def _usable(outputs: dict[str, Outputs], *parts: str) -> bool:
 
 # ---- v1: population loss attack ---------------------------------------------------------------
 
+def per_model(attack: Callable[[dict[str, Outputs]], float | None]) -> Callable[[dict[str, Outputs]], float | None]:
+    """Compute an attack once per model: the value is kept on that model's forget-set Outputs.
+
+    The oracle's and the original's outputs are shared by every run of a split, so their attack
+    values (fitted classifiers, cross-validation) are computed for the first run only, and a
+    metric and its gap share the unlearned model's value.
+    """
+
+    @functools.wraps(attack)
+    def cached(outputs: dict[str, Outputs]) -> float | None:
+        values = outputs["forget"].__dict__.setdefault("_attack_values", {})
+        if attack.__name__ not in values:
+            values[attack.__name__] = attack(outputs)
+        return values[attack.__name__]
+
+    return cached
+
+
+@per_model
 def loss_auc(outputs: dict[str, Outputs]) -> float:
     return membership_auc(outputs["forget"].losses, outputs["heldout"].losses)
 
@@ -129,6 +150,7 @@ def svc_forget_efficacy(members: np.ndarray, nonmembers: np.ndarray, targets: np
     return float(1.0 - classifier.predict(targets.reshape(len(targets), -1)).mean())
 
 
+@per_model
 def svc_efficacy(outputs: dict[str, Outputs]) -> float | None:
     """The SVC attack on the true-class confidence: shadow members = retain, non-members = val.
 
@@ -176,6 +198,7 @@ def lr_cv_auc(member_losses: np.ndarray, nonmember_losses: np.ndarray) -> float 
     return float(cross_val_score(LogisticRegression(), features, membership, cv=folds, scoring="roc_auc").mean())
 
 
+@per_model
 def lr_auc(outputs: dict[str, Outputs]) -> float | None:
     if not _usable(outputs, "forget", "heldout"):
         return None
