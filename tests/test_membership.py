@@ -34,7 +34,7 @@ from mubench.runner import Harness
 from mubench.tasks import tasks
 from tests.helpers import null_auc_tolerance
 
-NEW_KEYS = {"mia/svc", "gap/mia_svc", "mia/lr_auc", "gap/mia_lr_auc", "mia/ulira"}
+NEW_KEYS = {"mia/svc", "gap/mia_svc", "mia/lr_auc", "gap/mia_lr_auc", "mia/ulira", "gap/mia_ulira"}
 
 
 @pytest.fixture(autouse=True)
@@ -244,8 +244,9 @@ def test_new_attacks_end_to_end_on_debug_with_shadow_models(trained_home, monkey
         assert NEW_KEYS <= set(record.metrics) and is_finite(record.metrics)
         assert record.mia_spec_version == "2"
     assert retrain.metrics["gap/mia_svc"] == 0.0 and retrain.metrics["gap/mia_lr_auc"] == 0.0
-    assert retrain.metrics["mia/ulira"] == 0.5
+    assert retrain.metrics["mia/ulira"] == 0.5 and retrain.metrics["gap/mia_ulira"] == 0.0
     assert identity.metrics["mia/ulira"] > retrain.metrics["mia/ulira"]
+    assert identity.metrics["gap/mia_ulira"] == pytest.approx(identity.metrics["mia/ulira"] - 0.5)
     assert identity.metrics["mia/svc"] < retrain.metrics["mia/svc"]  # the original's forget set looks seen
     prepared = harness.prepare("debug", "random_10", 0, "smoke")
     n_forget = len(prepared.split.forget)
@@ -257,9 +258,9 @@ def test_new_attacks_end_to_end_on_debug_with_shadow_models(trained_home, monkey
     again = Harness(shadow_models=2).prepare("debug", "random_10", 0, "smoke")
     assert torch.equal(again.shadow_outputs["in"][1].logits, prepared.shadow_outputs["in"][1].logits)
     plain = Harness().run(config("identity"))
-    assert "mia/ulira" not in plain.metrics
+    assert "mia/ulira" not in plain.metrics and "gap/mia_ulira" not in plain.metrics
     assert {k: v for k, v in plain.metrics.items() if not k.startswith(("cost/", "objective/cost"))} == \
-           {k: v for k, v in identity.metrics.items() if k != "mia/ulira" and not k.startswith(("cost/", "objective/cost"))}
+           {k: v for k, v in identity.metrics.items() if k not in ("mia/ulira", "gap/mia_ulira") and not k.startswith(("cost/", "objective/cost"))}
 
 
 def test_harness_rejects_a_negative_number_of_shadow_models():

@@ -284,3 +284,9 @@ def mia_ulira(ctx: EvaluationContext) -> float | None:
     if not (shadow_in and shadow_out and _usable(ctx.unlearned, "forget") and _usable(ctx.oracle, "forget")):
         return None
     return ulira_auc(ctx.unlearned["forget"], ctx.oracle["forget"], shadow_in, shadow_out)
+
+
+@add_metric("gap/mia_ulira", "lower", "|mia/ulira - 0.5|: the oracle's own value is 0.5 by construction")
+def mia_ulira_gap(ctx: EvaluationContext) -> float | None:
+    value = mia_ulira(ctx)
+    return None if value is None else abs(value - 0.5)
