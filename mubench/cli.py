@@ -111,7 +111,7 @@ def run(
     """Run the cross product of the given options (or a suite); finished runs are skipped."""
     from mubench.runner import Harness
     from mubench.store import Store
-    from mubench.sweep import GridSpec, expand_grid, run_grid
+    from mubench.sweep import GridSpec, expand_grid
 
     grid = GridSpec.from_suite(suite) if suite else GridSpec(tasks=[], scenarios=None, methods=None, seeds=[0], profile="smoke")
     grid.tasks = task or grid.tasks
