@@ -33,7 +33,7 @@ from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
 from sklearn.svm import SVC
 
 from mubench.evaluation import EvaluationContext, Outputs
-from mubench.metrics.core import add_metric
+from mubench.metrics.core import Metric, add_metric, metrics
 
 MIA_SPEC_VERSION = "2"
 
@@ -116,16 +116,6 @@ def loss_auc(outputs: dict[str, Outputs]) -> float:
     return membership_auc(outputs["forget"].losses, outputs["heldout"].losses)
 
 
-@add_metric("mia/loss_auc", "oracle", "loss-attack AUC, forget set vs held-out samples of the same population")
-def mia_loss_auc(ctx: EvaluationContext) -> float:
-    return loss_auc(ctx.unlearned)
-
-
-@add_metric("gap/mia_loss_auc", "lower", "|mia/loss_auc - the oracle's|")
-def mia_loss_auc_gap(ctx: EvaluationContext) -> float:
-    return abs(loss_auc(ctx.unlearned) - loss_auc(ctx.oracle))
-
-
 @add_metric("signal/mia_loss_auc", "info", "original's mia/loss_auc minus the oracle's: membership signal to remove")
 def signal_mia(ctx: EvaluationContext) -> float:
     return loss_auc(ctx.original) - loss_auc(ctx.oracle)
@@ -165,17 +155,6 @@ def svc_efficacy(outputs: dict[str, Outputs]) -> float | None:
                                true_class_confidence(outputs["forget"]))
 
 
-@add_metric("mia/svc", "oracle", "SVC confidence attack (SalUn MIA-efficacy): fraction of the forget set called non-member")
-def mia_svc(ctx: EvaluationContext) -> float | None:
-    return svc_efficacy(ctx.unlearned)
-
-
-@add_metric("gap/mia_svc", "lower", "|mia/svc - the oracle's|")
-def mia_svc_gap(ctx: EvaluationContext) -> float | None:
-    unlearned, oracle = svc_efficacy(ctx.unlearned), svc_efficacy(ctx.oracle)
-    return None if unlearned is None or oracle is None else abs(unlearned - oracle)
-
-
 # ---- v2: logistic-regression loss attack (NeurIPS 2023 unlearning challenge) ------------------
 
 def lr_cv_auc(member_losses: np.ndarray, nonmember_losses: np.ndarray) -> float | None:
@@ -205,16 +184,29 @@ def lr_auc(outputs: dict[str, Outputs]) -> float | None:
     return lr_cv_auc(outputs["forget"].losses.double().numpy(), outputs["heldout"].losses.double().numpy())
 
 
-@add_metric("mia/lr_auc", "oracle",
-            "logistic-regression loss attack (NeurIPS 2023 challenge kit), cross-validated AUC, forget vs held-out")
-def mia_lr_auc(ctx: EvaluationContext) -> float | None:
-    return lr_auc(ctx.unlearned)
+# ---- registration: each population attack as `mia/<name>` and `gap/mia_<name>` ----------------
+
+Attack = Callable[[dict[str, Outputs]], float | None]
 
 
-@add_metric("gap/mia_lr_auc", "lower", "|mia/lr_auc - the oracle's|")
-def mia_lr_auc_gap(ctx: EvaluationContext) -> float | None:
-    unlearned, oracle = lr_auc(ctx.unlearned), lr_auc(ctx.oracle)
-    return None if unlearned is None or oracle is None else abs(unlearned - oracle)
+def register_attack(name: str, attack: Attack, description: str) -> None:
+    """Register an attack's value on the unlearned model (best: the oracle's) and its gap to the oracle's."""
+
+    def value(ctx: EvaluationContext) -> float | None:
+        return attack(ctx.unlearned)
+
+    def gap(ctx: EvaluationContext) -> float | None:
+        unlearned, oracle = attack(ctx.unlearned), attack(ctx.oracle)
+        return None if unlearned is None or oracle is None else abs(unlearned - oracle)
+
+    metrics.add(f"mia/{name}", Metric(f"mia/{name}", "oracle", value, description))
+    metrics.add(f"gap/mia_{name}", Metric(f"gap/mia_{name}", "lower", gap, f"|mia/{name} - the oracle's|"))
+
+
+register_attack("loss_auc", loss_auc, "loss-attack AUC, forget set vs held-out samples of the same population")
+register_attack("svc", svc_efficacy, "SVC confidence attack (SalUn MIA-efficacy): fraction of the forget set called non-member")
+register_attack("lr_auc", lr_auc, "logistic-regression loss attack (NeurIPS 2023 challenge kit), cross-validated AUC, "
+                "forget vs held-out")
 
 
 # ---- v2: per-example likelihood-ratio attack (U-LiRA style) -----------------------------------
