@@ -56,6 +56,7 @@ class Record(BaseModel):
     error: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     split_id: str
+    data_source: str = ""  # which form of the task's data was used (Task.data_source); empty: official, complete
     metrics_version: str
     mia_spec_version: str  # membership-inference attacks change together under one versioned spec
     mubench_version: str

@@ -146,7 +146,7 @@ class Harness:
             metrics, status, error = {}, "failed", _reason(exc)
         return Record(
             id=config.id, config=config, status=status, error=error, metrics=metrics,
-            split_id=prepared.split.id, metrics_version=METRICS_VERSION, mia_spec_version=MIA_SPEC_VERSION,
+            split_id=prepared.split.id, data_source=prepared.task.data_source(), metrics_version=METRICS_VERSION, mia_spec_version=MIA_SPEC_VERSION,
             mubench_version=provenance.mubench_version(), git_commit=provenance.git_commit(),
             hardware=provenance.hardware(str(self.device)), device=str(self.device),
             seconds=time.perf_counter() - start, peak_rss_mb=provenance.peak_rss_mb())

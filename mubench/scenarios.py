@@ -73,6 +73,28 @@ def attribute_subgroup(labels: np.ndarray, attributes: dict[str, np.ndarray], ca
     return candidates[mask]
 
 
+def one_group(labels: np.ndarray, attributes: dict[str, np.ndarray], candidates: np.ndarray,
+              params: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    """Every candidate of one group of `attribute` (one person, one recording, one sensor): the
+    group `value` when given, else the `rank`-th largest group of the whole training pool (rank 0,
+    the default, is the largest; ties go to the smaller value). The group is chosen from the pool,
+    not from the candidates, so that the forget set and its held-out counterpart are one group."""
+    name = params["attribute"]
+    if name not in attributes:
+        raise ValueError(f"one_group scenario: the task has no attribute {name!r} (it has {sorted(attributes)})")
+    column = attributes[name]
+    value = params.get("value")
+    if value is None:
+        values, counts = np.unique(column, return_counts=True)
+        order = np.lexsort((values, -counts))  # largest count first, then the smaller value
+        rank = int(params.get("rank", 0))
+        if not 0 <= rank < len(values):
+            raise ValueError(f"one_group scenario: rank {rank} but attribute {name!r} has {len(values)} groups")
+        value = values[order[rank]]
+    return candidates[column[candidates] == value]
+
+
 scenario_kinds.add("random", ScenarioKind(random_instances, population_defined=False))
 scenario_kinds.add("class", ScenarioKind(whole_class, population_defined=True))
 scenario_kinds.add("subgroup", ScenarioKind(attribute_subgroup, population_defined=True))
+scenario_kinds.add("one_group", ScenarioKind(one_group, population_defined=True))

@@ -118,6 +118,12 @@ class Task(ABC):
         None (the default): the task cannot build counterfactuals."""
         return None
 
+    def data_source(self) -> str:
+        """Which form of the data the loaded pools came from, recorded in every record: empty for
+        the official files in full; otherwise a phrase such as "lossy JPEG copy" or "10 of 200
+        classes present". Called after `load`."""
+        return ""
+
     def data_files(self) -> list[DataFile]:
         """The raw files this task reads; tasks with generated data return none."""
         return []

@@ -32,6 +32,10 @@ class Recipe(Frozen):
     weight_decay: float = Field(default=0.0, ge=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
     schedule: Literal["constant", "cosine"] = "constant"
+    # Whole-batch augmentation during training (image tasks): "crop_flip" pads by 4 pixels, takes
+    # a random crop of the input size and flips half the images horizontally (He et al. 2016's
+    # CIFAR recipe); "none" trains on the stored inputs.
+    augment: Literal["none", "crop_flip"] = "none"
 
 
 class ProfileSpec(Frozen):
@@ -83,6 +87,9 @@ class TaskSpec(Frozen):
     scenarios: tuple[ScenarioSpec, ...]
     sensitive_attributes: tuple[str, ...] = ()
     main_metric: str = "test/acc"
+    # Facts a reader of the data card needs that the other fields do not say: how missing
+    # values are handled, what the mirror lacks, how the test split is drawn.
+    notes: tuple[str, ...] = ()
     licence: str
     citation: str
 
