@@ -47,7 +47,13 @@ scenario_kinds: Registry[ScenarioKind] = Registry("scenario kind")
 
 def random_instances(labels: np.ndarray, attributes: dict[str, np.ndarray], candidates: np.ndarray,
                      params: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
-    """A uniform random `fraction` of the candidates (at least one)."""
+    """A uniform random `fraction` of the candidates (at least one), or exactly `count` of them
+    (a few individuals' deletion requests)."""
+    if "count" in params:
+        size = int(params["count"])
+        if not 0 < size < len(candidates):
+            raise ValueError(f"random scenario: count must be in [1, {len(candidates) - 1}], got {size}")
+        return rng.choice(candidates, size=size, replace=False)
     fraction = float(params["fraction"])
     if not 0 < fraction < 1:
         raise ValueError(f"random scenario: fraction must be in (0, 1), got {fraction}")

@@ -29,3 +29,13 @@ def test_one_group_errors_name_the_attribute_and_rank():
         kind.forget(labels, {}, np.arange(3), {"attribute": "person"}, rng)
     with pytest.raises(ValueError, match="rank 5 but attribute 'person' has 2 groups"):
         kind.forget(labels, {"person": np.array([0, 0, 1])}, np.arange(3), {"attribute": "person", "rank": 5}, rng)
+
+
+def test_random_count_draws_exactly_that_many_distinct_candidates():
+    kind = scenario_kinds.get("random")
+    candidates = np.arange(10, 60)
+    picked = kind.forget(np.zeros(60, dtype=np.int64), {}, candidates, {"count": 7}, np.random.default_rng(3))
+    assert len(picked) == 7 == len(set(picked.tolist()))
+    assert set(picked.tolist()) <= set(candidates.tolist())
+    with pytest.raises(ValueError, match="count must be in"):
+        kind.forget(np.zeros(60, dtype=np.int64), {}, candidates, {"count": 50}, np.random.default_rng(3))
