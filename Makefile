@@ -24,3 +24,7 @@ bench: install
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
+
+.PHONY: cards
+cards: install  # (re)write data_cards/<task>.md for every registered task (statistics need the data)
+	$(BIN)/mubench data card

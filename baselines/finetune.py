@@ -7,7 +7,6 @@ smoke profile's originals train for 5."""
 from __future__ import annotations
 
 from torch import nn
-from torch.nn import functional as F
 
 from baselines.common import sgd, step
 from mubench.methods import Access, HParams, Method, register_method
@@ -28,5 +27,5 @@ class Finetune(Method):
         model.train()
         optimizer = sgd(model, hp.lr, weight_decay=hp.weight_decay)
         for ((x, y),) in request.batches("retain", batch_size=hp.batch_size, epochs=hp.epochs):
-            step(optimizer, F.cross_entropy(model(x), y))
+            step(optimizer, request.loss(model(x), y))
         return model

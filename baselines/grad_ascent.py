@@ -6,7 +6,6 @@ the intensity knob."""
 from __future__ import annotations
 
 from torch import nn
-from torch.nn import functional as F
 
 from baselines.common import sgd, step
 from mubench.methods import Access, HParams, Method, register_method
@@ -26,5 +25,5 @@ class GradAscent(Method):
         model.train()
         optimizer = sgd(model, hp.lr)
         for ((x, y),) in request.batches("forget", batch_size=hp.batch_size, epochs=hp.epochs):
-            step(optimizer, -F.cross_entropy(model(x), y))
+            step(optimizer, -request.loss(model(x), y))
         return model

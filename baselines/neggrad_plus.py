@@ -8,7 +8,6 @@ whose gradient flip happens before `backward` and so never ascends, the sign her
 from __future__ import annotations
 
 from torch import nn
-from torch.nn import functional as F
 
 from baselines.common import sgd, step
 from mubench.methods import Access, HParams, Method, register_method
@@ -29,6 +28,6 @@ class NegGradPlus(Method):
         model.train()
         optimizer = sgd(model, hp.lr)
         for (xr, yr), (xf, yf) in request.batches("retain", "forget", batch_size=hp.batch_size, epochs=hp.epochs):
-            loss = hp.alpha * F.cross_entropy(model(xr), yr) - (1 - hp.alpha) * F.cross_entropy(model(xf), yf)
+            loss = hp.alpha * request.loss(model(xr), yr) - (1 - hp.alpha) * request.loss(model(xf), yf)
             step(optimizer, loss)
         return model

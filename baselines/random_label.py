@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from baselines.common import sgd, step
 from mubench.methods import Access, HParams, Method, register_method
@@ -25,6 +24,7 @@ def random_wrong_labels(labels: torch.Tensor, num_classes: int, generator: torch
 class RandomLabel(Method):
     access = Access.RETAIN
     paper = "Graves et al. 2021 (Amnesiac ML); settings of Fan et al. 2024 (SalUn)"
+    targets = frozenset({"class"})  # "a wrong class" has no regression counterpart
     space = {"lr": (0.01, [0.001, 0.003, 0.01, 0.03]),
              "epochs": (3, [1, 3, 5]),
              "batch_size": (128, [128]),
@@ -39,5 +39,5 @@ class RandomLabel(Method):
         for _ in range(hp.epochs):
             for subset in (relabelled, request.retain):
                 for x, y in request.batches_of(subset, batch_size=hp.batch_size):
-                    step(optimizer, F.cross_entropy(model(x), y))
+                    step(optimizer, request.loss(model(x), y))
         return model

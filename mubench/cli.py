@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -121,6 +122,8 @@ def run(
     grid.sweep = sweep.value if sweep else None
     if not grid.tasks:
         raise MubenchError("name at least one --task, or a --suite (e.g. --suite quick)")
+    if suite and not task:  # a suite covers the tasks whose data is here, and names the others
+        grid.tasks = _tasks_with_data(grid.tasks)
     configs = expand_grid(grid)
     _check_data(grid.tasks)
     _check_device(device)
@@ -220,6 +223,60 @@ def data_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
         print_rows(rows, title=f"data (mirrors: {', '.join(map(str, paths.mirrors())) or 'none'}; home: {paths.home()})", console=out)
 
 
+@data_app.command("fetch")
+def data_fetch(
+    task: Annotated[Optional[list[str]], typer.Argument(help="task names", metavar="TASK...", show_default=False)] = None,
+    all_tasks: Annotated[bool, typer.Option("--all", help="every registered task")] = False,
+) -> None:
+    """Download each official file that is not found yet into $MUBENCH_HOME/raw (resumed, sha256-checked)."""
+    from mubench.data.files import fetch
+    from mubench.tasks.base import tasks
+
+    if bool(task) == all_tasks:
+        raise MubenchError("name the tasks to fetch, or pass --all (not both)")
+    if paths.offline():
+        raise MubenchError("downloads are disabled (MUBENCH_OFFLINE=1); unset MUBENCH_OFFLINE to fetch")
+    chosen = [(name, tasks.get(name)) for name in (task or tasks.names())]  # unknown names fail first
+    failures = []
+    for name, task_obj in chosen:
+        if not task_obj.data_files():
+            out.print(f"{name}: generated data, nothing to fetch", highlight=False)
+        for result in fetch(task_obj.data_files()):
+            where = escape(str(result.path)) if result.path else ""
+            if result.state == "failed":
+                failures.append(f"{name}: {result.message}")
+                err.print(f"[red]failed[/red] {name}: {escape(result.data_file.name)}", highlight=False, soft_wrap=True)
+            else:
+                out.print(f"{name}: {escape(result.data_file.name)} {result.state} ({where})", highlight=False, soft_wrap=True)
+    if failures:
+        raise MubenchError(f"{len(failures)} file(s) could not be fetched:\n" + "\n".join(failures))
+
+
+@data_app.command("card")
+def data_card(
+    task: Annotated[Optional[list[str]], typer.Argument(help="task names (default: every registered task)", metavar="[TASK...]", show_default=False)] = None,
+    check: Annotated[bool, typer.Option("--check", help="compare the cards with a fresh rendering; exit 1 naming the stale ones")] = False,
+    directory: Annotated[Path, typer.Option("--dir", help="folder of the cards")] = Path("data_cards"),
+) -> None:
+    """Write each task's data card (spec + statistics of its data) to DIR/<task>.md, or --check them."""
+    from mubench.datacard import stale_parts, write_card
+    from mubench.tasks.base import tasks
+
+    chosen = [(name, tasks.get(name)) for name in (task or tasks.names())]
+    if check:
+        stale = {name: parts for name, task_obj in chosen if (parts := stale_parts(task_obj, directory))}
+        for name, parts in stale.items():
+            err.print(f"stale: {escape(str(directory / name))}.md ({', '.join(parts)})", highlight=False, soft_wrap=True)
+        if stale:
+            err.print(f"regenerate with: mubench data card {' '.join(stale)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
+        out.print(f"{len(chosen)} card(s) up to date in {directory}", highlight=False)
+        return
+    for name, task_obj in chosen:
+        path, note = write_card(task_obj, directory)
+        out.print(f"wrote {escape(str(path))}" + (f" ({note})" if note else ""), highlight=False, soft_wrap=True)
+
+
 def _parse_hparams(items: list[str]) -> dict[str, dict[str, str]]:
     parsed: dict[str, dict[str, str]] = {}
     for item in items:
@@ -229,6 +286,16 @@ def _parse_hparams(items: list[str]) -> dict[str, dict[str, str]]:
             raise MubenchError(f"--hparam {item!r}: expected METHOD.NAME=VALUE, e.g. finetune.lr=0.02")
         parsed.setdefault(method_name, {})[key] = value
     return parsed
+
+
+def _tasks_with_data(task_names: Sequence[str]) -> list[str]:
+    from mubench.tasks.base import tasks
+
+    present = [name for name in task_names if name not in tasks or tasks.get(name).data_status().complete]
+    skipped = [name for name in task_names if name not in present]
+    if skipped:
+        err.print(f"skipping {', '.join(skipped)}: data not found (see `mubench data status`)", highlight=False)
+    return present
 
 
 def _check_device(device: str) -> None:

@@ -8,9 +8,9 @@ from functools import cached_property
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from mubench.request import Subset
+from mubench.targets import CLASSIFICATION, Target
 
 EVALUATED_PARTS = ("forget", "retain", "val", "heldout", "test")
 
@@ -21,38 +21,47 @@ Counterfactual = Callable[[torch.Tensor, dict[str, torch.Tensor], torch.Generato
 
 @dataclass(frozen=True)
 class Outputs:
-    """Logits and labels of one model on one split part (on the CPU, float32)."""
+    """A model's outputs and the labels on one split part (on the CPU, float32): logits of a
+    classifier, or predicted values of a regression model (`target.regression`)."""
 
     logits: torch.Tensor
     labels: torch.Tensor
+    target: Target = CLASSIFICATION
 
     @cached_property
     def probs(self) -> torch.Tensor:
+        self._classification_only("probabilities")
         return self.logits.softmax(dim=1)
 
     @cached_property
     def losses(self) -> torch.Tensor:
-        """Per-sample cross-entropy: the signal of loss-based membership inference."""
-        return F.cross_entropy(self.logits, self.labels, reduction="none")
+        """Per-sample loss (cross-entropy, or masked MAE): the signal of loss-based membership inference."""
+        return self.target.sample_losses(self.logits, self.labels)
 
     @cached_property
     def correct(self) -> torch.Tensor:
+        self._classification_only("correctness")
         return self.logits.argmax(dim=1) == self.labels
 
     @property
     def accuracy(self) -> float:
         return float(self.correct.float().mean()) if len(self.labels) else float("nan")
 
+    def _classification_only(self, what: str) -> None:
+        if self.target.regression:
+            raise TypeError(f"{what} is defined for classifiers only; these are regression outputs")
+
 
 @torch.no_grad()
-def compute_outputs(model: nn.Module, subset: Subset, batch_size: int) -> Outputs:
+def compute_outputs(model: nn.Module, subset: Subset, batch_size: int, target: Target = CLASSIFICATION) -> Outputs:
     model.eval()
     logits = [model(subset.x[i:i + batch_size]).float().cpu() for i in range(0, len(subset), batch_size)]
-    return Outputs(torch.cat(logits) if logits else torch.empty(0), subset.y.cpu())
+    return Outputs(torch.cat(logits) if logits else torch.empty(0), subset.y.cpu(), target)
 
 
-def outputs_on(model: nn.Module, subsets: dict[str, Subset], batch_size: int) -> dict[str, Outputs]:
-    return {part: compute_outputs(model, subsets[part], batch_size) for part in EVALUATED_PARTS}
+def outputs_on(model: nn.Module, subsets: dict[str, Subset], batch_size: int,
+               target: Target = CLASSIFICATION) -> dict[str, Outputs]:
+    return {part: compute_outputs(model, subsets[part], batch_size, target) for part in EVALUATED_PARTS}
 
 
 @dataclass(frozen=True)
@@ -78,3 +87,8 @@ class EvaluationContext:
     # forget-set outputs of shadow models (Harness(shadow_models=K), for mia/ulira): "in" = originals
     # trained with the forget set, "out" = oracles trained without it, seeds other than the run's
     shadow_outputs: dict[str, list[Outputs]] = field(default_factory=dict)
+    target: Target = CLASSIFICATION  # the task's target kind: classification metrics skip regression tasks
+
+    @property
+    def regression(self) -> bool:
+        return self.target.regression

@@ -73,6 +73,9 @@ class Method(ABC):
     intensity: ClassVar[str | None] = None
     version: ClassVar[str] = "1"
     paper: ClassVar[str] = ""
+    # The target kinds the method is defined for (mubench.targets): a method that relabels with
+    # wrong classes has no meaning for regression, one that ascends the task's loss does.
+    targets: ClassVar[frozenset[str]] = frozenset({"class", "regression"})
 
     @abstractmethod
     def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
@@ -120,6 +123,8 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
         for key, entry in cls.space.items():
             if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], list)):
                 raise ValueError(f"method {name}: space[{key!r}] must be (default, [sweep values])")
+        if not cls.targets or not cls.targets <= {"class", "regression"}:
+            raise ValueError(f"method {name}: targets must be a non-empty subset of {{'class', 'regression'}}")
         if not isinstance(cls.access, Access):
             raise ValueError(f"method {name}: access must be an mubench.methods.Access")
         cls.name = name

@@ -15,6 +15,7 @@ from torch import nn
 
 from mubench.errors import AccessError
 from mubench.methods import Access
+from mubench.targets import CLASSIFICATION, Target
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Request:
 
     def __init__(self, subsets: dict[str, Subset], access: Access, num_classes: int, device: torch.device,
                  seed: int, time_budget_s: float | None = None,
-                 trainer: Callable[[Subset], nn.Module] | None = None) -> None:
+                 trainer: Callable[[Subset], nn.Module] | None = None, target: Target = CLASSIFICATION) -> None:
         undeclared = set(subsets) - access.subsets
         if undeclared:
             raise AccessError(f"refusing to hand undeclared data {sorted(undeclared)} to a {access.value!r} method")
@@ -46,6 +47,12 @@ class Request:
         self.generator = torch.Generator().manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self._trainer = trainer
+        self.target = target
+
+    def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The task's own training loss on a batch: cross-entropy for classification, the masked
+        MAE for regression (mubench.targets). Methods that minimise or ascend "the loss" use this."""
+        return self.target.loss(output, y)
 
     def subset(self, name: str) -> Subset:
         if name not in self._subsets:

@@ -19,7 +19,7 @@ from torch import nn
 
 from mubench import provenance
 from mubench.artifacts import CachedModel, ModelCache
-from mubench.errors import MethodOutputError
+from mubench.errors import MethodOutputError, MubenchError
 from mubench.evaluation import EVALUATED_PARTS, EvaluationContext, Outputs, compute_outputs, outputs_on
 from mubench.memory import PeakMemory
 from mubench.hashing import sha256_arrays, sha256_of
@@ -77,7 +77,8 @@ class Harness:
 
     def _train(self, model: nn.Module, task: Task, profile: str, seed: int, subset: Subset) -> float:
         generator = torch.Generator().manual_seed(derived_seed(task.spec.name, seed, "train"))
-        return train_model(model, subset.x, subset.y, task.spec.profile(profile).recipe, generator).seconds
+        return train_model(model, subset.x, subset.y, task.spec.profile(profile).recipe, generator,
+                           task.spec.target_spec).seconds
 
     def _cached_fit(self, task: Task, profile: str, seed: int, role: str, indices_id: str, subset: Subset) -> CachedModel:
         spec = task.spec
@@ -107,10 +108,11 @@ class Harness:
         train_subset = subsets.pop("train")
         original = self._cached_fit(task, profile, seed, "original", _indices_id(split, "train"), train_subset)
         oracle = self._cached_fit(task, profile, seed, "oracle", _indices_id(split, "retain"), subsets["retain"])
-        batch = task.spec.profile(profile).eval_batch_size
+        batch, target = task.spec.profile(profile).eval_batch_size, task.spec.target_spec
         return Prepared(task, profile, seed, split, subsets,
                         {k: v[split.test] for k, v in data.test.attributes.items()},
-                        original, oracle, outputs_on(original.model, subsets, batch), outputs_on(oracle.model, subsets, batch),
+                        original, oracle, outputs_on(original.model, subsets, batch, target),
+                        outputs_on(oracle.model, subsets, batch, target),
                         self._shadow_outputs(task, split, seed, profile, train_subset, subsets))
 
     def _shadow_outputs(self, task: Task, split: Split, seed: int, profile: str, train: Subset,
@@ -127,7 +129,7 @@ class Harness:
             shadow_seed = derived_seed(task.spec.name, seed, "shadow", k)
             for side, (role, part, subset) in roles.items():
                 fitted = self._cached_fit(task, profile, shadow_seed, role, _indices_id(split, part), subset)
-                shadows[side].append(compute_outputs(fitted.model, subsets["forget"], batch))
+                shadows[side].append(compute_outputs(fitted.model, subsets["forget"], batch, task.spec.target_spec))
         return shadows
 
     def _subset(self, task: Task, data: TaskData, split: Split, part: str) -> Subset:
@@ -154,10 +156,12 @@ class Harness:
     def _unlearn_and_evaluate(self, config: RunConfig, prepared: Prepared) -> dict[str, float]:
         method_cls = methods.get(config.method)
         task, hp = prepared.task, method_cls.resolve(config.hparams)
+        check_target(method_cls, task)
         request = Request({name: prepared.subsets[name] for name in method_cls.access.subsets}, method_cls.access,
                           task.spec.num_classes, self.device,
                           seed=derived_seed(config.task, config.scenario, config.method, config.seed, "method"),
-                          trainer=lambda subset: self.fit_from_scratch(task, config.profile, config.seed, subset))
+                          trainer=lambda subset: self.fit_from_scratch(task, config.profile, config.seed, subset),
+                          target=task.spec.target_spec)
         model = copy.deepcopy(prepared.original.model)
         with PeakMemory(self.device) as peak:
             started = time.perf_counter()
@@ -176,15 +180,27 @@ class Harness:
         """Outputs of the unlearned model on every part, beside the prepared oracle and original."""
         profile_spec = prepared.task.spec.profile(prepared.profile)
         batch = profile_spec.eval_batch_size
+        target = prepared.task.spec.target_spec
         return EvaluationContext(
-            unlearned=outputs_on(unlearned, prepared.subsets, batch), oracle=prepared.oracle_outputs,
+            unlearned=outputs_on(unlearned, prepared.subsets, batch, target), oracle=prepared.oracle_outputs,
             original=prepared.original_outputs, test_attributes=prepared.test_attributes,
             method_seconds=method_seconds, oracle_seconds=prepared.oracle.train_seconds,
             models={"unlearned": unlearned, "oracle": prepared.oracle.model, "original": prepared.original.model},
             subsets=prepared.subsets, method_peak_memory_mb=peak_memory_mb,
             relearn_lr=profile_spec.recipe.lr, eval_batch_size=batch,
             sensitive_attributes=prepared.task.spec.sensitive_attributes,
-            counterfactual=prepared.task.counterfactual, shadow_outputs=prepared.shadow_outputs)
+            counterfactual=prepared.task.counterfactual, shadow_outputs=prepared.shadow_outputs, target=target)
+
+
+def supports(method_cls: type, task: Task) -> bool:
+    """Whether a method is defined for the task's target kind (Method.targets)."""
+    return task.spec.target in method_cls.targets
+
+
+def check_target(method_cls: type, task: Task) -> None:
+    if not supports(method_cls, task):
+        raise MubenchError(f"method {method_cls.name!r} is defined for {', '.join(sorted(method_cls.targets))} "
+                           f"targets; task {task.spec.name!r} is a {task.spec.target} task")
 
 
 def check_architecture(model: object, reference: nn.Module) -> None:

@@ -29,7 +29,7 @@ from mubench.cli import app
 from mubench.methods import methods
 from mubench.record import Record
 from mubench.store import Store
-from mubench.sweep import GridSpec, expand_grid
+from mubench.sweep import GridSpec, Suite, expand_grid
 from mubench.tasks import tasks
 
 MUBENCH = Path(sys.executable).with_name("mubench")
@@ -217,19 +217,35 @@ def test_results_json_markdown_and_table(debug_run):
 
 # ---- suites -----------------------------------------------------------------------------------
 
-def test_quick_suite_is_cmnist_with_every_method_and_scenario():
+def test_quick_suite_covers_every_task_with_every_method():
     grid = GridSpec.from_suite("quick")
     configs = expand_grid(grid)
-    scenarios = [s.name for s in tasks.get("cmnist").spec.scenarios]
-    assert len(scenarios) == 13
-    assert len(configs) == len(methods) * len(scenarios)
-    assert {c.task for c in configs} == {"cmnist"}
-    assert {c.method for c in configs} == set(methods.names())
-    assert {"identity", "retrain", "finetune", "grad_ascent", "neggrad_plus", "random_label"} <= set(methods.names())
-    assert {c.scenario for c in configs} == set(scenarios)
-    assert {c.seed for c in configs} == {0}
-    assert {c.profile for c in configs} == {"smoke"}
+    cmnist = [s.name for s in tasks.get("cmnist").spec.scenarios]
+    assert len(cmnist) == 13
+    by_task = {}
+    for c in configs:
+        by_task.setdefault(c.task, set()).add(c.scenario)
+    assert set(by_task) == {"cmnist", "adult", "adult_logreg", "cub200", "cwru", "metr_la"}
+    assert by_task["cmnist"] == set(cmnist)  # every Colored MNIST scenario
+    assert by_task["metr_la"] == {"sensor", "day", "random_5"}
+    for task, scenarios in by_task.items():
+        for scenario in scenarios:
+            ran = {c.method for c in configs if c.task == task and c.scenario == scenario}
+            expected = {m for m in methods.names() if tasks.get(task).spec.target in methods.get(m).targets}
+            assert ran == expected, (task, scenario)
+    assert "random_label" not in {c.method for c in configs if c.task == "metr_la"}
+    assert {c.seed for c in configs} == {0} and {c.profile for c in configs} == {"smoke"}
     assert len({c.id for c in configs}) == len(configs)
+
+
+def test_a_suite_skips_and_names_tasks_without_data(home, monkeypatch, tmp_path):
+    monkeypatch.setenv("MUBENCH_MIRROR", str(tmp_path / "empty-mirror"))
+    monkeypatch.setattr("mubench.sweep.SUITES", {"tiny": Suite("tiny", "debug and cmnist", ("debug", "cmnist"), "smoke",
+                                                               (0,), methods=("identity",))})
+    result = invoke("run", "--suite", "tiny", "--store", str(tmp_path / "r.sqlite"))
+    assert result.exit_code == 0, result.output
+    assert "skipping cmnist: data not found" in result.stderr
+    assert "2 runs (0 failed)" in result.stderr  # debug's two scenarios, identity only
 
 
 # ---- bad input ----------------------------------------------------------------------------------

@@ -276,7 +276,7 @@ def test_write_split_round_trip(tmp_path, debug):
 # ---- scenario kinds --------------------------------------------------------------------------
 
 def test_scenario_kinds_registered():
-    assert scenario_kinds.names() == ["class", "random", "subgroup"]
+    assert scenario_kinds.names() == ["class", "one_group", "random", "subgroup"]
     assert scenario_kinds.get("random").population_defined is False
     assert scenario_kinds.get("class").population_defined is True
 

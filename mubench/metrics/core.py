@@ -3,7 +3,9 @@
 Directions: "higher" or "lower" is better; "oracle": closest to the oracle's value is best (e.g.
 forget accuracy after random forgetting should match a model that never saw the data, not fall
 to zero); "info": context, not a score. A metric returns None where it does not apply (bias
-metrics on a task without a bias attribute); it is then absent from the record.
+metrics on a task without a bias attribute); it is then absent from the record. Each metric names
+the target kinds it is defined for (`targets`): classification only unless it says otherwise, so
+a metric written for classifiers never runs on a regression task's outputs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from mubench.registry import Registry
 
 Direction = Literal["higher", "lower", "oracle", "info"]
 MetricFunction = Callable[[EvaluationContext], float | None]
+CLASS_ONLY: frozenset[str] = frozenset({"class"})
+ANY_TARGET: frozenset[str] = frozenset({"class", "regression"})
+REGRESSION_ONLY: frozenset[str] = frozenset({"regression"})
 
 
 @dataclass(frozen=True)
@@ -26,23 +31,25 @@ class Metric:
     direction: Direction
     compute: MetricFunction
     description: str
+    targets: frozenset[str] = CLASS_ONLY
 
 
 metrics: Registry[Metric] = Registry("metric")
 
 
-def add_metric(key: str, direction: Direction, description: str) -> Callable[[MetricFunction], MetricFunction]:
+def add_metric(key: str, direction: Direction, description: str,
+               targets: frozenset[str] = CLASS_ONLY) -> Callable[[MetricFunction], MetricFunction]:
     """Decorator registering a metric function under `key`."""
 
     def decorate(fn: MetricFunction) -> MetricFunction:
-        metrics.add(key, Metric(key, direction, fn, description))
+        metrics.add(key, Metric(key, direction, fn, description, targets))
         return fn
 
     return decorate
 
 
 def compute_metrics(ctx: EvaluationContext) -> dict[str, float]:
-    values = {key: metric.compute(ctx) for key, metric in metrics.items()}
+    values = {key: metric.compute(ctx) for key, metric in metrics.items() if ctx.target.kind in metric.targets}
     return {key: float(value) for key, value in values.items() if value is not None}
 
 

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 from mubench.evaluation import EvaluationContext
-from mubench.metrics.core import add_metric
+from mubench.metrics.core import ANY_TARGET, add_metric
 
 
-@add_metric("cost/seconds", "lower", "wall-clock seconds of the method's unlearn call")
+@add_metric("cost/seconds", "lower", "wall-clock seconds of the method's unlearn call", ANY_TARGET)
 def cost_seconds(ctx: EvaluationContext) -> float:
     return ctx.method_seconds
 
 
-@add_metric("cost/rte", "lower", "method seconds over the oracle's training seconds (run-time efficiency)")
+@add_metric("cost/rte", "lower", "method seconds over the oracle's training seconds (run-time efficiency)", ANY_TARGET)
 def cost_rte(ctx: EvaluationContext) -> float | None:
     return ctx.method_seconds / ctx.oracle_seconds if ctx.oracle_seconds > 0 else None
 
 
-@add_metric("cost/peak_mem_mb", "lower", "memory the unlearn call allocated at its peak, MiB (CUDA allocator; on CPU the sampled C heap)")
+@add_metric("cost/peak_mem_mb", "lower", "memory the unlearn call allocated at its peak, MiB (CUDA allocator; on CPU the sampled C heap)", ANY_TARGET)
 def cost_peak_memory(ctx: EvaluationContext) -> float | None:
     return ctx.method_peak_memory_mb
 
 
-@add_metric("cost/params_changed", "info", "share of the model's parameters (scalars) that differ from the original's")
+@add_metric("cost/params_changed", "info", "share of the model's parameters (scalars) that differ from the original's", ANY_TARGET)
 def params_changed(ctx: EvaluationContext) -> float | None:
     """How local the edit is: 0 for `identity`, near 1 for retraining or fine-tuning everything;
     sparse methods (SSD, SalUn's masked updates, FMD's last layer) sit in between."""

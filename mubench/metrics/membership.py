@@ -33,7 +33,7 @@ from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
 from sklearn.svm import SVC
 
 from mubench.evaluation import EvaluationContext, Outputs
-from mubench.metrics.core import Metric, add_metric, metrics
+from mubench.metrics.core import ANY_TARGET, CLASS_ONLY, Metric, add_metric, metrics
 
 MIA_SPEC_VERSION = "2"
 
@@ -116,7 +116,8 @@ def loss_auc(outputs: dict[str, Outputs]) -> float:
     return membership_auc(outputs["forget"].losses, outputs["heldout"].losses)
 
 
-@add_metric("signal/mia_loss_auc", "info", "original's mia/loss_auc minus the oracle's: membership signal to remove")
+@add_metric("signal/mia_loss_auc", "info", "original's mia/loss_auc minus the oracle's: membership signal to remove",
+            ANY_TARGET)
 def signal_mia(ctx: EvaluationContext) -> float:
     return loss_auc(ctx.original) - loss_auc(ctx.oracle)
 
@@ -189,8 +190,9 @@ def lr_auc(outputs: dict[str, Outputs]) -> float | None:
 Attack = Callable[[dict[str, Outputs]], float | None]
 
 
-def register_attack(name: str, attack: Attack, description: str) -> None:
-    """Register an attack's value on the unlearned model (best: the oracle's) and its gap to the oracle's."""
+def register_attack(name: str, attack: Attack, description: str, targets: frozenset[str] = CLASS_ONLY) -> None:
+    """Register an attack's value on the unlearned model (best: the oracle's) and its gap to the oracle's.
+    Attacks on per-sample losses apply to regression too (`targets`); those on class confidences do not."""
 
     def value(ctx: EvaluationContext) -> float | None:
         return attack(ctx.unlearned)
@@ -199,14 +201,15 @@ def register_attack(name: str, attack: Attack, description: str) -> None:
         unlearned, oracle = attack(ctx.unlearned), attack(ctx.oracle)
         return None if unlearned is None or oracle is None else abs(unlearned - oracle)
 
-    metrics.add(f"mia/{name}", Metric(f"mia/{name}", "oracle", value, description))
-    metrics.add(f"gap/mia_{name}", Metric(f"gap/mia_{name}", "lower", gap, f"|mia/{name} - the oracle's|"))
+    metrics.add(f"mia/{name}", Metric(f"mia/{name}", "oracle", value, description, targets))
+    metrics.add(f"gap/mia_{name}", Metric(f"gap/mia_{name}", "lower", gap, f"|mia/{name} - the oracle's|", targets))
 
 
-register_attack("loss_auc", loss_auc, "loss-attack AUC, forget set vs held-out samples of the same population")
+register_attack("loss_auc", loss_auc, "loss-attack AUC, forget set vs held-out samples of the same population",
+                ANY_TARGET)
 register_attack("svc", svc_efficacy, "SVC confidence attack (SalUn MIA-efficacy): fraction of the forget set called non-member")
 register_attack("lr_auc", lr_auc, "logistic-regression loss attack (NeurIPS 2023 challenge kit), cross-validated AUC, "
-                "forget vs held-out")
+                "forget vs held-out", ANY_TARGET)
 
 
 # ---- v2: per-example likelihood-ratio attack (U-LiRA style) -----------------------------------

@@ -6,29 +6,43 @@ of Chundawat et al. 2023). A copy of the unlearned model is trained with Adam at
 learning rate on shuffled forget batches (fixed generator, so the number is reproducible); after
 each step the forget accuracy is measured, and the count stops when it is within `TOLERANCE` of
 the original model's. The count is capped at `MAX_STEPS` (a capped value means "not within the
-budget"); an unlearned model already at the original's accuracy scores 0.
+budget"); an unlearned model already at the original's accuracy scores 0. Regression tasks train
+with their masked MAE and stop when the forget MAE is within `RELATIVE_TOLERANCE` (1 %) of the
+original's.
 """
 
 from __future__ import annotations
 
 import copy
 
-import torch
-from torch.nn import functional as F
+from collections.abc import Callable
 
-from mubench.evaluation import EvaluationContext, compute_outputs
-from mubench.metrics.core import add_metric
+import torch
+
+from mubench.evaluation import EvaluationContext, Outputs, compute_outputs
+from mubench.metrics.core import ANY_TARGET, add_metric
+from mubench.metrics.regression import regression_error
 from mubench.request import Subset
+from mubench.targets import CLASSIFICATION, Target
 
 MAX_STEPS = 100
 BATCH_SIZE = 128
 TOLERANCE = 0.01
+RELATIVE_TOLERANCE = 0.01
 
 
 def relearn_steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, target_accuracy: float, lr: float,
                   eval_batch_size: int, max_steps: int = MAX_STEPS) -> int:
+    """Steps until the forget accuracy reaches `target_accuracy` (classification)."""
+    return relearn_until(model, x, y, lambda outputs: outputs.accuracy >= target_accuracy, lr, eval_batch_size,
+                         CLASSIFICATION, max_steps)
+
+
+def relearn_until(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, recovered: Callable[[Outputs], bool],
+                  lr: float, eval_batch_size: int, target: Target, max_steps: int = MAX_STEPS) -> int:
+    """Adam steps on forget batches, minimising the task's loss, until `recovered(outputs)` holds."""
     forget = Subset(x, y)
-    if compute_outputs(model, forget, eval_batch_size).accuracy >= target_accuracy:
+    if recovered(compute_outputs(model, forget, eval_batch_size, target)):
         return 0
     model = copy.deepcopy(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -36,20 +50,35 @@ def relearn_steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, targ
     for step in range(1, max_steps + 1):
         index = torch.randint(0, len(y), (min(BATCH_SIZE, len(y)),), generator=generator).to(y.device)
         model.train()
-        loss = F.cross_entropy(model(x[index]), y[index])
+        loss = target.loss(model(x[index]), y[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if compute_outputs(model, forget, eval_batch_size).accuracy >= target_accuracy:
+        if recovered(compute_outputs(model, forget, eval_batch_size, target)):
             return step
     return max_steps
 
 
 @add_metric("relearn/steps", "higher", f"fine-tuning steps on the forget set until its accuracy is back within "
-            f"{TOLERANCE} of the original's (capped at {MAX_STEPS})")
+            f"{TOLERANCE} of the original's (regression: its MAE within {RELATIVE_TOLERANCE:.0%}; capped at {MAX_STEPS})",
+            ANY_TARGET)
 def relearn(ctx: EvaluationContext) -> float | None:
     if "unlearned" not in ctx.models or "forget" not in ctx.subsets:
         return None
     forget = ctx.subsets["forget"]
-    target = ctx.original["forget"].accuracy - TOLERANCE
-    return float(relearn_steps(ctx.models["unlearned"], forget.x, forget.y, target, ctx.relearn_lr, ctx.eval_batch_size))
+    if ctx.regression:
+        original = regression_error(ctx.original["forget"], "mae")
+        if original is None:
+            return None
+        limit = original * (1 + RELATIVE_TOLERANCE)
+
+        def recovered(outputs: Outputs) -> bool:
+            mae = regression_error(outputs, "mae")
+            return mae is not None and mae <= limit
+    else:
+        goal = ctx.original["forget"].accuracy - TOLERANCE
+
+        def recovered(outputs: Outputs) -> bool:
+            return outputs.accuracy >= goal
+    return float(relearn_until(ctx.models["unlearned"], forget.x, forget.y, recovered, ctx.relearn_lr,
+                               ctx.eval_batch_size, ctx.target))

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from mubench.evaluation import EvaluationContext
-from mubench.metrics.core import add_metric
+from mubench.metrics.core import ANY_TARGET, add_metric
 
 MAX_SAMPLES = 2000  # the first samples of the forget set, in split order: deterministic and bounded
 
@@ -48,7 +48,8 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int) -> 
     return torch.cat(captured)
 
 
-@add_metric("repr/cka_oracle", "higher", "linear CKA between the unlearned and the oracle's penultimate features on the forget set")
+@add_metric("repr/cka_oracle", "higher", "linear CKA between the unlearned and the oracle's penultimate features on the forget set",
+            ANY_TARGET)
 def cka_to_oracle(ctx: EvaluationContext) -> float | None:
     if "forget" not in ctx.subsets or "unlearned" not in ctx.models:
         return None

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from mubench.errors import UnknownNameError
 from mubench.profiles import profiles
 from mubench.registry import unknown_name_message
+from mubench.targets import Target
 
 Domain = Literal["privacy", "resilience", "fairness", "adaptability"]
 
@@ -79,7 +80,10 @@ class TaskSpec(Frozen):
     title: str
     modality: Literal["image", "tabular", "signal", "timeseries", "vector"]
     description: str
-    num_classes: int = Field(ge=2)
+    # The model's output width: the number of classes, or of predicted values for regression.
+    num_classes: int = Field(ge=1)
+    target: Literal["class", "regression"] = "class"
+    missing_value: float | None = None  # regression: a target equal to it is missing and masked
     input_shape: tuple[int, ...]
     source: tuple[DataFileSpec, ...] = ()
     source_folder: str | None = None
@@ -109,6 +113,19 @@ class TaskSpec(Frozen):
         if not names:
             raise ValueError(f"task {self.name}: no scenarios")
         return self
+
+    @model_validator(mode="after")
+    def _consistent_target(self) -> TaskSpec:
+        if self.target == "class" and self.num_classes < 2:
+            raise ValueError(f"task {self.name}: a classification task needs at least 2 classes")
+        if self.target == "class" and self.missing_value is not None:
+            raise ValueError(f"task {self.name}: missing_value applies to regression targets only")
+        return self
+
+    @property
+    def target_spec(self) -> Target:
+        """How the task's predictions are scored (mubench.targets)."""
+        return Target(self.target, self.missing_value)
 
     def scenario(self, name: str) -> ScenarioSpec:
         for scenario in self.scenarios:
