@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 
 run: install
 	$(BIN)/mubench run --suite quick
+	$(BIN)/mubench stream run --task split_mnist
 
 test: install
 	$(BIN)/python -m pytest

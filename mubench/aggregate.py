@@ -93,14 +93,22 @@ def low_signal_scenarios(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def direction_of(key: str) -> str:
-    return metrics.get(key).direction if key in metrics else "info"
+    if key in metrics:
+        return metrics.get(key).direction
+    from mubench.continual.metrics import DIRECTIONS  # stream metrics are computed per stream, not registered
+
+    return {"chance": "oracle", "zero": "oracle"}.get(DIRECTIONS.get(key, "info"), DIRECTIONS.get(key, "info"))
 
 
 def registry_defaults() -> dict[str, dict[str, Any]]:
-    """Every registered method's default hyper-parameters, cast as a run's config stores them."""
+    """Every registered method's default hyper-parameters (unlearning methods and continual-stream
+    methods), cast as a run's config stores them."""
+    from mubench.continual.methods import continual_methods
     from mubench.methods import methods
 
-    return {name: dict(cls.resolve()) for name, cls in methods.items()}
+    defaults = {name: dict(cls.resolve()) for name, cls in continual_methods.items()}
+    defaults.update({name: dict(cls.resolve()) for name, cls in methods.items()})
+    return defaults
 
 
 def select_settings(frame: pd.DataFrame, protocol: str,

@@ -22,6 +22,8 @@ app = typer.Typer(help="mubench: a benchmark and leaderboard for machine unlearn
                   pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Where each task's data is, and what is missing.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+from mubench.continual.cli import stream_app  # noqa: E402  (light: its commands import the harness lazily)
+app.add_typer(stream_app, name="stream")
 
 err = Console(stderr=True)
 # Piped output gets a wide console: a results table squeezed to 80 columns is unreadable in a log.
@@ -110,6 +112,7 @@ def run(
     store: StoreOption = None,
 ) -> None:
     """Run the cross product of the given options (or a suite); finished runs are skipped."""
+    from mubench.methods import parse_hparam_overrides
     from mubench.runner import Harness
     from mubench.store import Store
     from mubench.sweep import GridSpec, expand_grid
@@ -118,7 +121,7 @@ def run(
     grid.tasks = task or grid.tasks
     grid.scenarios, grid.methods = scenario or grid.scenarios, method or grid.methods
     grid.seeds, grid.profile = seed or grid.seeds, profile or grid.profile
-    grid.hparams = _parse_hparams(hparam or [])
+    grid.hparams = parse_hparam_overrides(hparam or [])
     grid.sweep = sweep.value if sweep else None
     if not grid.tasks:
         raise MubenchError("name at least one --task, or a --suite (e.g. --suite quick)")
@@ -275,17 +278,6 @@ def data_card(
     for name, task_obj in chosen:
         path, note = write_card(task_obj, directory)
         out.print(f"wrote {escape(str(path))}" + (f" ({note})" if note else ""), highlight=False, soft_wrap=True)
-
-
-def _parse_hparams(items: list[str]) -> dict[str, dict[str, str]]:
-    parsed: dict[str, dict[str, str]] = {}
-    for item in items:
-        target, _, value = item.partition("=")
-        method_name, _, key = target.partition(".")
-        if not (method_name and key and value):
-            raise MubenchError(f"--hparam {item!r}: expected METHOD.NAME=VALUE, e.g. finetune.lr=0.02")
-        parsed.setdefault(method_name, {})[key] = value
-    return parsed
 
 
 def _tasks_with_data(task_names: Sequence[str]) -> list[str]:

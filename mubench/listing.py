@@ -12,15 +12,29 @@ Row = dict[str, object]
 
 
 def task_rows() -> list[Row]:
-    return [{"task": name, "version": task.spec.version, "title": task.spec.title, "modality": task.spec.modality,
+    """Unlearning tasks, then continual learn/unlearn stream tasks (whose scenarios are streams)."""
+    from mubench.continual.task import continual_tasks
+
+    rows = [{"task": name, "version": task.spec.version, "title": task.spec.title, "modality": task.spec.modality,
              "classes": task.spec.num_classes, "scenarios": len(task.spec.scenarios),
              "profiles": sorted(task.spec.profiles), "citation": task.spec.citation}
             for name, task in tasks.items()]
+    rows += [{"task": name, "version": task.spec.version, "title": task.spec.title, "modality": "stream",
+              "classes": task.spec.num_classes, "scenarios": len(task.spec.streams),
+              "profiles": sorted(task.spec.profiles), "citation": task.spec.citation}
+             for name, task in continual_tasks.items()]
+    return rows
 
 
 def scenario_rows() -> list[Row]:
-    return [{"task": name, "scenario": s.name, "kind": s.kind, "domain": s.domain, "description": s.description}
+    from mubench.continual.task import continual_tasks
+
+    rows = [{"task": name, "scenario": s.name, "kind": s.kind, "domain": s.domain, "description": s.description}
             for name, task in tasks.items() for s in task.spec.scenarios]
+    rows += [{"task": name, "scenario": s.name, "kind": "stream " + s.codes, "domain": "adaptability",
+              "description": s.description}
+             for name, task in continual_tasks.items() for s in task.spec.streams]
+    return rows
 
 
 def method_rows() -> list[Row]:

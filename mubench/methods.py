@@ -88,12 +88,31 @@ class Method(ABC):
     @classmethod
     def resolve(cls, overrides: Mapping[str, Any] | None = None) -> HParams:
         """Defaults updated with `overrides`, each cast to its default's type; unknown names are errors."""
-        values = cls.defaults()
-        for key, raw in (overrides or {}).items():
-            if key not in values:
-                raise MubenchError(f"method {cls.name!r} has no hyper-parameter {key!r} (it has: {', '.join(values) or 'none'})")
-            values[key] = _cast(raw, type(values[key]), f"{cls.name}.{key}")
-        return HParams(values)
+        return resolve_hparams(f"method {cls.name!r}", cls.name, cls.defaults(), overrides)
+
+
+def resolve_hparams(what: str, name: str, defaults: dict[str, HParamValue],
+                    overrides: Mapping[str, Any] | None) -> HParams:
+    """`defaults` updated with `overrides`, each cast to its default's type; an unknown name is an
+    error naming `what` (e.g. "method 'finetune'") and the valid names. Shared by every kind of method."""
+    values = dict(defaults)
+    for key, raw in (overrides or {}).items():
+        if key not in values:
+            raise MubenchError(f"{what} has no hyper-parameter {key!r} (it has: {', '.join(values) or 'none'})")
+        values[key] = _cast(raw, type(values[key]), f"{name}.{key}")
+    return HParams(values)
+
+
+def parse_hparam_overrides(items: list[str]) -> dict[str, dict[str, str]]:
+    """`--hparam METHOD.NAME=VALUE` options as {method: {name: raw value}}; values are cast later."""
+    parsed: dict[str, dict[str, str]] = {}
+    for item in items:
+        target, _, value = item.partition("=")
+        method_name, _, key = target.partition(".")
+        if not (method_name and key and value):
+            raise MubenchError(f"--hparam {item!r}: expected METHOD.NAME=VALUE, e.g. finetune.lr=0.02")
+        parsed.setdefault(method_name, {})[key] = value
+    return parsed
 
 
 def _cast(raw: Any, kind: type, where: str) -> HParamValue:

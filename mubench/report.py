@@ -16,8 +16,10 @@ from rich.table import Table
 from mubench.aggregate import SELECTIONS, direction_of, low_signal_scenarios, wide
 from mubench.tradeoff import REFERENCE_POINT
 
-HEADLINE = ["forget/acc", "retain/acc", "test/acc", "gap/forget_acc", "gap/test_acc", "mia/loss_auc",
-            "js/oracle", "bias/gap", "cost/seconds", "cost/rte"]
+HEADLINE = ["forget/acc", "retain/acc", "test/acc", "gap/forget_acc", "gap/test_acc",
+            "forget/mae", "test/mae", "gap/forget_mae", "gap/test_mae",  # regression tasks
+            "stream/retained_acc", "stream/unlearned_acc", "stream/relapse", "stream/gap_retained",  # streams
+            "mia/loss_auc", "js/oracle", "bias/gap", "cost/seconds", "cost/rte"]
 _ARROWS = {"higher": "↑", "lower": "↓", "oracle": "≈oracle", "info": ""}
 
 

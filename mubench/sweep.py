@@ -51,6 +51,7 @@ QUICK_SCENARIOS: dict[str, tuple[str, ...]] = {
     "adult_logreg": ("random_1", "female_over_50k"),
     "celeba_blond": ("bias_aligned",),
     "celeba_smiling": ("bias_aligned",),
+    "cifar10": ("random_10", "class_0", "patch_bias"),
     "cub200": ("random_10", "class_1"),
     "cwru": ("random_10", "class_0", "one_session"),
     "metr_la": ("sensor", "day", "random_5"),

@@ -92,7 +92,10 @@ def test_list_tasks_json():
     rows = json.loads(result.stdout)
     versions = {row["task"]: row["version"] for row in rows}
     assert {"cmnist", "debug"} <= set(versions)
-    assert versions == {name: task.spec.version for name, task in tasks.items()}
+    from mubench.continual.task import continual_tasks
+
+    expected = {name: task.spec.version for name, task in (*tasks.items(), *continual_tasks.items())}
+    assert versions == expected and {"split_mnist", "metr_la", "cwru"} <= set(versions)
     assert all(isinstance(v, str) and v for v in versions.values())
     assert {row["task"]: row["scenarios"] for row in rows}["cmnist"] == len(tasks.get("cmnist").spec.scenarios)
 
@@ -100,8 +103,12 @@ def test_list_tasks_json():
 def test_list_scenarios_json_has_every_scenario_of_every_task():
     rows = json.loads(invoke("list", "scenarios", "--json").stdout)
     listed = [(row["task"], row["scenario"]) for row in rows]
+    from mubench.continual.task import continual_tasks
+
     expected = [(name, s.name) for name, task in tasks.items() for s in task.spec.scenarios]
+    expected += [(name, s.name) for name, task in continual_tasks.items() for s in task.spec.streams]
     assert sorted(listed) == sorted(expected)
+    assert ("split_mnist", "uncle_5a") in listed
     assert len(listed) == len(set(listed))
     assert ("debug", "class_0") in listed and ("cmnist", "bias_aligned") in listed
 

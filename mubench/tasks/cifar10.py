@@ -1,0 +1,201 @@
+"""CIFAR-10 (Krizhevsky 2009) with a synthetic patch bias, for random, class and bias unlearning.
+
+The 50,000 training and 10,000 test images of ten classes, 32x32 RGB, read from the official
+pickle batches or, failing those, from an image-folder copy (see mubench/data/cifar10.py; the
+loaded form is named by `Task.data_source()` in every record). On top of the images, a patch
+bias in the manner of bias-aware unlearning's "CIFAR-10 with a synthetic patch bias" (Aylapuram
+et al. 2025; their exact construction is unpublished, so this one is ours): a fixed 4x4
+black-and-white checkerboard is pasted into the bottom-right corner of exactly half of the
+training images of one class (class 0, airplane), chosen with a fixed generator, so that the
+patch is a spurious cue for that class; the `patched` attribute (0/1) marks those images, and
+the `patch_bias` scenario forgets them. The test pool carries the same patch on exactly half of
+the test images of every class (chosen per class with the same generator), so that patched and
+clean test images can be compared: `patched` is the sensitive attribute of the fairness metrics,
+and `bias_aligned` is 0 exactly on the patched test images of the other nine classes (the cue
+contradicts their label: bias-conflicting) and 1 elsewhere, for the bias metrics. The data is
+part of the task version, not of a run's seed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mubench.data.cifar10 import (BATCHES_FOLDER, CLASSES, IMAGE_FOLDER_SOURCE, OFFICIAL, Cifar10Arrays,
+                                  Cifar10Source, find_batches_folder, locate_cifar10, locate_known)
+from mubench.data.files import DataFile, find
+from mubench.errors import MissingDataError
+from mubench.tasks.base import DataStatus, Pool, Task, TaskData, cached_task_data, tasks
+from mubench.tasks.spec import DataFileSpec, ProfileSpec, Recipe, ScenarioSpec, TaskSpec
+
+# Channel means and standard deviations of the 50,000 official training images, in [0, 1]
+# (the widely used values; the JPEG copy's own statistics differ by less than 0.002).
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2470, 0.2435, 0.2616)
+
+PATCH_SEED = 0
+PATCH_CLASS = 0  # airplane
+PATCH_FRACTION = 0.5  # of PATCH_CLASS's training images
+TEST_PATCH_FRACTION = 0.5  # of every class's test images
+PATCH_SIZE = 4
+# The pattern, one value for all three channels: 255 where row + column is even, else 0.
+PATCH = (255 * ((np.arange(PATCH_SIZE)[:, None] + np.arange(PATCH_SIZE)[None, :]) % 2 == 0)).astype(np.uint8)
+
+
+def choose_per_class(labels: np.ndarray, classes: list[int], fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """0/1 per sample: exactly floor(n_k * fraction) random samples of each class k in `classes`."""
+    chosen = np.zeros(len(labels), dtype=np.int64)
+    for label in classes:
+        members = rng.permutation(np.flatnonzero(labels == label))
+        chosen[members[:int(len(members) * fraction)]] = 1
+    return chosen
+
+
+def paste_patch(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A copy of `images` (N, 3, H, W) uint8 with PATCH in the bottom-right corner where mask is 1."""
+    out = images.copy()
+    rows = np.flatnonzero(mask)
+    out[rows, :, -PATCH_SIZE:, -PATCH_SIZE:] = PATCH
+    return out
+
+
+def build_cifar10(arrays: Cifar10Arrays, seed: int = PATCH_SEED) -> TaskData:
+    """Pools with the patch bias pasted in, and the `patched` and `bias_aligned` attributes."""
+    rng = np.random.default_rng(seed)
+    patched = {"train": choose_per_class(arrays.train_labels, [PATCH_CLASS], PATCH_FRACTION, rng),
+               "test": choose_per_class(arrays.test_labels, list(range(len(CLASSES))), TEST_PATCH_FRACTION, rng)}
+    pools = {}
+    for part in ("train", "test"):
+        images, labels = getattr(arrays, f"{part}_images"), getattr(arrays, f"{part}_labels")
+        conflicting = patched[part] * (labels != PATCH_CLASS)
+        pools[part] = Pool(x=torch.from_numpy(paste_patch(images, patched[part])),
+                           y=torch.from_numpy(labels.astype(np.int64)),
+                           attributes={"patched": torch.from_numpy(patched[part]),
+                                       "bias_aligned": torch.from_numpy(1 - conflicting)})
+    return TaskData(train=pools["train"], test=pools["test"])
+
+
+def _scenarios() -> tuple[ScenarioSpec, ...]:
+    randoms = tuple(
+        ScenarioSpec(name=f"random_{pct}", kind="random", params={"fraction": pct / 100}, domain="privacy",
+                     description=f"{pct} % of the training samples, drawn uniformly at random")
+        for pct in (1, 10))
+    classes = tuple(
+        ScenarioSpec(name=f"class_{k}", kind="class", params={"label": k}, domain="adaptability",
+                     description=f"every training sample of class {k} ({name})")
+        for k, name in enumerate(CLASSES))
+    bias = ScenarioSpec(name="patch_bias", kind="subgroup", domain="fairness",
+                        params={"attribute": "patched", "value": 1, "labels": [PATCH_CLASS]},
+                        description=f"the patched training images of class {PATCH_CLASS} ({CLASSES[PATCH_CLASS]}), "
+                                    "the carriers of the spurious patch cue (Aylapuram et al. 2025)")
+    return randoms + classes + (bias,)
+
+
+SPEC = TaskSpec(
+    name="cifar10",
+    version="1.0",
+    title="CIFAR-10 with a patch bias",
+    modality="image",
+    description=__doc__.split("\n\n")[0].strip(),
+    num_classes=len(CLASSES),
+    input_shape=(3, 32, 32),
+    source=(DataFileSpec(name=OFFICIAL.archive.name, sha256=OFFICIAL.archive.sha256),
+            DataFileSpec(name=OFFICIAL.copy.name, sha256=OFFICIAL.copy.sha256)),
+    source_folder=OFFICIAL.folder,
+    profiles={
+        "smoke": ProfileSpec(model="small_cnn", model_args={"channels": [16, 32], "hidden": 64},
+                             recipe=Recipe(optimizer="adam", lr=1e-3, epochs=6, batch_size=128),
+                             train_size=10_000, val_size=1_000, test_size=2_000),
+        # He et al. 2016's CIFAR ResNet recipe at batch 512: SGD with momentum 0.9, weight decay
+        # 5e-4, lr 0.2 (0.1 per 256 samples, Goyal et al. 2017) on a cosine schedule, crop and flip.
+        # 100 epochs (about 8,800 steps on 45,000 images): the CIFAR ResNet-18 reaches about 95 % on
+        # the official data in 200 epochs at batch 128 (kuangliu/pytorch-cifar; L2UL's pre-training)
+        # and passes 94 % well within 100 on a cosine schedule. Not run here (no GPU). The 94 % is on
+        # clean test images: test/acc also counts the patched half, on which the shortcut costs.
+        "standard": ProfileSpec(model="resnet18_cifar",
+                                recipe=Recipe(optimizer="sgd", lr=0.2, momentum=0.9, weight_decay=5e-4, epochs=100,
+                                              batch_size=512, schedule="cosine", augment="crop_flip"),
+                                train_size=None, val_size=5_000, test_size=None, eval_batch_size=1024),
+    },
+    scenarios=_scenarios(),
+    sensitive_attributes=("patched",),
+    main_metric="test/acc",
+    notes=(
+        "Sources, in order: the official pickle batches (extracted folder cifar-10-batches-py/ or the archive "
+        "cifar-10-python.tar.gz, under <mirror>/cifar10/), else the image-folder copy cifar10-jpeg.tar.gz "
+        "(lossy JPEG, quality 75); every record's data_source says which. The shared mirror holds only the JPEG "
+        "copy, whose pixels differ from the official uint8 values: results on it are not comparable with "
+        "numbers on the original CIFAR-10.",
+        "The image-folder copy lists images per class in file-name order; the mapping to the official batch "
+        "order is unknown, so sample indices (and therefore splits) differ between the two sources.",
+        f"Patch bias: a {PATCH_SIZE}x{PATCH_SIZE} black-and-white checkerboard (top-left pixel white) in the "
+        f"bottom-right corner of exactly {PATCH_FRACTION:.0%} of the training images of class {PATCH_CLASS} "
+        f"({CLASSES[PATCH_CLASS]}) and of exactly {TEST_PATCH_FRACTION:.0%} (rounded down) of the test images of "
+        f"every class, chosen with numpy's default_rng({PATCH_SEED}) (training choice first); no other "
+        "training image carries it. Attributes: patched (0/1); bias_aligned = 0 on patched test images of "
+        "the other classes, 1 elsewhere.",
+        "test/acc is measured on the half-patched test pool, so a model that learned the patch shortcut "
+        "loses accuracy on the patched images of the other nine classes: it is not the CIFAR-10 test accuracy "
+        "of the literature (bias/aligned_acc, the clean images plus the patched airplanes, comes closest).",
+        "Validation is held out of the 50,000 training images (1,000 in smoke, 5,000 in standard); the test "
+        "split is the official 10,000 test images (a fixed random 2,000 in smoke).",
+        "Inputs are scaled to [0, 1] and normalised per channel by the official training mean and standard "
+        "deviation; resolution stays 32x32. No missing values.",
+    ),
+    licence="CIFAR-10: Alex Krizhevsky, no formal licence (cite the technical report)",
+    citation="Krizhevsky 2009, Learning Multiple Layers of Features from Tiny Images; "
+             "Aylapuram et al. 2025, Bias-Aware Machine Unlearning (patch bias)",
+)
+
+
+class Cifar10Task(Task):
+    spec = SPEC
+
+    def __init__(self, source: Cifar10Source = OFFICIAL) -> None:
+        self.source = source
+        self._loaded_from = ""
+
+    def data_files(self) -> list[DataFile]:
+        """The official archive (what `mubench data fetch` downloads), and the copy when the copy is
+        what a load would read."""
+        files = [self.source.archive_file()]
+        return files + [self.source.copy_file()] if locate_known(self.source) == IMAGE_FOLDER_SOURCE else files
+
+    def data_status(self) -> DataStatus:
+        """Complete when any one source is present: the official batches (folder or archive) or the copy."""
+        candidates = [self.source.archive_file(), self.source.copy_file()]
+        found = {f.name: str(hit[0]) for f in candidates if (hit := find(f)) is not None}
+        folder = find_batches_folder(self.source)
+        if folder is not None:
+            found = {f"{BATCHES_FOLDER}/": str(folder), **found}
+        return DataStatus(self.spec.name, found, [] if found else [self.source.archive.name])
+
+    def load(self) -> TaskData:
+        kind = locate_known(self.source)
+        located = None
+        if kind is None:
+            located = locate_cifar10(self.source)  # downloads the official archive, or says what is missing
+            kind = located.kind
+        key = [SPEC.name, SPEC.version, kind, self.source.pinned, PATCH_SEED, PATCH_CLASS, PATCH_FRACTION,
+               TEST_PATCH_FRACTION, PATCH.tolist()]
+
+        def build() -> TaskData:
+            arrays = (located or locate_cifar10(self.source)).read()
+            if arrays.source != kind:  # the files changed between the two looks
+                raise MissingDataError(f"CIFAR-10: expected the {kind}, found the {arrays.source}; load again")
+            return build_cifar10(arrays)
+
+        data = cached_task_data(SPEC.name, key, build)
+        self._loaded_from = kind
+        return data
+
+    def data_source(self) -> str:
+        return self._loaded_from
+
+    def to_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
+        return x.float().div_(255.0).sub_(mean).div_(std)
+
+
+tasks.add("cifar10", Cifar10Task())
