@@ -233,13 +233,13 @@ def data_fetch(
 ) -> None:
     """Download each official file that is not found yet into $MUBENCH_HOME/raw (resumed, sha256-checked)."""
     from mubench.data.files import fetch
-    from mubench.tasks.base import tasks
+    from mubench.listing import any_task, every_task
 
     if bool(task) == all_tasks:
         raise MubenchError("name the tasks to fetch, or pass --all (not both)")
     if paths.offline():
         raise MubenchError("downloads are disabled (MUBENCH_OFFLINE=1); unset MUBENCH_OFFLINE to fetch")
-    chosen = [(name, tasks.get(name)) for name in (task or tasks.names())]  # unknown names fail first
+    chosen = [(name, any_task(name)) for name in (task or list(every_task()))]  # unknown names fail first
     failures = []
     for name, task_obj in chosen:
         if not task_obj.data_files():
@@ -263,9 +263,9 @@ def data_card(
 ) -> None:
     """Write each task's data card (spec + statistics of its data) to DIR/<task>.md, or --check them."""
     from mubench.datacard import stale_parts, write_card
-    from mubench.tasks.base import tasks
+    from mubench.listing import any_task, every_task
 
-    chosen = [(name, tasks.get(name)) for name in (task or tasks.names())]
+    chosen = [(name, any_task(name)) for name in (task or list(every_task()))]
     if check:
         stale = {name: parts for name, task_obj in chosen if (parts := stale_parts(task_obj, directory))}
         for name, parts in stale.items():

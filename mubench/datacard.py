@@ -34,7 +34,8 @@ MAX_CLASS_ROWS = 50  # more classes than this: a summary line instead of a table
 MAX_VALUE_ROWS = 20  # an attribute with more distinct values: a summary line instead of a table
 # Fields of TaskSpec rendered in their own place; any other field goes to the overview table, so a
 # field added to the spec later still reaches the card (and its drift test).
-_OWN_PLACE = {"name", "title", "description", "source", "source_folder", "profiles", "scenarios", "notes"}
+_OWN_PLACE = {"name", "title", "description", "source", "source_folder", "profiles", "scenarios", "notes",
+              "streams", "task_classes"}
 _LABELS = {"num_classes": "outputs (classes)", "input_shape": "model input shape", "main_metric": "main metric",
            "sensitive_attributes": "sensitive attributes"}
 
@@ -166,7 +167,11 @@ def render_spec(task: Task) -> str:
     if spec.notes:
         blocks += ["## Notes", "\n".join(f"- {note}" for note in spec.notes)]
     blocks += ["## Source files", _source(task), "## How to get the data", _how_to_get(task),
-               "## Profiles", _profiles(spec), "## Scenarios", _scenarios(spec)]
+               "## Profiles", _profiles(spec)]
+    if hasattr(spec, "streams"):  # a continual task (mubench.continual): its tasks and request streams
+        blocks += ["## Tasks", _task_split(spec), "## Streams", _streams(spec)]
+    else:
+        blocks += ["## Scenarios", _scenarios(spec)]
     return "\n\n".join(blocks)
 
 
@@ -212,11 +217,11 @@ def _how_to_get(task: Task) -> str:
 
 def _profile_rows(profile: ProfileSpec) -> dict[str, str]:
     rows: dict[str, str] = {}
-    for field in ProfileSpec.model_fields:
+    for field in type(profile).model_fields:
         value = getattr(profile, field)
         if isinstance(value, Recipe):
             rows.update({name: _value(getattr(value, name)) for name in Recipe.model_fields})
-        elif value is None and field.endswith("_size"):
+        elif value is None and (field.endswith("_size") or field.endswith("_per_task")):
             rows[field] = "all"
         elif isinstance(value, int) and not isinstance(value, bool):
             rows[field] = _count(value)
@@ -233,6 +238,18 @@ def _profiles(spec: TaskSpec) -> str:
     table = [[field.replace("_", " ")] + [columns[name].get(field, "–") for name in columns] for field in fields]
     return ("`train size`, `val size` and `test size` subsample the pools (val is held out of the official "
             "training pool first; `all` keeps the rest).\n\n" + _table(["", *[f"`{n}`" for n in columns]], table))
+
+
+def _task_split(spec: Any) -> str:
+    rows = [[str(t), ", ".join(map(str, classes)), _float(spec.chance(t))] for t, classes in enumerate(spec.task_classes)]
+    return (f"Setting: {spec.setting.replace('_', '-')} (each task's logits masked to its classes).\n\n"
+            + _table(["task", "classes", "chance accuracy"], rows, right={2}))
+
+
+def _streams(spec: Any) -> str:
+    rows = [[f"`{s.name}`", s.codes, s.description] for s in spec.streams]
+    return ("Requests: L<t> learns task t, U<t> unlearns it.\n\n"
+            + _table(["stream", "requests", "description"], rows))
 
 
 def _scenarios(spec: TaskSpec) -> str:
@@ -263,8 +280,19 @@ def render_statistics(task: Task, data: TaskData) -> str:
         for name in names:
             sensitive = " (sensitive)" if name in task.spec.sensitive_attributes else ""
             blocks += [f"#### `{name}`{sensitive}", _attribute(name, data)]
-    blocks += ["### Split sizes at seed 0", _split_sizes(task, data)]
+    if hasattr(task.spec, "streams"):
+        blocks += ["### Samples per task", _task_sizes(task.spec, data)]
+    else:
+        blocks += ["### Split sizes at seed 0", _split_sizes(task, data)]
     return "\n\n".join(blocks)
+
+
+def _task_sizes(spec: Any, data: TaskData) -> str:
+    rows = [[str(t), ", ".join(map(str, classes)),
+             _count(int(np.isin(data.train.y.numpy(), classes).sum())), _count(int(np.isin(data.test.y.numpy(), classes).sum()))]
+            for t, classes in enumerate(spec.task_classes)]
+    return ("Samples of each task's classes in the official pools, before a profile's per-task subsampling.\n\n"
+            + _table(["task", "classes", "train", "test"], rows, right={2, 3}))
 
 
 def _pools(task: Task, data: TaskData) -> str:

@@ -43,11 +43,29 @@ def method_rows() -> list[Row]:
             for name, cls in methods.items()]
 
 
+def every_task() -> dict[str, object]:
+    """Every registered task by name: unlearning tasks, then continual stream tasks."""
+    from mubench.continual.task import continual_tasks
+
+    return {**dict(tasks.items()), **dict(continual_tasks.items())}
+
+
+def any_task(name: str) -> object:
+    """The unlearning or continual task `name`; an unknown name gets one "did you mean" over both."""
+    from mubench.errors import UnknownNameError
+    from mubench.registry import unknown_name_message
+
+    every = every_task()
+    if name not in every:
+        raise UnknownNameError(unknown_name_message("task", name, sorted(every)))
+    return every[name]
+
+
 def data_status_rows() -> list[Row]:
     rows = []
-    for name, task in tasks.items():
-        status = task.data_status()
+    for name, task in every_task().items():
         files = task.data_files()
+        status = task.data_status()
         state = "generated" if not files else ("found" if status.complete else "missing")
         rows.append({"task": name, "status": state, "found": status.found, "missing": status.missing})
     return rows

@@ -85,8 +85,12 @@ def demo() -> CardDemo:
 
 
 def shipped_tasks() -> list[Task]:
-    """Tasks defined in mubench itself (not throwaway tasks that other tests register)."""
-    return [task for _, task in tasks.items() if type(task).__module__.startswith("mubench.")]
+    """Tasks defined in mubench itself (not throwaway tasks that other tests register), unlearning
+    tasks and continual stream tasks."""
+    from mubench.continual.task import continual_tasks
+
+    every = [*tasks.items(), *continual_tasks.items()]
+    return [task for _, task in every if type(task).__module__.startswith("mubench.")]
 
 
 def mubench(monkeypatch, capsys, *args: str) -> SimpleNamespace:
@@ -115,7 +119,7 @@ def test_the_statistics_of_a_card_are_current_where_the_data_is_present(name, mo
         monkeypatch.delenv("MUBENCH_HOME")
     else:
         monkeypatch.setenv("MUBENCH_HOME", CALLERS_HOME)
-    task = tasks.get(name)
+    task = next(task for task in shipped_tasks() if task.spec.name == name)
     if not datacard.data_available(task):
         pytest.skip(f"the data of {name} is not present: {task.data_status().missing}")
     stale = datacard.stale_parts(task, CARDS)
@@ -219,7 +223,10 @@ def test_data_card_writes_then_checks_and_names_stale_cards(demo, tmp_path, monk
 
 
 def test_data_card_defaults_to_every_registered_task(demo, tmp_path, monkeypatch, capsys):
+    from tests.test_fetch import no_continual_tasks
+
     monkeypatch.setattr(tasks, "_items", {"carddemo": demo, "debug": tasks.get("debug")})
+    no_continual_tasks(monkeypatch)
     result = mubench(monkeypatch, capsys, "data", "card", "--dir", str(tmp_path))
     assert result.code == 0
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".md") == ["carddemo.md", "debug.md"]

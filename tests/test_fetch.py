@@ -128,8 +128,18 @@ def test_fetch_is_refused_offline(server, monkeypatch, capsys):
     assert server.requests == []
 
 
+def no_continual_tasks(monkeypatch) -> None:
+    """Hide the continual stream tasks (mubench.continual), which `--all` also covers."""
+    from mubench.continual.task import continual_tasks
+
+    monkeypatch.setattr(continual_tasks, "_items", {})
+    monkeypatch.setattr(continual_tasks, "_builtins_loaded", True)
+    monkeypatch.setattr(continual_tasks, "_entry_points_loaded", True)
+
+
 def test_fetch_all_covers_every_registered_task(server, monkeypatch, capsys):
     monkeypatch.setattr(tasks, "_items", {"debug": tasks.get("debug")})
+    no_continual_tasks(monkeypatch)
     register(server)
     result = mubench(monkeypatch, capsys, "data", "fetch", "--all")
     assert result.code == 0, result.stderr

@@ -18,7 +18,8 @@ from mubench.continual.split_mnist import STREAMS
 from mubench.continual.task import ContinualTask, continual_tasks
 from mubench.data.cifar10 import CLASSES, OFFICIAL, OFFICIAL_SOURCE, Cifar10Source, locate_cifar10, locate_known
 from mubench.data.files import DataFile
-from mubench.tasks.base import Pool, TaskData, cached_task_data
+from mubench.tasks.base import DataStatus, Pool, TaskData, cached_task_data
+from mubench.tasks.cifar10 import source_files, source_status
 from mubench.tasks.spec import DataFileSpec, Recipe
 
 # The official training set's channel means and deviations in [0, 1], as the cifar10 task uses.
@@ -74,7 +75,10 @@ class SplitCifar10(ContinualTask):
         self._loaded_from = ""
 
     def data_files(self) -> list[DataFile]:
-        return [self.source.archive_file(), self.source.copy_file()]
+        return source_files(self.source)
+
+    def data_status(self) -> DataStatus:
+        return source_status(self.spec.name, self.source)
 
     def load(self) -> TaskData:
         """The images as loaded by mubench.data.cifar10, cached as tensors (no patch)."""

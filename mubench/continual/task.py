@@ -16,7 +16,7 @@ import torch
 from mubench.continual.spec import ContinualSpec
 from mubench.data.files import DataFile
 from mubench.registry import Registry
-from mubench.tasks.base import TaskData
+from mubench.tasks.base import DataStatus, TaskData, data_status_of
 
 BUILTIN_MODULES = ("mubench.continual.split_mnist", "mubench.continual.split_cifar10")
 
@@ -40,6 +40,9 @@ class ContinualTask(ABC):
 
     def data_files(self) -> list[DataFile]:
         return []
+
+    def data_status(self) -> DataStatus:
+        return data_status_of(self.spec.name, self.data_files())
 
 
 class _ContinualTaskRegistry(Registry[ContinualTask]):

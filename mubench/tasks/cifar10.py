@@ -156,19 +156,10 @@ class Cifar10Task(Task):
         self._loaded_from = ""
 
     def data_files(self) -> list[DataFile]:
-        """The official archive (what `mubench data fetch` downloads), and the copy when the copy is
-        what a load would read."""
-        files = [self.source.archive_file()]
-        return files + [self.source.copy_file()] if locate_known(self.source) == IMAGE_FOLDER_SOURCE else files
+        return source_files(self.source)
 
     def data_status(self) -> DataStatus:
-        """Complete when any one source is present: the official batches (folder or archive) or the copy."""
-        candidates = [self.source.archive_file(), self.source.copy_file()]
-        found = {f.name: str(hit[0]) for f in candidates if (hit := find(f)) is not None}
-        folder = find_batches_folder(self.source)
-        if folder is not None:
-            found = {f"{BATCHES_FOLDER}/": str(folder), **found}
-        return DataStatus(self.spec.name, found, [] if found else [self.source.archive.name])
+        return source_status(self.spec.name, self.source)
 
     def load(self) -> TaskData:
         kind = locate_known(self.source)
@@ -196,6 +187,24 @@ class Cifar10Task(Task):
         mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
         return x.float().div_(255.0).sub_(mean).div_(std)
+
+
+def source_files(source: Cifar10Source) -> list[DataFile]:
+    """The official archive (what `mubench data fetch` downloads), and the copy when the copy is
+    what a load would read."""
+    files = [source.archive_file()]
+    return files + [source.copy_file()] if locate_known(source) == IMAGE_FOLDER_SOURCE else files
+
+
+def source_status(name: str, source: Cifar10Source) -> DataStatus:
+    """Complete when any one source is present: the official batches (folder or archive) or the copy;
+    shared by every task that reads CIFAR-10 (`cifar10`, the continual `split_cifar10`)."""
+    candidates = [source.archive_file(), source.copy_file()]
+    found = {f.name: str(hit[0]) for f in candidates if (hit := find(f)) is not None}
+    folder = find_batches_folder(source)
+    if folder is not None:
+        found = {f"{BATCHES_FOLDER}/": str(folder), **found}
+    return DataStatus(name, found, [] if found else [source.archive.name])
 
 
 tasks.add("cifar10", Cifar10Task())
