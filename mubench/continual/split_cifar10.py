@@ -16,10 +16,10 @@ import torch
 from mubench.continual.spec import ContinualProfile, ContinualSpec
 from mubench.continual.split_mnist import STREAMS
 from mubench.continual.task import ContinualTask, continual_tasks
-from mubench.data.cifar10 import CLASSES, OFFICIAL, OFFICIAL_SOURCE, Cifar10Source, locate_cifar10, locate_known
+from mubench.data.cifar10 import CLASSES, OFFICIAL, OFFICIAL_SOURCE, Cifar10Arrays, Cifar10Source
 from mubench.data.files import DataFile
-from mubench.tasks.base import DataStatus, Pool, TaskData, cached_task_data
-from mubench.tasks.cifar10 import source_files, source_status
+from mubench.tasks.base import DataStatus, Pool, TaskData
+from mubench.tasks.cifar10 import load_cached, source_files, source_status
 from mubench.tasks.spec import DataFileSpec, Recipe
 
 # The official training set's channel means and deviations in [0, 1], as the cifar10 task uses.
@@ -82,21 +82,14 @@ class SplitCifar10(ContinualTask):
 
     def load(self) -> TaskData:
         """The images as loaded by mubench.data.cifar10, cached as tensors (no patch)."""
-        kind = locate_known(self.source)
-        located = None
-        if kind is None:
-            located = locate_cifar10(self.source)  # downloads the official archive, or says what is missing
-            kind = located.kind
 
-        def build() -> TaskData:
-            arrays = (located or locate_cifar10(self.source)).read()
+        def build(arrays: Cifar10Arrays) -> TaskData:
             pools = {part: Pool(torch.from_numpy(getattr(arrays, f"{part}_images")),
                                 torch.from_numpy(getattr(arrays, f"{part}_labels").astype("int64")))
                      for part in ("train", "test")}
             return TaskData(**pools)
 
-        data = cached_task_data(SPEC.name, [SPEC.name, SPEC.version, kind, self.source.pinned], build)
-        self._loaded_from = kind
+        data, self._loaded_from = load_cached(SPEC.name, self.source, [SPEC.name, SPEC.version], build)
         return data
 
     def data_source(self) -> str:

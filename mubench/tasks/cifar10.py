@@ -18,6 +18,8 @@ part of the task version, not of a run's seed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -162,22 +164,8 @@ class Cifar10Task(Task):
         return source_status(self.spec.name, self.source)
 
     def load(self) -> TaskData:
-        kind = locate_known(self.source)
-        located = None
-        if kind is None:
-            located = locate_cifar10(self.source)  # downloads the official archive, or says what is missing
-            kind = located.kind
-        key = [SPEC.name, SPEC.version, kind, self.source.pinned, PATCH_SEED, PATCH_CLASS, PATCH_FRACTION,
-               TEST_PATCH_FRACTION, PATCH.tolist()]
-
-        def build() -> TaskData:
-            arrays = (located or locate_cifar10(self.source)).read()
-            if arrays.source != kind:  # the files changed between the two looks
-                raise MissingDataError(f"CIFAR-10: expected the {kind}, found the {arrays.source}; load again")
-            return build_cifar10(arrays)
-
-        data = cached_task_data(SPEC.name, key, build)
-        self._loaded_from = kind
+        key = [SPEC.name, SPEC.version, PATCH_SEED, PATCH_CLASS, PATCH_FRACTION, TEST_PATCH_FRACTION, PATCH.tolist()]
+        data, self._loaded_from = load_cached(SPEC.name, self.source, key, build_cifar10)
         return data
 
     def data_source(self) -> str:
@@ -187,6 +175,26 @@ class Cifar10Task(Task):
         mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
         return x.float().div_(255.0).sub_(mean).div_(std)
+
+
+def load_cached(name: str, source: Cifar10Source, key: list[object],
+                build: Callable[[Cifar10Arrays], TaskData]) -> tuple[TaskData, str]:
+    """A CIFAR-10-based task's prepared tensors, built by `build` from whichever source is present
+    (the official batches first) and cached per source; returns them and the source used. Shared
+    by `cifar10` and the continual `split_cifar10`."""
+    kind = locate_known(source)
+    located = None
+    if kind is None:
+        located = locate_cifar10(source)  # downloads the official archive, or says what is missing
+        kind = located.kind
+
+    def make() -> TaskData:
+        arrays = (located or locate_cifar10(source)).read()
+        if arrays.source != kind:  # the files changed between the two looks
+            raise MissingDataError(f"CIFAR-10: expected the {kind}, found the {arrays.source}; load again")
+        return build(arrays)
+
+    return cached_task_data(name, [*key, kind, source.pinned], make), kind
 
 
 def source_files(source: Cifar10Source) -> list[DataFile]:
