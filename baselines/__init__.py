@@ -4,4 +4,5 @@
 never imports it directly.
 """
 
-from baselines import finetune, grad_ascent, identity, neggrad_plus, random_label, retrain  # noqa: F401
+from baselines import (bad_teacher, boundary, finetune, fisher, grad_ascent, identity, l1_sparse,  # noqa: F401
+                       neggrad_plus, random_label, retrain, salun, scrub, ssd, unsir)

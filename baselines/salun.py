@@ -1,0 +1,131 @@
+"""SalUn, saliency unlearning (Fan et al. 2024, ICLR, "SalUn: Empowering Machine Unlearning via
+Gradient-based Weight Saliency"), as in OPTML-Group/Unlearn-Saliency (`Classification/
+generate_mask.py`, `unlearn/RL.py`).
+
+1. Saliency mask, one pass over the forget set with the model in eval mode: g = sum over forget
+   batches of the gradient of the batch-mean loss (the repository takes -CE; the sign is lost in
+   the absolute value); m = 1 for the k = int(N * mask_ratio) entries of |g| that are largest over
+   all N parameter entries of the model (one global threshold, not per layer). Exactly k entries
+   are kept: ties at the threshold go to the entry that comes first in `named_parameters` order
+   (a stable sort; the repository's argsort breaks them arbitrarily). The batches are taken in
+   the forget set's order (the repository shuffles; only the weighting of the last, smaller batch
+   depends on it).
+2. Random-label unlearning with the mask (the repository's CIFAR-10 branch of RL): each epoch, a
+   pass over the forget set with labels drawn uniformly from all classes afresh for every batch
+   (so a label may equal the true one: `torch.randint(0, num_classes)` as in RL.py, unlike
+   baselines/random_label.py's wrong labels), then a pass over the retain set with true labels.
+   Before every SGD step each gradient is multiplied by m; after it, masked-out entries are reset
+   to the original's values and their momentum is zeroed (as RL.py's `_restore_masked_params`),
+   since weight decay and momentum would otherwise move them. Masked-out weights therefore stay
+   bit-identical to the original; BatchNorm running statistics are buffers, not weights, and
+   update as in the repository.
+
+Settings (SalUn README, CIFAR-10 random 10 %): SGD lr 0.013, momentum 0.9, weight decay 5e-4,
+mask ratio 0.5, 10 epochs, batch 256; here 5 epochs and batch 128 to match the smoke originals'
+training length (as baselines/finetune.py halves FT's 10). Intensity: `mask_ratio` (the share of
+weights allowed to move; 1.0 is plain RL)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from baselines.common import sgd
+from mubench.errors import MubenchError
+from mubench.methods import Access, HParams, Method, register_method
+from mubench.request import Request
+
+Mask = dict[str, torch.Tensor]
+
+
+def top_share_mask(scores: dict[str, torch.Tensor], ratio: float) -> Mask:
+    """Boolean masks selecting exactly int(N * ratio) of the N entries of `scores`, the largest
+    ones under one global threshold; ties go to the entry earlier in `scores`' (flattened) order."""
+    flat = torch.cat([s.detach().flatten() for s in scores.values()])
+    keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+    order = torch.sort(flat, descending=True, stable=True).indices
+    keep[order[:int(flat.numel() * ratio)]] = True
+    return {name: part.view_as(s) for (name, s), part in
+            zip(scores.items(), keep.split([s.numel() for s in scores.values()]))}
+
+
+def forget_gradient_magnitude(model: nn.Module, request: Request, batch_size: int) -> dict[str, torch.Tensor]:
+    """|sum over forget batches of the gradient of the batch-mean loss|, per parameter, in eval mode
+    (generate_mask.py's `save_gradient_ratio`). The model's mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    params = dict(model.named_parameters())
+    total = {name: torch.zeros_like(p) for name, p in params.items()}
+    forget = request.forget
+    for start in range(0, len(forget), batch_size):
+        loss = request.loss(model(forget.x[start:start + batch_size]), forget.y[start:start + batch_size])
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        for name, grad in zip(params, grads):
+            if grad is not None:
+                total[name] += grad
+    model.train(was_training)
+    return {name: g.abs() for name, g in total.items()}
+
+
+def saliency_mask(model: nn.Module, request: Request, ratio: float, batch_size: int) -> Mask:
+    return top_share_mask(forget_gradient_magnitude(model, request, batch_size), ratio)
+
+
+class MaskedSGD:
+    """SGD whose steps move only the entries a mask selects: gradients are masked before the step,
+    and the masked-out entries (which weight decay and momentum would still move) are reset to
+    their values at construction afterwards, with their momentum zeroed."""
+
+    def __init__(self, model: nn.Module, mask: Mask, lr: float, weight_decay: float) -> None:
+        self.params = dict(model.named_parameters())
+        self.mask = mask
+        self.original = {name: p.detach().clone() for name, p in self.params.items()}
+        self.optimizer = sgd(model, lr, weight_decay=weight_decay)
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for name, p in self.params.items():
+            if p.grad is not None:
+                p.grad.mul_(self.mask[name])
+        self.optimizer.step()
+        with torch.no_grad():
+            for name, p in self.params.items():
+                p.copy_(torch.where(self.mask[name], p, self.original[name]))
+                buffer = self.optimizer.state.get(p, {}).get("momentum_buffer")
+                if buffer is not None:
+                    buffer.mul_(self.mask[name])
+
+
+@register_method("salun")
+class SalUn(Method):
+    access = Access.RETAIN
+    paper = "Fan et al. 2024 (ICLR), OPTML-Group/Unlearn-Saliency"
+    targets = frozenset({"class"})  # random class labels have no regression counterpart
+    space = {"mask_ratio": (0.5, [0.1, 0.3, 0.5, 0.7, 0.9]),
+             "lr": (0.013, [0.003, 0.013, 0.03]),
+             "epochs": (5, [1, 3, 5, 10]),
+             "batch_size": (128, [128]),
+             "weight_decay": (5e-4, [5e-4])}
+    intensity = "mask_ratio"
+
+    def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
+        if not 0.0 < hp.mask_ratio <= 1.0:
+            raise MubenchError(f"salun.mask_ratio must be in (0, 1], got {hp.mask_ratio}")
+        if hp.epochs < 1 or hp.batch_size < 1:
+            raise MubenchError(f"salun: epochs and batch_size must be >= 1, got {hp.epochs}, {hp.batch_size}")
+        mask = saliency_mask(model, request, hp.mask_ratio, hp.batch_size)
+        optimizer = MaskedSGD(model, mask, hp.lr, hp.weight_decay)
+        model.train()
+        for _ in range(hp.epochs):
+            for x, _ in request.batches_of(request.forget, batch_size=hp.batch_size):
+                optimizer.step(request.loss(model(x), self.random_labels(len(x), request)))
+            for x, y in request.batches_of(request.retain, batch_size=hp.batch_size):
+                optimizer.step(request.loss(model(x), y))
+        return model
+
+    @staticmethod
+    def random_labels(n: int, request: Request) -> torch.Tensor:
+        """Uniform labels over all classes (RL.py: `torch.randint(0, num_classes, target.shape)`)."""
+        return torch.randint(0, request.num_classes, (n,), generator=request.generator).to(request.device)
+

@@ -1,0 +1,136 @@
+"""SCRUB (baselines/scrub.py): the tempered KL, the learning-rate schedule, the max-step
+schedule, hyper-parameter checks, and a run through the harness on the debug task."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import baselines.scrub  # noqa: F401  (registers "scrub")
+from baselines.scrub import Scrub, distill_kl, scrub_lr
+from mubench.errors import MubenchError
+from mubench.methods import Access, methods
+from mubench.record import RunConfig
+from mubench.request import Request, Subset
+from mubench.runner import Harness, check_architecture
+from mubench.tasks import tasks
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The models are tiny: one intra-op thread is faster on the shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MUBENCH_HOME", str(tmp_path_factory.getbasetemp() / "distillation-home"))  # shared cache
+        mp.setenv("MUBENCH_OFFLINE", "1")
+        yield Harness()
+
+
+def config(method: str, scenario: str = "class_0", seed: int = 0, **hparams) -> RunConfig:
+    cls = methods.get(method)
+    return RunConfig(task="debug", task_version=tasks.get("debug").spec.version, scenario=scenario, method=method,
+                     method_version=cls.version, hparams=dict(cls.resolve(hparams)), seed=seed, profile="smoke")
+
+
+def tiny_request(seed: int = 0, forget_x: torch.Tensor | None = None) -> Request:
+    generator = torch.Generator().manual_seed(123)
+    retain = Subset(torch.randn(40, 3, generator=generator), torch.randint(0, 3, (40,), generator=generator))
+    forget_x = torch.randn(8, 3, generator=generator) if forget_x is None else forget_x
+    forget = Subset(forget_x, torch.randint(0, 3, (len(forget_x),), generator=generator))
+    return Request({"retain": retain, "forget": forget}, Access.RETAIN, num_classes=3,
+                   device=torch.device("cpu"), seed=seed)
+
+
+def tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def test_distill_kl_by_hand():
+    student = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 2.0]])
+    teacher = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 2.0]])
+    temperature = 2.0
+    # row 1: p_t = softmax([0, .5, 0]), p_s = softmax([.5, 0, 0]); row 2: identical, KL 0
+    z = 2 * math.exp(0) + math.exp(0.5)
+    p_t = [1 / z, math.exp(0.5) / z, 1 / z]
+    p_s = [math.exp(0.5) / z, 1 / z, 1 / z]
+    kl_row1 = sum(t * math.log(t / s) for t, s in zip(p_t, p_s))
+    expected = (kl_row1 + 0.0) / 2 * temperature**2  # batch mean, times T^2
+    assert distill_kl(student, teacher, temperature).item() == pytest.approx(expected, rel=1e-6)
+    assert distill_kl(teacher, teacher, temperature).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_learning_rate_schedule_matches_the_repository_at_ten_epochs_and_scales():
+    # sgda_adjust_learning_rate with lr_decay_epochs [5, 8, 9]: x0.1 per point the epoch is past
+    assert [scrub_lr(1.0, e, 10) for e in range(1, 11)] == pytest.approx(
+        [1, 1, 1, 1, 1, 0.1, 0.1, 0.1, 0.01, 0.001])
+    assert [scrub_lr(1.0, e, 5) for e in range(1, 6)] == pytest.approx([1, 1, 0.1, 0.1, 0.001])
+
+
+def test_max_steps_happen_only_in_the_first_msteps_epochs():
+    """A forget set of NaNs poisons the weights exactly when a max-step touches it."""
+    poisoned = torch.full((8, 3), float("nan"))
+    hp = Scrub.resolve({"epochs": 2, "msteps": 0})
+    before = {k: v.clone() for k, v in tiny_model().state_dict().items()}
+    model = Scrub().unlearn(tiny_model(), tiny_request(forget_x=poisoned), hp)
+    weights = model.state_dict()
+    assert all(torch.isfinite(v).all() for v in weights.values())
+    assert any(not torch.equal(before[k], weights[k]) for k in before)  # min-steps still trained it
+    model = Scrub().unlearn(tiny_model(), tiny_request(forget_x=poisoned), Scrub.resolve({"epochs": 2, "msteps": 1}))
+    assert not all(torch.isfinite(v).all() for v in model.state_dict().values())
+
+
+@pytest.mark.parametrize("overrides, word", [
+    ({"epochs": 3, "msteps": 4}, "msteps"), ({"msteps": -1}, "msteps"),
+    ({"epochs": 0, "msteps": 0}, "epochs"), ({"temperature": 0.0}, "temperature"),
+])
+def test_bad_hyper_parameters_are_clear_errors(overrides, word):
+    with pytest.raises(MubenchError, match=word):
+        Scrub().unlearn(tiny_model(), tiny_request(), Scrub.resolve(overrides))
+
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    def weights(seed):
+        return Scrub().unlearn(tiny_model(), tiny_request(seed=seed), Scrub.resolve()).state_dict()
+
+    first, again, other = weights(0), weights(0), weights(1)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert any(not torch.equal(first[k], other[k]) for k in first)
+
+
+def test_unlearns_the_original_of_the_debug_task(harness):
+    prepared = harness.prepare("debug", "class_0", 0, "smoke")
+    original = prepared.original.model
+    request = Request({k: prepared.subsets[k] for k in ("forget", "retain")}, Access.RETAIN, 4,
+                      torch.device("cpu"), seed=0)
+    unlearned = Scrub().unlearn(copy.deepcopy(original), request, Scrub.resolve())
+    check_architecture(unlearned, original)
+    reference = original.state_dict()
+    assert any(not torch.equal(v, reference[k]) for k, v in unlearned.state_dict().items())
+
+
+@pytest.mark.parametrize("hparams", [{}, {"lr": 5e-3}], ids=["defaults", "strong"])
+def test_forgets_class_0_through_the_harness(harness, hparams):
+    identity = harness.run(config("identity")).metrics["forget/acc"]
+    record = harness.run(config("scrub", **hparams))
+    assert record.status == "ok", record.error
+    assert record.metrics["forget/acc"] < identity
+    if hparams:  # a stronger step removes the class, keeping most of the retain accuracy
+        assert record.metrics["forget/acc"] < 0.2 and record.metrics["retain/acc"] > 0.9
+
+
+def test_runs_on_random_10(harness):
+    record = harness.run(config("scrub", scenario="random_10"))
+    assert record.status == "ok", record.error
+    assert record.metrics["retain/acc"] > 0.9
