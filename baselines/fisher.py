@@ -30,6 +30,13 @@ class) pairs, in chunks that hold about 2^25 gradient entries), which equals the
 backward pass per class. For many classes set `label_samples` = k > 0: the sum over y is then
 replaced by the mean over k labels drawn from p(y|x) with the request's generator, an unbiased
 estimate of the same F. Classification only (the predictive distribution is over classes).
+
+Cost. The exact Fisher over a whole retain set costs one backward pass per (sample, class):
+about three minutes for Colored MNIST's 9,000 smoke samples on two CPU cores. By default F is
+therefore estimated on `fisher_samples` = 1,000 retain samples drawn with the request's
+generator, with one label per sample drawn from p(y|x) (`label_samples` = 1): an unbiased
+Monte Carlo estimate of the same F at about 1/90 of the cost. `fisher_samples` = 0 and
+`label_samples` = 0 give the exact computation of the repositories.
 """
 
 from __future__ import annotations
@@ -105,15 +112,20 @@ class FisherForgetting(Method):
     paper = "Golatkar, Achille & Soatto 2020 (CVPR); code of if-loops/selective-synaptic-dampening and SCRUB"
     targets = frozenset({"class"})  # the expectation runs over the model's class distribution
     space = {"alpha": (1e-6, [1e-7, 1e-6, 1e-5, 1e-4, 1e-3]),
-             "label_samples": (0, [0])}
+             "label_samples": (1, [1]),
+             "fisher_samples": (1000, [1000])}
     intensity = "alpha"
 
     def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
-        if not (hp.alpha >= 0 and hp.label_samples >= 0):
-            raise MubenchError(f"fisher: alpha and label_samples must be >= 0 (got {dict(hp)})")
+        if not (hp.alpha >= 0 and hp.label_samples >= 0 and hp.fisher_samples >= 0):
+            raise MubenchError(f"fisher: alpha, label_samples and fisher_samples must be >= 0 (got {dict(hp)})")
         was_training = model.training
         model.eval()
-        fisher = fisher_diagonal(model, request.retain.x, hp.label_samples, request.generator)
+        x = request.retain.x
+        if 0 < hp.fisher_samples < len(x):
+            chosen = torch.randperm(len(x), generator=request.generator)[:hp.fisher_samples].to(x.device)
+            x = x[chosen]
+        fisher = fisher_diagonal(model, x, hp.label_samples, request.generator)
         with torch.no_grad():
             for name, p in model.named_parameters():
                 std = noise_variance(fisher[name], hp.alpha, request.num_classes).sqrt()

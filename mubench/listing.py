@@ -38,8 +38,10 @@ def scenario_rows() -> list[Row]:
 
 
 def method_rows() -> list[Row]:
-    return [{"method": name, "access": cls.access.value, "version": cls.version, "intensity": cls.intensity,
-             "defaults": cls.defaults(), "paper": cls.paper}
+    """Each method with its data access and the tasks it applies to (those of a target kind it supports)."""
+    return [{"method": name, "access": cls.access.value, "targets": sorted(cls.targets),
+             "tasks": [t for t, task in tasks.items() if task.spec.target in cls.targets],
+             "version": cls.version, "intensity": cls.intensity, "defaults": cls.defaults(), "paper": cls.paper}
             for name, cls in methods.items()]
 
 

@@ -120,7 +120,7 @@ def test_unlearn_adds_exactly_the_scaled_noise_from_the_request_generator():
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     request = Request({"forget": Subset(x[:1], torch.tensor([0])), "retain": Subset(x, torch.zeros(5, dtype=torch.long))},
                       Access.RETAIN, num_classes=3, device=torch.device("cpu"), seed=7)
-    hp = fisher.FisherForgetting.resolve({"alpha": 1e-4})
+    hp = fisher.FisherForgetting.resolve({"alpha": 1e-4, "label_samples": 0, "fisher_samples": 0})  # exact
     fisher_values = fisher.fisher_diagonal(model, x)
     out = fisher.FisherForgetting().unlearn(model, request, hp)
     generator = torch.Generator().manual_seed(7)  # the request's generator, replayed
@@ -143,7 +143,28 @@ def test_registration():
     cls = methods.get("fisher")
     assert cls is fisher.FisherForgetting
     assert cls.access is Access.RETAIN and cls.intensity == "alpha" and cls.targets == frozenset({"class"})
-    assert cls.defaults() == {"alpha": 1e-6, "label_samples": 0}
+    assert cls.defaults() == {"alpha": 1e-6, "label_samples": 1, "fisher_samples": 1000}
+
+
+def test_the_default_estimate_uses_a_subset_and_sampled_labels():
+    """fisher_samples retain rows drawn from the request's generator, one label each from p(y|x):
+    replaying the draws gives the same noise, and the estimate differs from the exact one."""
+    model, x = toy_linear()
+    x = torch.cat([x] * 40)  # 200 rows: more than the 50 kept
+    retain = Subset(x, torch.zeros(len(x), dtype=torch.long))
+
+    def run(hp: dict) -> dict[str, torch.Tensor]:
+        m = copy.deepcopy(model)
+        request = Request({"forget": Subset(x[:1], torch.tensor([0])), "retain": retain}, Access.RETAIN, 3,
+                          torch.device("cpu"), seed=3)
+        fisher.FisherForgetting().unlearn(m, request, fisher.FisherForgetting.resolve(hp))
+        return {k: v.detach().clone() for k, v in m.named_parameters()}
+
+    sampled = run({"alpha": 1e-3, "fisher_samples": 50, "label_samples": 1})
+    again = run({"alpha": 1e-3, "fisher_samples": 50, "label_samples": 1})
+    exact = run({"alpha": 1e-3, "fisher_samples": 0, "label_samples": 0})
+    assert all(torch.equal(sampled[k], again[k]) for k in sampled)
+    assert any(not torch.equal(sampled[k], exact[k]) for k in sampled)
 
 
 # ---- through the harness on the debug task ------------------------------------------------------
