@@ -231,8 +231,8 @@ def test_quick_suite_covers_every_task_with_every_method():
     by_task: dict[str, set[str]] = {}
     for c in configs:
         by_task.setdefault(c.task, set()).add(c.scenario)
-    registered = {name for name in tasks.names() if name != "debug"}
-    assert set(by_task) == registered  # every real task is in the quick suite
+    registered = {name for name in tasks.names() if name not in ("debug", "celeba_smiling")}
+    assert set(by_task) == registered  # every task family is in the quick suite
     assert {t: set(s) for t, s in QUICK_SCENARIOS.items()} == by_task
     assert {"random_10", "class_0", "bias_aligned"} <= by_task["cmnist"]
     for task, scenarios in by_task.items():
