@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from mubench.record import RunConfig
 
 REAL_MIRROR = Path(os.environ.get("MUBENCH_MIRROR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 HAS_REAL_MNIST = (REAL_MIRROR / "mnist").is_dir()
@@ -21,3 +27,32 @@ def null_auc_tolerance(n_members: int, n_nonmembers: int, z: float = 3.0) -> flo
     deterministic draw with 99.7 % coverage.
     """
     return z * math.sqrt((n_members + n_nonmembers + 1) / (12 * n_members * n_nonmembers))
+
+
+def debug_config(method: str, scenario: str = "class_0", seed: int = 0, **hparams: object) -> RunConfig:
+    """The RunConfig of `method` (its defaults updated with `hparams`) on the debug task, smoke profile."""
+    from mubench.methods import methods
+    from mubench.record import RunConfig
+    from mubench.tasks import tasks
+
+    cls = methods.get(method)
+    return RunConfig(task="debug", task_version=tasks.get("debug").spec.version, scenario=scenario, method=method,
+                     method_version=cls.version, hparams=dict(cls.resolve(hparams)), seed=seed, profile="smoke")
+
+
+@contextlib.contextmanager
+def shared_home(base: Path, name: str = "baselines-home") -> Iterator[None]:
+    """MUBENCH_HOME under pytest's base temp folder (models shared by the test modules that use the
+    same name, so each is trained once per session), offline, and one torch thread: the debug
+    models are tiny, and on a shared 2-core machine two intra-op threads are many times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MUBENCH_HOME", str(base / name))
+            patch.setenv("MUBENCH_OFFLINE", "1")
+            yield
+    finally:
+        torch.set_num_threads(before)

@@ -16,26 +16,17 @@ from mubench.methods import methods
 from mubench.record import RunConfig
 from mubench.request import Request
 from mubench.runner import Harness, check_architecture
-from mubench.tasks import tasks
+from tests.helpers import debug_config, shared_home
 
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MUBENCH_HOME", str(tmp_path_factory.getbasetemp() / "baseline-home"))  # shared: models trained once
-        patch.setenv("MUBENCH_OFFLINE", "1")
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield Harness()
-        finally:
-            torch.set_num_threads(before)
+    with shared_home(tmp_path_factory.getbasetemp(), "baseline-home"):  # shared: models trained once
+        yield Harness()
 
 
 def config(method: str, scenario: str = "class_0", **hparams) -> RunConfig:
-    cls = methods.get(method)
-    return RunConfig(task="debug", task_version=tasks.get("debug").spec.version, scenario=scenario, method=method,
-                     method_version=cls.version, hparams=dict(cls.resolve(hparams)), seed=0, profile="smoke")
+    return debug_config(method, scenario, **hparams)
 
 
 def unlearn_directly(harness: Harness, method: str, scenario: str = "class_0", seed: int = 7, **hparams):

@@ -17,18 +17,13 @@ from mubench.methods import Access, methods
 from mubench.record import RunConfig
 from mubench.request import Request, Subset
 from mubench.runner import Harness
-from mubench.tasks import tasks
+from tests.helpers import debug_config, shared_home
 
 
 @pytest.fixture(scope="module", autouse=True)
 def home(tmp_path_factory):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MUBENCH_HOME", str(tmp_path_factory.getbasetemp() / "importance-baselines-home"))  # shared with test_baseline_ssd
-        patch.setenv("MUBENCH_OFFLINE", "1")
+    with shared_home(tmp_path_factory.getbasetemp(), "importance-baselines-home"):  # shared by ssd and fisher
         yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +32,7 @@ def harness():
 
 
 def config(scenario: str, seed: int = 0, method: str = "fisher", **hparams) -> RunConfig:
-    cls = methods.get(method)
-    return RunConfig(task="debug", task_version=tasks.get("debug").spec.version, scenario=scenario, method=method,
-                     method_version=cls.version, hparams=dict(cls.resolve(hparams)), seed=seed, profile="smoke")
+    return debug_config(method, scenario, seed, **hparams)
 
 
 def toy_linear() -> tuple[nn.Module, torch.Tensor]:

@@ -12,11 +12,11 @@ from torch import nn
 import baselines.l1_sparse  # noqa: F401  (registers "l1_sparse")
 from baselines.l1_sparse import L1Sparse, l1_coefficient, l1_norm
 from mubench.errors import MubenchError
-from mubench.methods import Access, methods
+from mubench.methods import Access
 from mubench.record import RunConfig
 from mubench.request import Request, Subset
 from mubench.runner import Harness
-from mubench.tasks import tasks
+from tests.helpers import debug_config
 
 
 @pytest.fixture(autouse=True)
@@ -30,9 +30,7 @@ def _home_and_one_thread(tmp_path, monkeypatch):
 
 
 def config(scenario: str = "class_0", method: str = "l1_sparse", **hparams) -> RunConfig:
-    cls = methods.get(method)
-    return RunConfig(task="debug", task_version=tasks.get("debug").spec.version, scenario=scenario, method=method,
-                     method_version=cls.version, hparams=dict(cls.resolve(hparams)), seed=0, profile="smoke")
+    return debug_config(method, scenario, **hparams)
 
 
 def test_schedule_decays_linearly_then_stops():

@@ -13,11 +13,11 @@ from torch import nn
 import baselines.salun  # noqa: F401  (registers "salun")
 from baselines.salun import MaskedSGD, SalUn, forget_gradient_magnitude, saliency_mask, top_share_mask
 from mubench.errors import MubenchError
-from mubench.methods import Access, methods
+from mubench.methods import Access
 from mubench.record import RunConfig
 from mubench.request import Request, Subset
 from mubench.runner import Harness
-from mubench.tasks import tasks
+from tests.helpers import debug_config
 
 
 @pytest.fixture(autouse=True)
@@ -31,9 +31,7 @@ def _home_and_one_thread(tmp_path, monkeypatch):
 
 
 def config(scenario: str = "class_0", seed: int = 0, method: str = "salun", **hparams) -> RunConfig:
-    cls = methods.get(method)
-    return RunConfig(task="debug", task_version=tasks.get("debug").spec.version, scenario=scenario, method=method,
-                     method_version=cls.version, hparams=dict(cls.resolve(hparams)), seed=seed, profile="smoke")
+    return debug_config(method, scenario, seed, **hparams)
 
 
 def debug_request(harness: Harness, scenario: str = "class_0", seed: int = 7):

@@ -13,34 +13,21 @@ from torch import nn
 import baselines.scrub  # noqa: F401  (registers "scrub")
 from baselines.scrub import Scrub, distill_kl, scrub_lr
 from mubench.errors import MubenchError
-from mubench.methods import Access, methods
+from mubench.methods import Access
 from mubench.record import RunConfig
 from mubench.request import Request, Subset
 from mubench.runner import Harness, check_architecture
-from mubench.tasks import tasks
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The models are tiny: one intra-op thread is faster on the shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.helpers import debug_config, shared_home
 
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MUBENCH_HOME", str(tmp_path_factory.getbasetemp() / "distillation-home"))  # shared cache
-        mp.setenv("MUBENCH_OFFLINE", "1")
+    with shared_home(tmp_path_factory.getbasetemp(), "distillation-home"):  # shared with the other distillation module
         yield Harness()
 
 
 def config(method: str, scenario: str = "class_0", seed: int = 0, **hparams) -> RunConfig:
-    cls = methods.get(method)
-    return RunConfig(task="debug", task_version=tasks.get("debug").spec.version, scenario=scenario, method=method,
-                     method_version=cls.version, hparams=dict(cls.resolve(hparams)), seed=seed, profile="smoke")
+    return debug_config(method, scenario, seed, **hparams)
 
 
 def tiny_request(seed: int = 0, forget_x: torch.Tensor | None = None) -> Request:

@@ -12,30 +12,21 @@ from torch import nn
 from torch.nn import functional as F
 
 import baselines.unsir as unsir
-from mubench.methods import Access, methods
+from mubench.methods import Access
 from mubench.record import RunConfig
 from mubench.request import Request, Subset
 from mubench.runner import Harness, check_architecture
-from mubench.tasks import tasks
+from tests.helpers import debug_config, shared_home
 
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MUBENCH_HOME", str(tmp_path_factory.getbasetemp() / "baseline-home"))  # shared: models trained once
-        patch.setenv("MUBENCH_OFFLINE", "1")
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield Harness()
-        finally:
-            torch.set_num_threads(before)
+    with shared_home(tmp_path_factory.getbasetemp(), "baseline-home"):  # shared: models trained once
+        yield Harness()
 
 
 def config(scenario: str = "class_0", **hparams) -> RunConfig:
-    cls = methods.get("unsir")
-    return RunConfig(task="debug", task_version=tasks.get("debug").spec.version, scenario=scenario, method="unsir",
-                     method_version=cls.version, hparams=dict(cls.resolve(hparams)), seed=0, profile="smoke")
+    return debug_config("unsir", scenario, **hparams)
 
 
 def small_model() -> nn.Module:

@@ -39,7 +39,7 @@ from mubench.data.files import DataFile, find
 from mubench.errors import MissingDataError
 from mubench.scenarios import ScenarioKind, scenario_kinds
 from mubench.tasks.base import DataStatus, Pool, Task, TaskData, cached_task_data, tasks
-from mubench.tasks.spec import DataFileSpec, ProfileSpec, Recipe, ScenarioSpec, TaskSpec
+from mubench.tasks.spec import DataFileSpec, ProfileSpec, Recipe, ScenarioSpec, TaskSpec, random_scenarios
 
 SIDE = 64  # stored resolution (both profiles): SIDE x SIDE RGB
 FRAGMENT_TEST_FRACTION = 0.2
@@ -139,10 +139,7 @@ scenario_kinds.add("celeba_identity", ScenarioKind(largest_identity, population_
 # ---- specs -------------------------------------------------------------------------------------
 
 def _scenarios(positive: str) -> tuple[ScenarioSpec, ...]:
-    randoms = tuple(
-        ScenarioSpec(name=f"random_{pct}", kind="random", params={"fraction": pct / 100}, domain="privacy",
-                     description=f"{pct} % of the training images, drawn uniformly at random")
-        for pct in (1, 10))
+    randoms = random_scenarios((1, 10), unit="images")
     bias = ScenarioSpec(name="bias_aligned", kind="subgroup", domain="fairness",
                         params={"attribute": "bias_aligned", "value": 1, "labels": [1]},
                         description=f"the bias-aligned training images of the positive class ({positive} women), "

@@ -28,7 +28,7 @@ from mubench.data.cifar10 import (BATCHES_FOLDER, CLASSES, IMAGE_FOLDER_SOURCE, 
 from mubench.data.files import DataFile, find
 from mubench.errors import MissingDataError
 from mubench.tasks.base import DataStatus, Pool, Task, TaskData, cached_task_data, tasks
-from mubench.tasks.spec import DataFileSpec, ProfileSpec, Recipe, ScenarioSpec, TaskSpec
+from mubench.tasks.spec import DataFileSpec, ProfileSpec, Recipe, ScenarioSpec, TaskSpec, class_scenarios, random_scenarios
 
 # Channel means and standard deviations of the 50,000 official training images, in [0, 1]
 # (the widely used values; the JPEG copy's own statistics differ by less than 0.002).
@@ -78,14 +78,8 @@ def build_cifar10(arrays: Cifar10Arrays, seed: int = PATCH_SEED) -> TaskData:
 
 
 def _scenarios() -> tuple[ScenarioSpec, ...]:
-    randoms = tuple(
-        ScenarioSpec(name=f"random_{pct}", kind="random", params={"fraction": pct / 100}, domain="privacy",
-                     description=f"{pct} % of the training samples, drawn uniformly at random")
-        for pct in (1, 10))
-    classes = tuple(
-        ScenarioSpec(name=f"class_{k}", kind="class", params={"label": k}, domain="adaptability",
-                     description=f"every training sample of class {k} ({name})")
-        for k, name in enumerate(CLASSES))
+    randoms = random_scenarios((1, 10))
+    classes = class_scenarios(len(CLASSES), lambda k: f"every training sample of class {k} ({CLASSES[k]})")
     bias = ScenarioSpec(name="patch_bias", kind="subgroup", domain="fairness",
                         params={"attribute": "patched", "value": 1, "labels": [PATCH_CLASS]},
                         description=f"the patched training images of class {PATCH_CLASS} ({CLASSES[PATCH_CLASS]}), "

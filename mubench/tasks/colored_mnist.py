@@ -18,7 +18,7 @@ import torch
 from mubench.data.files import DataFile
 from mubench.data.mnist import OFFICIAL, load_mnist
 from mubench.tasks.base import Pool, Task, TaskData, cached_task_data, tasks
-from mubench.tasks.spec import DataFileSpec, ProfileSpec, Recipe, ScenarioSpec, TaskSpec
+from mubench.tasks.spec import DataFileSpec, ProfileSpec, Recipe, ScenarioSpec, TaskSpec, class_scenarios, random_scenarios
 
 # ReBias's COLOUR_MAP (clovaai/rebias, datasets/colour_mnist.py), RGB in 0..255.
 PALETTE = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [225, 225, 0], [225, 0, 225],
@@ -104,14 +104,8 @@ def build_colored_mnist(arrays: dict[str, np.ndarray], train_ratio: float, test_
 
 
 def _scenarios() -> tuple[ScenarioSpec, ...]:
-    randoms = tuple(
-        ScenarioSpec(name=f"random_{pct}", kind="random", params={"fraction": pct / 100}, domain="privacy",
-                     description=f"{pct} % of the training samples, drawn uniformly at random")
-        for pct in (1, 10))
-    classes = tuple(
-        ScenarioSpec(name=f"class_{k}", kind="class", params={"label": k}, domain="adaptability",
-                     description=f"every training sample of digit {k}")
-        for k in range(10))
+    randoms = random_scenarios((1, 10))
+    classes = class_scenarios(10, lambda k: f"every training sample of digit {k}")
     bias = ScenarioSpec(name="bias_aligned", kind="subgroup", domain="fairness",
                         params={"attribute": "bias_aligned", "value": 1, "labels": [0]},
                         description="the bias-aligned training samples of digit 0 (its colour-stereotyped majority)")

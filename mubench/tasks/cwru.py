@@ -44,7 +44,7 @@ import torch
 from mubench.data.cwru import FAULTS, OFFICIAL, TARGET_RATE_HZ, CwruSource, Signal, load_cwru
 from mubench.data.files import DataFile
 from mubench.tasks.base import Pool, Task, TaskData, cached_task_data, tasks
-from mubench.tasks.spec import DataFileSpec, ProfileSpec, Recipe, ScenarioSpec, TaskSpec
+from mubench.tasks.spec import DataFileSpec, ProfileSpec, Recipe, ScenarioSpec, TaskSpec, class_scenarios, random_scenarios
 
 WINDOW = 1024
 TRAIN_SHARE = 0.75
@@ -100,14 +100,9 @@ def scale_windows(x: torch.Tensor, scale: float = SIGNAL_SCALE) -> torch.Tensor:
 
 
 def _scenarios() -> tuple[ScenarioSpec, ...]:
-    randoms = tuple(
-        ScenarioSpec(name=f"random_{pct}", kind="random", params={"fraction": pct / 100}, domain="privacy",
-                     description=f"{pct} % of the training windows, drawn uniformly at random")
-        for pct in (1, 10))
-    classes = tuple(
-        ScenarioSpec(name=f"class_{k}", kind="class", params={"label": k}, domain="adaptability",
-                     description=f"every training window of class {k} ({name}), as in PTE's retain-free class forgetting")
-        for k, name in enumerate(CLASS_NAMES))
+    randoms = random_scenarios((1, 10), unit="windows")
+    classes = class_scenarios(len(CLASS_NAMES), lambda k: f"every training window of class {k} ({CLASS_NAMES[k]}), "
+                                                           f"as in PTE's retain-free class forgetting")
     session = ScenarioSpec(
         name="one_session", kind="one_group", params={"attribute": "session", "value": FORGOTTEN_SESSION},
         domain="privacy",

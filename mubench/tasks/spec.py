@@ -7,6 +7,7 @@ version) never mixes incomparable numbers.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -63,6 +64,20 @@ class ScenarioSpec(Frozen):
     params: dict[str, Any] = Field(default_factory=dict)
     domain: Domain
     description: str
+
+
+def random_scenarios(percents: Sequence[int], unit: str = "samples") -> tuple[ScenarioSpec, ...]:
+    """`random_<pct>`: pct % of the training <unit>, drawn uniformly at random (a privacy request)."""
+    return tuple(ScenarioSpec(name=f"random_{pct}", kind="random", params={"fraction": pct / 100}, domain="privacy",
+                              description=f"{pct} % of the training {unit}, drawn uniformly at random")
+                 for pct in percents)
+
+
+def class_scenarios(count: int, describe: Callable[[int], str]) -> tuple[ScenarioSpec, ...]:
+    """`class_<k>` for k < count: every training sample of class k; `describe(k)` says which."""
+    return tuple(ScenarioSpec(name=f"class_{k}", kind="class", params={"label": k}, domain="adaptability",
+                              description=describe(k))
+                 for k in range(count))
 
 
 class DataFileSpec(Frozen):
