@@ -22,34 +22,16 @@ the random teacher's, and cost more utility).
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.common import step
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request, Subset
-
-
-def incompetent_teacher(model: nn.Module, generator: torch.Generator) -> nn.Module:
-    """A copy of `model` with every module that has `reset_parameters` re-initialised, frozen.
-
-    The draws come from a CPU generator seeded from `generator` (the global RNG is restored
-    afterwards); the copy is re-initialised on the CPU and moved back to the model's device, so
-    the teacher is the same on every device."""
-    device = next(model.parameters()).device
-    teacher = copy.deepcopy(model).to("cpu")
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    with torch.random.fork_rng(devices=[]):
-        torch.random.default_generator.manual_seed(seed)
-        for module in teacher.modules():
-            if callable(getattr(module, "reset_parameters", None)):
-                module.reset_parameters()
-    return teacher.to(device).eval().requires_grad_(False)
+from mubench.toolkit.distill import frozen_copy, incompetent_teacher
+from mubench.toolkit.optim import step
 
 
 def mixed_targets(competent_logits: torch.Tensor, incompetent_logits: torch.Tensor, is_forget: torch.Tensor,
@@ -93,7 +75,7 @@ class BadTeacher(Method):
             raise MubenchError(f"bad_teacher.retain_fraction must be in [0, 1], got {hp.retain_fraction}")
         if not hp.temperature > 0:
             raise MubenchError(f"bad_teacher.temperature must be > 0, got {hp.temperature}")
-        competent = copy.deepcopy(model).eval().requires_grad_(False)
+        competent = frozen_copy(model)
         incompetent = incompetent_teacher(model, request.generator)
         data = unlearning_data(request, hp.retain_fraction)
         model.train()

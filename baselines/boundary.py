@@ -27,38 +27,22 @@ Epochs are the intensity axis. Classification only: both relabel forget samples 
 
 from __future__ import annotations
 
-import copy
-import math
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from baselines.common import sgd, step
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request
+from mubench.toolkit.adversarial import fgsm_labels
+from mubench.toolkit.distill import frozen_copy
+from mubench.toolkit.heads import find_head, narrow, widen
+from mubench.toolkit.optim import sgd, step
 
 _SPACE = {"lr": (0.01, [0.001, 0.003, 0.01, 0.03]),
           "epochs": (10, [1, 3, 10, 20]),
           "batch_size": (64, [64]),
           "weight_decay": (5e-4, [5e-4])}
-
-
-def fgsm_labels(frozen: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
-    """The frozen model's prediction on x + eps * sign(grad_x CE(frozen(x), y)): one untargeted
-    FGSM step (Goodfellow et al. 2015) on the model-input scale, no clamp."""
-    x_adv = x.detach().clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(F.cross_entropy(frozen(x_adv), y), [x_adv])
-    with torch.no_grad():
-        return frozen(x + eps * grad.sign()).argmax(dim=1)
-
-
-def _frozen_copy(model: nn.Module) -> nn.Module:
-    frozen = copy.deepcopy(model).eval()
-    for parameter in frozen.parameters():
-        parameter.requires_grad_(False)
-    return frozen
 
 
 @register_method("boundary_shrink")
@@ -72,49 +56,12 @@ class BoundaryShrink(Method):
     def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
         if hp.eps < 0:
             raise MubenchError(f"boundary_shrink: eps must be >= 0, got {hp.eps}")
-        frozen = _frozen_copy(model)
+        frozen = frozen_copy(model)
         model.train()
         optimizer = sgd(model, hp.lr, weight_decay=hp.weight_decay)
         for ((x, y),) in request.batches("forget", batch_size=hp.batch_size, epochs=hp.epochs):
             step(optimizer, F.cross_entropy(model(x), fgsm_labels(frozen, x, y, hp.eps)))
         return model
-
-
-def find_head(model: nn.Module, num_classes: int) -> tuple[nn.Module, str, nn.Linear]:
-    """(parent module, attribute name, layer) of the last nn.Linear with num_classes outputs."""
-    found = None
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and module.out_features == num_classes:
-            found = name, module
-    if found is None:
-        raise MubenchError(f"boundary_expand needs a final nn.Linear with {num_classes} outputs; none found")
-    name, layer = found
-    parent_name, _, attribute = name.rpartition(".")
-    return model.get_submodule(parent_name), attribute, layer
-
-
-def widen(head: nn.Linear, generator: torch.Generator) -> nn.Linear:
-    """A new Linear with one more output: the head's rows, then a shadow row drawn as nn.Linear's
-    default init draws one (uniform in +-1/sqrt(in_features)) from `generator`."""
-    weight = head.weight
-    widened = nn.Linear(head.in_features, head.out_features + 1, bias=head.bias is not None,
-                        device=weight.device, dtype=weight.dtype)
-    bound = 1.0 / math.sqrt(head.in_features)
-    with torch.no_grad():
-        widened.weight[:-1] = weight
-        widened.weight[-1] = (torch.rand(head.in_features, generator=generator) * 2 - 1).mul(bound).to(weight)
-        if head.bias is not None:
-            widened.bias[:-1] = head.bias
-            widened.bias[-1] = float((torch.rand(1, generator=generator) * 2 - 1) * bound)
-    return widened
-
-
-def narrow(widened: nn.Linear, head: nn.Linear) -> None:
-    """Copy the widened layer's first K rows back into the original head (dropping the shadow)."""
-    with torch.no_grad():
-        head.weight.copy_(widened.weight[:-1])
-        if head.bias is not None:
-            head.bias.copy_(widened.bias[:-1])
 
 
 @register_method("boundary_expand")

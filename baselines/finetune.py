@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from baselines.common import sgd, step
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request
+from mubench.toolkit.optim import sgd, step
 
 
 @register_method("finetune")

@@ -43,53 +43,11 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, vmap
-from torch.nn import functional as F
 
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request
-
-_CHUNK_FLOATS = 1 << 25  # per-sample gradients held at once: chunk size x parameter count
-
-
-def fisher_diagonal(model: nn.Module, x: torch.Tensor, label_samples: int = 0,
-                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """E_x sum_y p(y|x) (d log p(y|x)/d theta)^2 over the rows of x, exactly (label_samples 0)
-    or with label_samples draws of y ~ p(y|x) per x. The model is evaluated as it is (eval mode)."""
-    params = {name: p.detach() for name, p in model.named_parameters()}
-    buffers = {name: b.detach() for name, b in model.named_buffers()}
-
-    def log_prob(theta: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
-        logits = functional_call(model, (theta, buffers), (xi.unsqueeze(0),))
-        return F.log_softmax(logits, dim=-1)[0].gather(0, yi.reshape(1)).squeeze(0)
-
-    per_sample = vmap(grad(log_prob), in_dims=(None, 0, 0))
-    fisher = {name: torch.zeros_like(p) for name, p in params.items()}
-    chunk = max(1, _CHUNK_FLOATS // max(1, sum(p.numel() for p in params.values())))
-    for xs in x.split(chunk):
-        with torch.no_grad():
-            probs = F.softmax(functional_call(model, (params, buffers), (xs,)), dim=-1)
-        rows, labels, weights = _label_draws(probs, label_samples, generator)
-        for r, y, w in zip(rows.split(chunk), labels.split(chunk), weights.split(chunk)):
-            for name, g in per_sample(params, xs[r], y).items():
-                fisher[name] += torch.einsum("n,n...->...", w, g ** 2)
-    return {name: f / max(len(x), 1) for name, f in fisher.items()}
-
-
-def _label_draws(probs: torch.Tensor, label_samples: int,
-                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(row, label, weight) triples whose weighted sum of g(x_row, label) is, for each row x,
-    sum_y p(y|x) g(x, y): every class weighted by its probability (label_samples 0), or
-    label_samples draws y ~ p(y|x) weighted 1/label_samples each."""
-    n, classes = probs.shape
-    if label_samples == 0:
-        labels = torch.arange(classes, device=probs.device).repeat(n)
-        return torch.arange(n, device=probs.device).repeat_interleave(classes), labels, probs.reshape(-1)
-    drawn = torch.multinomial(probs.float().cpu(), label_samples, replacement=True, generator=generator)
-    rows = torch.arange(n, device=probs.device).repeat_interleave(label_samples)
-    weights = torch.full((n * label_samples,), 1.0 / label_samples, device=probs.device, dtype=probs.dtype)
-    return rows, drawn.reshape(-1).to(probs.device), weights
+from mubench.toolkit.importance import fisher_diagonal
 
 
 def noise_variance(fisher: torch.Tensor, alpha: float, num_classes: int) -> torch.Tensor:

@@ -27,10 +27,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from baselines.common import sgd, step
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request
+from mubench.toolkit.optim import sgd, step
 
 
 def l1_coefficient(alpha: float, epoch: int, epochs: int, no_l1_epochs: int) -> float:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from baselines.common import sgd, step
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request, Subset
+from mubench.toolkit.optim import sgd, step
 
 
 def random_wrong_labels(labels: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:

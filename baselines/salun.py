@@ -30,23 +30,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from baselines.common import sgd
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request
-
-Mask = dict[str, torch.Tensor]
-
-
-def top_share_mask(scores: dict[str, torch.Tensor], ratio: float) -> Mask:
-    """Boolean masks selecting exactly int(N * ratio) of the N entries of `scores`, the largest
-    ones under one global threshold; ties go to the entry earlier in `scores`' (flattened) order."""
-    flat = torch.cat([s.detach().flatten() for s in scores.values()])
-    keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
-    order = torch.sort(flat, descending=True, stable=True).indices
-    keep[order[:int(flat.numel() * ratio)]] = True
-    return {name: part.view_as(s) for (name, s), part in
-            zip(scores.items(), keep.split([s.numel() for s in scores.values()]))}
+from mubench.toolkit.optim import Mask, MaskedSGD, top_share_mask
 
 
 def forget_gradient_magnitude(model: nn.Module, request: Request, batch_size: int) -> dict[str, torch.Tensor]:
@@ -69,32 +56,6 @@ def forget_gradient_magnitude(model: nn.Module, request: Request, batch_size: in
 
 def saliency_mask(model: nn.Module, request: Request, ratio: float, batch_size: int) -> Mask:
     return top_share_mask(forget_gradient_magnitude(model, request, batch_size), ratio)
-
-
-class MaskedSGD:
-    """SGD whose steps move only the entries a mask selects: gradients are masked before the step,
-    and the masked-out entries (which weight decay and momentum would still move) are reset to
-    their values at construction afterwards, with their momentum zeroed."""
-
-    def __init__(self, model: nn.Module, mask: Mask, lr: float, weight_decay: float) -> None:
-        self.params = dict(model.named_parameters())
-        self.mask = mask
-        self.original = {name: p.detach().clone() for name, p in self.params.items()}
-        self.optimizer = sgd(model, lr, weight_decay=weight_decay)
-
-    def step(self, loss: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for name, p in self.params.items():
-            if p.grad is not None:
-                p.grad.mul_(self.mask[name])
-        self.optimizer.step()
-        with torch.no_grad():
-            for name, p in self.params.items():
-                p.copy_(torch.where(self.mask[name], p, self.original[name]))
-                buffer = self.optimizer.state.get(p, {}).get("momentum_buffer")
-                if buffer is not None:
-                    buffer.mul_(self.mask[name])
 
 
 @register_method("salun")

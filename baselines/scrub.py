@@ -25,28 +25,19 @@ makes msteps + 1 max-steps). Intensity: msteps (more max-steps, more forgetting,
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from baselines.common import step
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request
+from mubench.toolkit.distill import distill_kl, frozen_copy
+from mubench.toolkit.optim import step
 
 DECAY_POINTS = (0.5, 0.8, 0.9)  # the notebooks' lr_decay_epochs [5, 8, 9] of 10 epochs, as fractions
 DECAY_RATE = 0.1
-
-
-def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL_T(teacher || student) * T^2, summed over classes and averaged over the batch
-    (Hinton et al. 2015; RepDistiller's DistillKL, as used by SCRUB)."""
-    log_student = F.log_softmax(student_logits / temperature, dim=1)
-    teacher = F.softmax(teacher_logits / temperature, dim=1)
-    return F.kl_div(log_student, teacher, reduction="sum") * temperature**2 / student_logits.shape[0]
 
 
 def scrub_lr(base_lr: float, epoch: int, epochs: int) -> float:
@@ -83,7 +74,7 @@ class Scrub(Method):
 
     def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
         _check(hp)
-        teacher = copy.deepcopy(model).eval().requires_grad_(False)
+        teacher = frozen_copy(model)
         model.train()
         optimizer = torch.optim.Adam(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         for epoch in range(1, hp.epochs + 1):

@@ -27,50 +27,13 @@ classifiers, as in the repository), so the method also applies to regression tas
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import torch
 from torch import nn
 
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
-from mubench.request import Request, Subset
-
-Importances = dict[str, torch.Tensor]
-
-
-def ordered_batches(subsets: list[Subset], batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Unshuffled batches of the concatenation of `subsets` (a batch may straddle two of them),
-    built batch by batch so the whole concatenation is never copied."""
-    sizes = [len(s) for s in subsets]
-    starts = torch.tensor([0, *sizes]).cumsum(0).tolist()
-    total = starts[-1]
-    for begin in range(0, total, batch_size):
-        end = min(begin + batch_size, total)
-        xs, ys = [], []
-        for subset, lo, hi in zip(subsets, starts[:-1], starts[1:]):
-            a, b = max(begin, lo), min(end, hi)
-            if a < b:
-                xs.append(subset.x[a - lo:b - lo])
-                ys.append(subset.y[a - lo:b - lo])
-        yield torch.cat(xs), torch.cat(ys)
-
-
-def squared_gradient_importance(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
-                                loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Importances:
-    """Mean over batches of the squared gradient of the batch loss (SSD's `calc_importance`);
-    parameters without a gradient get zero importance."""
-    importances = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
-    count = 0
-    for x, y in batches:
-        model.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
-        for name, p in model.named_parameters():
-            if p.grad is not None:
-                importances[name] += p.grad.detach() ** 2
-        count += 1
-    model.zero_grad(set_to_none=True)
-    return {name: imp / max(count, 1) for name, imp in importances.items()}
+from mubench.request import Request
+from mubench.toolkit.importance import ordered_batches, squared_gradient_importance
 
 
 def dampening_factors(full: torch.Tensor, forget: torch.Tensor, alpha: float, lam: float) -> torch.Tensor:

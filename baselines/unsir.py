@@ -37,10 +37,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from baselines.common import step
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request, Subset
+from mubench.toolkit.optim import step
 
 
 def noise_objective(model: nn.Module, noise: torch.Tensor, label: int, penalty: float) -> torch.Tensor:

@@ -13,12 +13,18 @@ import torch.nn.functional as F
 from torch import nn
 
 import baselines.bad_teacher  # noqa: F401  (registers "bad_teacher")
-from baselines.bad_teacher import BadTeacher, bad_teacher_loss, incompetent_teacher, mixed_targets, unlearning_data
+from baselines.bad_teacher import (
+    BadTeacher,
+    bad_teacher_loss,
+    mixed_targets,
+    unlearning_data,
+)
 from mubench.errors import MubenchError
 from mubench.methods import Access
 from mubench.record import RunConfig
 from mubench.request import Request, Subset
 from mubench.runner import Harness, check_architecture
+from mubench.toolkit.distill import incompetent_teacher
 from tests.helpers import debug_config, shared_home
 
 

@@ -11,12 +11,13 @@ import torch
 from torch import nn
 
 import baselines.scrub  # noqa: F401  (registers "scrub")
-from baselines.scrub import Scrub, distill_kl, scrub_lr
+from baselines.scrub import Scrub, scrub_lr
 from mubench.errors import MubenchError
 from mubench.methods import Access
 from mubench.record import RunConfig
 from mubench.request import Request, Subset
 from mubench.runner import Harness, check_architecture
+from mubench.toolkit.distill import distill_kl
 from tests.helpers import debug_config, shared_home
 
 

@@ -1,0 +1,44 @@
+"""Adversarial examples on the model-input scale (inputs are already normalised, so there is no
+pixel clamp): FGSM (Goodfellow et al. 2015), used by Boundary Shrink (Chen et al. 2023), the
+FGSM resilience scenario and its metric (Khorasani et al. 2025), and projected gradient ascent
+in an L-inf ball (Madry et al. 2018), used to probe a decision boundary (PTE, Chen et al.)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def fgsm_perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+                 loss_fn: LossFn = F.cross_entropy) -> torch.Tensor:
+    """x + eps * sign(grad_x loss(model(x), y)): one untargeted FGSM step, no clamp. The model's
+    parameters receive no gradient."""
+    x_adv = x.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(loss_fn(model(x_adv), y), [x_adv])
+    return (x + eps * grad.sign()).detach()
+
+
+def fgsm_labels(frozen: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+    """The frozen model's prediction on the FGSM step from x: the nearest wrong class when the step
+    crosses the decision boundary (Boundary Shrink's relabelling)."""
+    x_adv = fgsm_perturb(frozen, x, y, eps)
+    with torch.no_grad():
+        return frozen(x_adv).argmax(dim=1)
+
+
+def pgd_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step_size: float, steps: int,
+             loss_fn: LossFn = F.cross_entropy) -> torch.Tensor:
+    """Projected gradient ascent of loss(model(x + delta), y) over ||delta||_inf <= eps, from
+    delta = 0, with sign steps of `step_size` (Madry et al. 2018, without the random start so the
+    result is deterministic). Returns x + delta, detached."""
+    delta = torch.zeros_like(x)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss_fn(model(x + delta), y), [delta])
+        delta = (delta.detach() + step_size * grad.sign()).clamp(-eps, eps)
+    return (x + delta).detach()

@@ -1,0 +1,90 @@
+"""Per-parameter importance estimates: the squared-gradient (empirical Fisher) importance of SSD
+(Foster et al. 2024) and the Fisher diagonal under the model's own predictive distribution
+(Golatkar et al. 2020)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+from torch.nn import functional as F
+
+from mubench.request import Subset
+
+Importances = dict[str, torch.Tensor]
+
+_CHUNK_FLOATS = 1 << 25  # per-sample gradients held at once: chunk size x parameter count
+
+def ordered_batches(subsets: list[Subset], batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Unshuffled batches of the concatenation of `subsets` (a batch may straddle two of them),
+    built batch by batch so the whole concatenation is never copied."""
+    sizes = [len(s) for s in subsets]
+    starts = torch.tensor([0, *sizes]).cumsum(0).tolist()
+    total = starts[-1]
+    for begin in range(0, total, batch_size):
+        end = min(begin + batch_size, total)
+        xs, ys = [], []
+        for subset, lo, hi in zip(subsets, starts[:-1], starts[1:]):
+            a, b = max(begin, lo), min(end, hi)
+            if a < b:
+                xs.append(subset.x[a - lo:b - lo])
+                ys.append(subset.y[a - lo:b - lo])
+        yield torch.cat(xs), torch.cat(ys)
+
+
+def squared_gradient_importance(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+                                loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Importances:
+    """Mean over batches of the squared gradient of the batch loss (SSD's `calc_importance`);
+    parameters without a gradient get zero importance."""
+    importances = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+    count = 0
+    for x, y in batches:
+        model.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        for name, p in model.named_parameters():
+            if p.grad is not None:
+                importances[name] += p.grad.detach() ** 2
+        count += 1
+    model.zero_grad(set_to_none=True)
+    return {name: imp / max(count, 1) for name, imp in importances.items()}
+
+
+def fisher_diagonal(model: nn.Module, x: torch.Tensor, label_samples: int = 0,
+                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """E_x sum_y p(y|x) (d log p(y|x)/d theta)^2 over the rows of x, exactly (label_samples 0)
+    or with label_samples draws of y ~ p(y|x) per x. The model is evaluated as it is (eval mode)."""
+    params = {name: p.detach() for name, p in model.named_parameters()}
+    buffers = {name: b.detach() for name, b in model.named_buffers()}
+
+    def log_prob(theta: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        logits = functional_call(model, (theta, buffers), (xi.unsqueeze(0),))
+        return F.log_softmax(logits, dim=-1)[0].gather(0, yi.reshape(1)).squeeze(0)
+
+    per_sample = vmap(grad(log_prob), in_dims=(None, 0, 0))
+    fisher = {name: torch.zeros_like(p) for name, p in params.items()}
+    chunk = max(1, _CHUNK_FLOATS // max(1, sum(p.numel() for p in params.values())))
+    for xs in x.split(chunk):
+        with torch.no_grad():
+            probs = F.softmax(functional_call(model, (params, buffers), (xs,)), dim=-1)
+        rows, labels, weights = _label_draws(probs, label_samples, generator)
+        for r, y, w in zip(rows.split(chunk), labels.split(chunk), weights.split(chunk)):
+            for name, g in per_sample(params, xs[r], y).items():
+                fisher[name] += torch.einsum("n,n...->...", w, g ** 2)
+    return {name: f / max(len(x), 1) for name, f in fisher.items()}
+
+
+def _label_draws(probs: torch.Tensor, label_samples: int,
+                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(row, label, weight) triples whose weighted sum of g(x_row, label) is, for each row x,
+    sum_y p(y|x) g(x, y): every class weighted by its probability (label_samples 0), or
+    label_samples draws y ~ p(y|x) weighted 1/label_samples each."""
+    n, classes = probs.shape
+    if label_samples == 0:
+        labels = torch.arange(classes, device=probs.device).repeat(n)
+        return torch.arange(n, device=probs.device).repeat_interleave(classes), labels, probs.reshape(-1)
+    drawn = torch.multinomial(probs.float().cpu(), label_samples, replacement=True, generator=generator)
+    rows = torch.arange(n, device=probs.device).repeat_interleave(label_samples)
+    weights = torch.full((n * label_samples,), 1.0 / label_samples, device=probs.device, dtype=probs.dtype)
+    return rows, drawn.reshape(-1).to(probs.device), weights
