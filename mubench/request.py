@@ -7,7 +7,7 @@ method did not declare is not merely hidden, it is absent; asking for it raises 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -17,13 +17,19 @@ from mubench.errors import AccessError
 from mubench.methods import Access
 from mubench.targets import CLASSIFICATION, Target
 
+# Task.counterfactual: (model-ready inputs, their attributes, a CPU generator) -> counterfactual inputs or None
+Counterfactual = Callable[[torch.Tensor, dict[str, torch.Tensor], torch.Generator], torch.Tensor | None]
+
 
 @dataclass(frozen=True)
 class Subset:
-    """Model-ready inputs and labels of one part of a split, on the run's device."""
+    """Model-ready inputs and labels of one part of a split, on the run's device; `attributes`
+    (per-sample, on the CPU) only where a method's access includes them (the `unseen` part under
+    Access.COUNTERFACTUAL)."""
 
     x: torch.Tensor
     y: torch.Tensor
+    attributes: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -34,10 +40,13 @@ class Request:
 
     def __init__(self, subsets: dict[str, Subset], access: Access, num_classes: int, device: torch.device,
                  seed: int, time_budget_s: float | None = None,
-                 trainer: Callable[[Subset], nn.Module] | None = None, target: Target = CLASSIFICATION) -> None:
+                 trainer: Callable[[Subset], nn.Module] | None = None, target: Target = CLASSIFICATION,
+                 counterfactual: Counterfactual | None = None, sensitive_attributes: tuple[str, ...] = ()) -> None:
         undeclared = set(subsets) - access.subsets
         if undeclared:
             raise AccessError(f"refusing to hand undeclared data {sorted(undeclared)} to a {access.value!r} method")
+        if access is not Access.COUNTERFACTUAL:  # attributes (sex, colour, ...) come only with counterfactuals
+            subsets = {name: Subset(s.x, s.y) if s.attributes else s for name, s in subsets.items()}
         self._subsets = subsets
         self.access = access
         self.num_classes = num_classes
@@ -48,6 +57,8 @@ class Request:
         self.rng = np.random.default_rng(seed)
         self._trainer = trainer
         self.target = target
+        self._counterfactual = counterfactual
+        self.sensitive_attributes = sensitive_attributes if access is Access.COUNTERFACTUAL else ()
 
     def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The task's own training loss on a batch: cross-entropy for classification, the masked
@@ -59,6 +70,17 @@ class Request:
             raise AccessError(f"this method declared access {self.access.value!r}, which does not include {name!r} data")
         return self._subsets[name]
 
+    def counterfactual(self, x: torch.Tensor, attributes: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The task's counterfactuals of model-ready inputs `x` (the same samples with only the
+        sensitive attribute changed; Task.counterfactual), drawn with the request's generator;
+        None where the task cannot build them (a method then pairs real samples instead, as FMD
+        does on CelebA). Only for methods that declared Access.COUNTERFACTUAL."""
+        if self.access is not Access.COUNTERFACTUAL:
+            raise AccessError(f"this method declared access {self.access.value!r}, which does not include counterfactuals")
+        if self._counterfactual is None:
+            return None
+        return self._counterfactual(x, attributes, self.generator)
+
     @property
     def forget(self) -> Subset:
         return self.subset("forget")
@@ -66,6 +88,10 @@ class Request:
     @property
     def retain(self) -> Subset:
         return self.subset("retain")
+
+    @property
+    def unseen(self) -> Subset:
+        return self.subset("unseen")
 
     def available(self) -> list[str]:
         return sorted(self._subsets)

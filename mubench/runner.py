@@ -15,6 +15,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -110,6 +111,7 @@ class Harness:
         split = load_or_make_split(task, data, scenario, seed, profile)
         subsets = {part: self._subset(task, data, split, part) for part in ("train", *EVALUATED_PARTS)}
         train_subset = subsets.pop("train")
+        subsets["unseen"] = self._unseen(task, data, split)
         original = self._cached_fit(task, profile, seed, "original", _indices_id(split, "train"), train_subset)
         oracle = self._cached_fit(task, profile, seed, "oracle", _indices_id(split, "retain"), subsets["retain"])
         batch, target = task.spec.profile(profile).eval_batch_size, task.spec.target_spec
@@ -141,6 +143,13 @@ class Harness:
         index = torch.from_numpy(getattr(split, part))
         return Subset(task.to_inputs(pool.x[index]).to(self.device), pool.y[index].to(self.device))
 
+    def _unseen(self, task: Task, data: TaskData, split: Split) -> Subset:
+        """The val part minus the membership attacks' held-out non-members, with its attributes:
+        training-distribution data no model saw, for methods of access UNSEEN and above."""
+        index = torch.from_numpy(np.setdiff1d(split.val, split.heldout))
+        return Subset(task.to_inputs(data.train.x[index]).to(self.device), data.train.y[index].to(self.device),
+                      {k: v[index] for k, v in data.train.attributes.items()})
+
     # -- one run ----------------------------------------------------------------------------------
     def run(self, config: RunConfig) -> Record:
         start = time.perf_counter()
@@ -165,7 +174,8 @@ class Harness:
                           task.spec.num_classes, self.device,
                           seed=derived_seed(config.task, config.scenario, config.method, config.seed, "method"),
                           trainer=lambda subset: self.fit_from_scratch(task, config.profile, config.seed, subset),
-                          target=task.spec.target_spec)
+                          target=task.spec.target_spec, counterfactual=task.counterfactual,
+                          sensitive_attributes=task.spec.sensitive_attributes)
         model = copy.deepcopy(prepared.original.model)
         with PeakMemory(self.device) as peak:
             started = time.perf_counter()
