@@ -4,5 +4,6 @@
 never imports it directly.
 """
 
-from baselines import (bad_teacher, boundary, finetune, fisher, grad_ascent, identity, l1_sparse,  # noqa: F401
-                       neggrad_plus, random_label, retrain, salun, scrub, ssd, unsir)
+from baselines import (bad_teacher, bias_distill, bias_ga, bias_lora, boundary, ccu, cup,  # noqa: F401
+                       finetune, fisher, fmd, grad_ascent, identity, influence_removal, l1_sparse, l2ul,
+                       lotus, neggrad_plus, pte, random_label, retrain, salun, scrub, ssd, uncle, unsir)

@@ -38,9 +38,9 @@ def scenario_rows() -> list[Row]:
 
 
 def method_rows() -> list[Row]:
-    """Each method with its data access and the tasks it applies to (those of a target kind it supports)."""
+    """Each method with its data access and the tasks it applies to (Method.inapplicable)."""
     return [{"method": name, "access": cls.access.value, "targets": sorted(cls.targets),
-             "tasks": [t for t, task in tasks.items() if task.spec.target in cls.targets],
+             "tasks": [t for t, task in tasks.items() if cls.inapplicable(task.spec) is None],
              "version": cls.version, "intensity": cls.intensity, "defaults": cls.defaults(), "paper": cls.paper}
             for name, cls in methods.items()]
 

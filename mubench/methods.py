@@ -20,6 +20,7 @@ from mubench.registry import Registry
 
 if TYPE_CHECKING:
     from mubench.request import Request
+    from mubench.tasks.spec import TaskSpec
 
 HParamValue = int | float | str | bool
 
@@ -96,6 +97,16 @@ class Method(ABC):
     @abstractmethod
     def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
         """Return a model of the same architecture that has forgotten `request.forget`."""
+
+    @classmethod
+    def inapplicable(cls, spec: TaskSpec) -> str | None:
+        """Why the method cannot apply to a task, or None where it can. By default a task whose
+        target kind the method is not defined for; a method that needs more (sensitive attributes,
+        counterfactuals) says so by overriding this. Sweeps skip such pairs and leaderboards show
+        them as not applicable, not as failures."""
+        if spec.target not in cls.targets:
+            return f"defined for {', '.join(sorted(cls.targets))} targets; {spec.name} is a {spec.target} task"
+        return None
 
     @classmethod
     def defaults(cls) -> dict[str, HParamValue]:

@@ -207,14 +207,14 @@ class Harness:
 
 
 def supports(method_cls: type, task: Task) -> bool:
-    """Whether a method is defined for the task's target kind (Method.targets)."""
-    return task.spec.target in method_cls.targets
+    """Whether a method applies to the task (Method.inapplicable: target kind and the method's own needs)."""
+    return method_cls.inapplicable(task.spec) is None
 
 
 def check_target(method_cls: type, task: Task) -> None:
-    if not supports(method_cls, task):
-        raise MubenchError(f"method {method_cls.name!r} is defined for {', '.join(sorted(method_cls.targets))} "
-                           f"targets; task {task.spec.name!r} is a {task.spec.target} task")
+    reason = method_cls.inapplicable(task.spec)
+    if reason is not None:
+        raise MubenchError(f"method {method_cls.name!r} does not apply to task {task.spec.name!r}: {reason}")
 
 
 def check_architecture(model: object, reference: nn.Module) -> None:

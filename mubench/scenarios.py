@@ -26,7 +26,9 @@ class Selector(Protocol):
 @dataclass(frozen=True)
 class ScenarioKind:
     """`select` draws the forget set; `population_defined` says whether it is a predicate on samples
-    (then the held-out non-members are the validation samples it selects) or a random draw."""
+    (then the held-out non-members are the validation samples it selects) or a random draw (then
+    they are a random half of the validation samples: the other half stays unseen by every model
+    and attack, for methods that declare Access.UNSEEN, e.g. LoTUS's temperature)."""
 
     select: Selector
     population_defined: bool
@@ -38,7 +40,7 @@ class ScenarioKind:
     def heldout(self, labels: np.ndarray, attributes: dict[str, np.ndarray], val: np.ndarray,
                 params: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
         if not self.population_defined:
-            return np.sort(val)
+            return np.sort(rng.choice(val, size=max(1, len(val) // 2), replace=False))
         return np.sort(self.select(labels, attributes, val, params, rng))
 
 

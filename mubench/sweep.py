@@ -119,7 +119,7 @@ def _unique(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def expand_grid(grid: GridSpec) -> list[RunConfig]:
     """The cross product as configs, ordered so that runs sharing a split and models are adjacent
     (a method's sweep points follow each other, in `sweep_points` order). A method is paired only
-    with tasks of a target kind it is defined for (`Method.targets`).
+    with tasks it applies to (`Method.inapplicable`: target kind and the method's own needs).
 
     Every name is checked before anything runs, and all problems are reported together.
     """
@@ -160,7 +160,7 @@ def expand_grid(grid: GridSpec) -> list[RunConfig]:
         for seed in seeds:
             for scenario in scenarios[task_name]:
                 for method_name in method_names:
-                    if spec.target not in methods.get(method_name).targets:
+                    if methods.get(method_name).inapplicable(spec) is not None:
                         continue  # e.g. random relabelling on a regression task: not defined, not run
                     for hparams in resolved[method_name]:
                         configs.append(RunConfig(

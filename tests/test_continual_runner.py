@@ -3,12 +3,15 @@ on a tiny fake MNIST written as IDX files, plus one slow run on the real mirror.
 
 from __future__ import annotations
 
+import copy
+
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from torch import nn
 import torch
 from typer.testing import CliRunner
 
@@ -189,6 +192,41 @@ def test_the_harness_hands_only_declared_data(fake):
         assert record.status == "ok", record.error
     assert SEEN["forgetter"] == [("learn", 0, [0]), ("learn", 1, [1]), ("unlearn", 0, []), ("learn", 2, [2])]
     assert SEEN["keeper"] == [("learn", 0, [0]), ("learn", 1, [0, 1]), ("unlearn", 0, [0, 1]), ("learn", 2, [1, 2])]
+
+
+# -- per-task networks (ContinualMethod.task_model) ----------------------------------------------
+
+@register_continual_method("test_per_task")
+class PerTask(Forgetter):
+    """Keeps one network per learned task: a trained one (sequential fine-tuning) for task 0, an
+    untrained fresh copy for every other task. The harness must score task t on task t's."""
+
+    def learn(self, model, task_id, request):
+        if not hasattr(self, "blank"):
+            self.blank = copy.deepcopy(model)
+        return request.fit(model, request.data(task_id)) if task_id == 0 else model
+
+    def task_model(self, model, task_id):
+        return model if task_id == 0 else self.blank
+
+
+@register_continual_method("test_wrong_shape")
+class WrongShape(Forgetter):
+    def task_model(self, model, task_id):
+        return nn.Linear(3, 3)
+
+
+def test_each_task_is_scored_on_the_network_the_method_names(fake):
+    task, harness, _ = fake
+    per_task = harness.run(_config("test_per_task"), task)
+    assert per_task.status == "ok", per_task.error
+    m = per_task.metrics
+    assert m["stream/task0_acc@1"] > 0.9
+    blank = harness.evaluate(harness.fresh_model(task, "smoke", 0),
+                             harness.prepare(task, "tiny", 0, "smoke"))
+    assert m["stream/task1_acc@2"] == pytest.approx(float(blank[1]))  # the untrained network's score
+    wrong = harness.run(_config("test_wrong_shape"), task)
+    assert wrong.status == "failed" and "architecture" in wrong.error
 
 
 @pytest.mark.parametrize("method, message", [("test_peeker", "declared keeps_data = False"),

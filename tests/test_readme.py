@@ -8,6 +8,7 @@ from pathlib import Path
 from mubench.methods import methods
 from mubench.record import RunConfig
 from mubench.runner import Harness
+from mubench.tasks import tasks
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -18,7 +19,7 @@ def test_the_readme_method_example_registers_and_runs(tmp_path, monkeypatch):
     example = next(b for b in blocks if "register_method" in b)
     exec(compile(example.replace('"my_neggrad"', '"test_readme_neggrad"'), "README.md", "exec"), {})
     cls = methods.get("test_readme_neggrad")
-    config = RunConfig(task="debug", task_version="1.0", scenario="class_0", method=cls.name,
+    config = RunConfig(task="debug", task_version=tasks.get("debug").spec.version, scenario="class_0", method=cls.name,
                        method_version=cls.version, hparams=dict(cls.resolve()), seed=0, profile="smoke")
     record = Harness().run(config)
     assert record.status == "ok", record.error

@@ -128,6 +128,14 @@ class ContinualMethod(ABC):
     def unlearn(self, model: nn.Module, task_id: int, request: StreamRequest) -> nn.Module:
         """Return the model after forgetting task `task_id`."""
 
+    def task_model(self, model: nn.Module, task_id: int) -> nn.Module:
+        """The network the harness scores task `task_id` on after each request: `model` itself
+        (the default). A method that keeps one network per task (UnCLe's hypernetwork generates
+        them, Adhikari et al. 2025) returns task t's; in the task-incremental setting the task's
+        identity is known at test time, as the masked head already assumes. The harness checks
+        that it has `model`'s architecture."""
+        return model
+
     @classmethod
     def defaults(cls) -> dict[str, HParamValue]:
         return {name: default for name, (default, _) in cls.space.items()}

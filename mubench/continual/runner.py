@@ -15,6 +15,7 @@ task's test accuracy. A method that fails yields a failed record with the reason
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 import traceback
 from dataclasses import dataclass
 
@@ -86,10 +87,13 @@ class StreamHarness:
         generator = torch.Generator().manual_seed(derived_seed(task.spec.name, seed, "train"))
         return fit(model, data, task.spec.profile(profile).recipe, class_mask(task.spec), generator)
 
-    def evaluate(self, model: nn.Module, prepared: PreparedStreamRun) -> np.ndarray:
-        """Every task's test accuracy (masked to its own classes)."""
+    def evaluate(self, model: nn.Module, prepared: PreparedStreamRun,
+                 networks: Callable[[int], nn.Module] | None = None) -> np.ndarray:
+        """Every task's test accuracy (masked to its own classes), task t scored on `networks(t)`
+        where given (ContinualMethod.task_model), else on `model`."""
         batch = prepared.task.spec.profile(prepared.profile).eval_batch_size
-        return np.array([task_accuracy(model, prepared.test[t], prepared.mask, batch) for t in sorted(prepared.test)])
+        network = networks or (lambda _task: model)
+        return np.array([task_accuracy(network(t), prepared.test[t], prepared.mask, batch) for t in sorted(prepared.test)])
 
     # -- preparation ------------------------------------------------------------------------------
     def prepare(self, task: ContinualTask | str, stream: str, seed: int, profile: str) -> PreparedStreamRun:
@@ -173,10 +177,19 @@ class StreamHarness:
             check_architecture(model, reference)
             if state.step.op == "unlearn":
                 kept.pop(state.step.task, None)  # the unlearned task's data is deleted
-            acc[state.request - 1] = self.evaluate(model, prepared)
+            acc[state.request - 1] = self.evaluate(model, prepared, self._checked_networks(method, model, reference))
         values = stream_metrics(prepared.states, acc, prepared.chance, prepared.oracle_acc)
         values.update(_costs(prepared.states, seconds, prepared.oracle_seconds))
         return values
+
+    @staticmethod
+    def _checked_networks(method: ContinualMethod, model: nn.Module, reference: nn.Module) -> Callable[[int], nn.Module]:
+        def network(task: int) -> nn.Module:
+            chosen = method.task_model(model, task)
+            if chosen is not model:
+                check_architecture(chosen, reference)
+            return chosen
+        return network
 
     def _request(self, config: RunConfig, prepared: PreparedStreamRun, state: StreamState,
                  method: ContinualMethod, kept: dict[int, StreamSubset]) -> StreamRequest:

@@ -156,7 +156,7 @@ _LOGISTIC = {
 def make_spec(name: str, title: str, profiles: dict[str, ProfileSpec], source: AdultSource = OFFICIAL) -> TaskSpec:
     return TaskSpec(
         name=name,
-        version="1.0",
+        version="1.1",
         title=title,
         modality="tabular",
         description=__doc__.split("\n\n")[0].strip(),

@@ -205,7 +205,7 @@ _NOTES = (
 def make_spec(name: str, target: str, positive: str, title: str, citation: str, description: str) -> TaskSpec:
     pins = OFFICIAL
     return TaskSpec(
-        name=name, version="1.0", title=title, modality="image", description=description,
+        name=name, version="1.1", title=title, modality="image", description=description,
         num_classes=2, input_shape=(3, SIDE, SIDE),
         source=tuple(DataFileSpec(name=form.name, sha256=form.sha256) for form in
                      (pins.attributes, pins.partition, pins.fragment_attributes, pins.fragment_manifest)),

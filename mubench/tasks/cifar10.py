@@ -89,7 +89,7 @@ def _scenarios() -> tuple[ScenarioSpec, ...]:
 
 SPEC = TaskSpec(
     name="cifar10",
-    version="1.0",
+    version="1.1",
     title="CIFAR-10 with a patch bias",
     modality="image",
     description=__doc__.split("\n\n")[0].strip(),

@@ -114,7 +114,7 @@ def _scenarios() -> tuple[ScenarioSpec, ...]:
 
 SPEC = TaskSpec(
     name="cmnist",
-    version="1.0",
+    version="1.1",
     title="Colored MNIST",
     modality="image",
     description=__doc__.split("\n\n")[0].strip(),

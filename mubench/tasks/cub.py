@@ -88,7 +88,7 @@ SCENARIOS = (
 
 SPEC = TaskSpec(
     name="cub200",
-    version="1.0",
+    version="1.1",
     title="CUB-200-2011",
     modality="image",
     description=__doc__.split("\n\n")[0].strip(),

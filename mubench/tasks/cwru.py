@@ -115,7 +115,7 @@ _RECIPE_NOTE = ("Adam (lr 1e-3) with BatchNorm as in WDCNN (Zhang et al. 2017); 
                 "erratically (retained-class test accuracy 0.82-0.97 after 20 epochs of batch 64)")
 SPEC = TaskSpec(
     name="cwru",
-    version="1.0",
+    version="1.1",
     title="CWRU bearing faults (12 kHz drive end, 0 HP, 10 classes)",
     modality="signal",
     description=__doc__.split("\n\n")[0].strip(),

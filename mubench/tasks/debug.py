@@ -17,7 +17,7 @@ _DIM, _CLASSES, _LABEL_NOISE = 16, 4, 0.2
 
 SPEC = TaskSpec(
     name="debug",
-    version="1.0",
+    version="1.1",
     title="Debug (random tensors)",
     modality="vector",
     description="Random Gaussian vectors labelled by a fixed linear teacher, 20 % label noise; for contract tests.",

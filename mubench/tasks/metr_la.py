@@ -112,7 +112,7 @@ def _profiles() -> dict[str, ProfileSpec]:
 
 SPEC = TaskSpec(
     name="metr_la",
-    version="1.0",
+    version="1.1",
     title="METR-LA traffic speed forecasting",
     modality="timeseries",
     description=__doc__.split("\n\n")[0].strip(),

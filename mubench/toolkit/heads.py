@@ -19,7 +19,7 @@ def find_head(model: nn.Module, num_classes: int) -> tuple[nn.Module, str, nn.Li
         if isinstance(module, nn.Linear) and module.out_features == num_classes:
             found = name, module
     if found is None:
-        raise MubenchError(f"boundary_expand needs a final nn.Linear with {num_classes} outputs; none found")
+        raise MubenchError(f"this method edits the classifier head, a final nn.Linear with {num_classes} outputs; the model has none")
     name, layer = found
     parent_name, _, attribute = name.rpartition(".")
     return model.get_submodule(parent_name), attribute, layer
