@@ -38,11 +38,21 @@ def scenario_rows() -> list[Row]:
 
 
 def method_rows() -> list[Row]:
-    """Each method with its data access and the tasks it applies to (Method.inapplicable)."""
-    return [{"method": name, "access": cls.access.value, "targets": sorted(cls.targets),
+    """Each method with its data access and the tasks it applies to (Method.inapplicable), then
+    the continual methods, which serve every stream task: their access is the current task's
+    data only, or every retained task's data for methods that keep it (`keeps_data`)."""
+    from mubench.continual.methods import continual_methods
+    from mubench.continual.task import continual_tasks
+
+    rows = [{"method": name, "kind": "unlearning", "access": cls.access.value, "targets": sorted(cls.targets),
              "tasks": [t for t, task in tasks.items() if cls.inapplicable(task.spec) is None],
              "version": cls.version, "intensity": cls.intensity, "defaults": cls.defaults(), "paper": cls.paper}
             for name, cls in methods.items()]
+    rows += [{"method": name, "kind": "stream", "access": "stream: retained tasks' data" if cls.keeps_data else "stream: current task's data",
+              "targets": ["class"], "tasks": list(continual_tasks.names()), "version": cls.version,
+              "intensity": getattr(cls, "intensity", None), "defaults": cls.defaults(), "paper": cls.paper}
+             for name, cls in continual_methods.items()]
+    return rows
 
 
 def every_task() -> dict[str, object]:

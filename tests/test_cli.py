@@ -114,9 +114,17 @@ def test_list_scenarios_json_has_every_scenario_of_every_task():
 
 
 def test_list_methods_json_has_access_and_defaults():
+    from mubench.continual.methods import continual_methods
+
     rows = json.loads(invoke("list", "methods", "--json").stdout)
-    listed = {row["method"]: (row["access"], row["defaults"]) for row in rows}
+    listed = {row["method"]: (row["access"], row["defaults"]) for row in rows if row["kind"] == "unlearning"}
     assert listed == {name: (cls.access.value, cls.defaults()) for name, cls in methods.items()}
+    streams = {row["method"]: row for row in rows if row["kind"] == "stream"}
+    assert set(streams) == set(continual_methods.names()) and "uncle" in streams
+    assert streams["uncle"]["access"] == "stream: current task's data"  # data-free unlearning
+    assert streams["retrain"]["access"] == "stream: retained tasks' data"
+    assert "split_mnist" in streams["uncle"]["tasks"]
+    assert "fmd" in listed and listed["fmd"][0] == "counterfactual" and listed["lotus"][0] == "unseen"
     assert listed["identity"] == ("forget", {})
     assert listed["retrain"][0] == "retain"
     assert "lr" in listed["finetune"][1]
