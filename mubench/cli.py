@@ -162,6 +162,7 @@ def results(
     store: StoreOption = None,
 ) -> None:
     """Aggregate stored records over seeds: mean, 95 % CI and n per metric; or sweep hypervolumes, or ranks."""
+    from mubench import listing
     from mubench.aggregate import SELECTIONS, records_frame, select_settings, summarise
     from mubench.ranking import hypervolume_table, mean_ranks, rank_table
     from mubench.report import render, render_hypervolume, render_ranks, selection_note
@@ -185,6 +186,8 @@ def results(
     note = selection_note(select.value, omitted)
     if note and (fmt is not Format.table or view is View.ranks):
         err.print(note, highlight=False, soft_wrap=True)
+    for row in listing.not_applicable(sorted({r.config.task for r in records}), method):
+        err.print(f"not applicable: {row['method']} on {row['task']} ({row['reason']})", highlight=False, soft_wrap=True)
 
 
 class PlotKind(str, Enum):

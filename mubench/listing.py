@@ -55,6 +55,22 @@ def method_rows() -> list[Row]:
     return rows
 
 
+def not_applicable(task_names: list[str], method_names: list[str] | None = None) -> list[Row]:
+    """(task, method, reason) for each registered method (or each of `method_names`) that does not
+    apply to one of the tasks (Method.inapplicable): shown as "not applicable", never as a failure
+    or a gap in the table."""
+    names = method_names or methods.names()
+    rows = []
+    for task_name in task_names:
+        if task_name not in tasks:
+            continue
+        spec = tasks.get(task_name).spec
+        for name in names:
+            if name in methods and (reason := methods.get(name).inapplicable(spec)) is not None:
+                rows.append({"task": task_name, "method": name, "reason": reason})
+    return rows
+
+
 def every_task() -> dict[str, object]:
     """Every registered task by name: unlearning tasks, then continual stream tasks."""
     from mubench.continual.task import continual_tasks

@@ -226,6 +226,9 @@ def test_results_json_markdown_and_table(debug_run):
     assert "identity" in table.stdout and "retrain" in table.stdout and "forget/acc" in table.stdout
     assert "low signal" not in table.stdout  # debug's noisy labels leave plenty to forget
 
+    assert "not applicable: fmd on debug" in table.stderr and "sensitive attribute" in table.stderr
+    assert "not applicable: fmd" not in table.stdout  # stdout stays the table alone
+
     no_match = invoke("results", "--method", "finetune", "--store", debug_run.store, "--format", "markdown")
     assert no_match.exit_code == 0 and "no successful records" in no_match.stdout
 
