@@ -5,6 +5,8 @@ distribution over classes, on forget (bias-aligned) samples. Per sample,
     target = 1/C for forget samples, softmax(original(x)/T) for retain samples,
     loss = KL(target || softmax(student(x)/T)), averaged over the batch.
 
+The target is mubench.toolkit.distill.neutral_targets.
+
 This is Bad Teacher (Chundawat et al. 2023; baselines/bad_teacher.py) with the incompetent
 (randomly initialised) teacher replaced by the constant uniform distribution, which is what a
 random teacher's softmax tends to as its logits shrink; it needs no extra model and no random
@@ -25,11 +27,10 @@ import torch
 from torch import nn
 
 from baselines.bad_teacher import bad_teacher_loss, unlearning_data
-from baselines.bias_aware import neutral_targets
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request
-from mubench.toolkit.distill import frozen_copy
+from mubench.toolkit.distill import frozen_copy, neutral_targets
 from mubench.toolkit.optim import step
 
 

@@ -1,6 +1,6 @@
 """Bias-aware LoRA unlearning (Aylapuram et al. 2025, arXiv 2509.07456, the "LoRA" variant;
 methods.md section 6): the backbone is frozen, rank-r LoRA adapters (Hu et al. 2022) on every
-Linear and convolution layer (baselines/bias_aware.py) are trained with the unlearning objective,
+Linear and convolution layer (mubench.toolkit.lora) are trained with the unlearning objective,
 then merged into the base weights, so the returned model has the original's exact architecture.
 
 Objective [UNVERIFIED: the paper says only "LoRA trained with the unlearning objective"]: on each
@@ -23,10 +23,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from baselines.bias_aware import add_lora, merge_lora
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request
+from mubench.toolkit.lora import add_lora, merge_lora
 from mubench.toolkit.optim import step
 
 

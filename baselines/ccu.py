@@ -8,15 +8,17 @@ architectures unverified. What follows is a RECONSTRUCTION, not the paper's algo
 
 Per step, on a forget batch paired with a retain batch (the retain set cycled, epochs over the
 forget set), with z the L2-normalised penultimate embeddings (the inputs of the classifier head,
-read with gradients by a forward hook) and s(i, j) = <z_i, z_j> / tau:
+read with gradients by a forward hook: mubench.toolkit.heads.logits_and_features) and
+s(i, j) = <z_i, z_j> / tau:
 
     loss = CE(retain) + lambda_a * L_inverse + lambda_c * L_separation
 
-- L_inverse, term (a): supervised contrastive loss (Khosla et al. 2020, the "L_out" form) with the
-  roles inverted. Each forget sample is an anchor; its contrast set is the retain batch and the
-  other forget samples; positives are the samples of OTHER classes, negatives those of its own
-  class. Loss of anchor i: -mean_{p in P(i)} log(exp s(i,p) / sum_{a in A(i)} exp s(i,a)); mean over
-  anchors with a positive. The other forget samples are in the contrast set (a reconstruction
+- L_inverse, term (a): supervised contrastive loss (Khosla et al. 2020, the "L_out" form;
+  mubench.toolkit.contrastive.contrastive_loss) with the roles inverted. Each forget sample is
+  an anchor; its contrast set is the retain batch and the other forget samples; positives are
+  the samples of OTHER classes, negatives those of its own class. Loss of anchor i:
+  -mean_{p in P(i)} log(exp s(i,p) / sum_{a in A(i)} exp s(i,a)); mean over anchors with a
+  positive. The other forget samples are in the contrast set (a reconstruction
   choice) because when a whole class is forgotten they are the only same-class samples, and
   without them the inversion would have no original positive to turn into a negative. The retain
   embeddings enter this term detached: (a) moves the forget representations only.
@@ -48,25 +50,9 @@ from torch import nn
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request
-from mubench.toolkit.heads import find_head
+from mubench.toolkit.contrastive import contrastive_loss
+from mubench.toolkit.heads import find_head, logits_and_features
 from mubench.toolkit.optim import sgd, step
-
-
-def contrastive_loss(anchors: torch.Tensor, contrast: torch.Tensor, positive: torch.Tensor,
-                     valid: torch.Tensor, tau: float) -> torch.Tensor:
-    """SupCon's L_out (Khosla et al. 2020) for given masks: anchors (n, d) and contrast (m, d) are
-    L2-normalised, positive and valid are (n, m) booleans (valid excludes e.g. the anchor itself);
-    loss of anchor i = -mean_{p: positive} log softmax_{a: valid}(<z_i, z_a> / tau)_p, averaged over
-    the anchors with at least one positive (0 if none has)."""
-    positive = positive & valid
-    logits = (anchors @ contrast.T / tau).masked_fill(~valid, float("-inf"))
-    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-    counts = positive.sum(dim=1)
-    has = counts > 0
-    if not has.any():
-        return anchors.sum() * 0.0
-    per_anchor = -(log_prob.masked_fill(~positive, 0.0).sum(dim=1)[has]) / counts[has]
-    return per_anchor.mean()
 
 
 def inverse_contrastive_loss(z_forget: torch.Tensor, y_forget: torch.Tensor, z_retain: torch.Tensor,
@@ -92,20 +78,6 @@ def separation_loss(z_retain: torch.Tensor, y_retain: torch.Tensor, z_forget: to
     positive = torch.zeros_like(valid)
     positive[:, :m] = y_retain[:, None] == y_retain[None, :]
     return contrastive_loss(z_retain, contrast, positive, valid, tau)
-
-
-def logits_and_features(model: nn.Module, head: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's output for `x` and the head's inputs (penultimate features), with gradients
-    (mubench.toolkit.heads.head_inputs reads them without)."""
-    captured: list[torch.Tensor] = []
-    handle = head.register_forward_hook(lambda _module, inputs, _output: captured.append(inputs[0]))
-    try:
-        output = model(x)
-    finally:
-        handle.remove()
-    if not captured:
-        raise MubenchError("ccu: the head was not called in the model's forward pass")
-    return output, captured[-1].flatten(1)
 
 
 def _check(hp: HParams) -> None:

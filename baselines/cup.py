@@ -9,9 +9,9 @@ batch paired with a retain batch (the retain set cycled), with all parameters fl
 - g_f = grad of -loss(forget batch): descending along it ascends the task's loss on the forget
   data (gradient ascent; `request.loss`, so the method also runs on regression tasks);
 - g_r = grad of loss(retain batch): descending along it keeps fidelity on the retain data;
-- conflict projection (PCGrad, Yu et al. 2020): g_f_perp = g_f - min(0, <g_f, g_r>) / |g_r|^2 g_r,
-  so <g_f_perp, g_r> = max(0, <g_f, g_r>) >= 0 and a forget step never raises the retain loss to
-  first order;
+- conflict projection (PCGrad, Yu et al. 2020; mubench.toolkit.gradients.project_conflict):
+  g_f_perp = g_f - min(0, <g_f, g_r>) / |g_r|^2 g_r, so <g_f_perp, g_r> = max(0, <g_f, g_r>)
+  >= 0 and a forget step never raises the retain loss to first order;
 - pivot: d = normalize((1 - rho) * unit(g_r) + rho * unit(g_f_perp)). Both terms have a
   non-negative inner product with g_r, so <d, g_r> >= 0 for every rho (the property methods.md's
   reconstruction asks for); rho = 0 is pure retain descent, rho = 1 pure (projected) forgetting,
@@ -41,37 +41,14 @@ from torch import nn
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request
+from mubench.toolkit.gradients import flat_grad, project_conflict, unit
 from mubench.toolkit.optim import sgd
-
-EPS = 1e-12
-
-
-def unit(vector: torch.Tensor) -> torch.Tensor:
-    """`vector` / |vector|, or zeros when it is (numerically) zero."""
-    norm = vector.norm()
-    return vector / norm if norm > EPS else torch.zeros_like(vector)
-
-
-def project_conflict(g_f: torch.Tensor, g_r: torch.Tensor) -> torch.Tensor:
-    """PCGrad's projection (Yu et al. 2020): g_f without its component against g_r when
-    <g_f, g_r> < 0, else g_f unchanged; the result never has a negative inner product with g_r."""
-    inner = torch.dot(g_f, g_r)
-    squared = torch.dot(g_r, g_r)
-    if inner >= 0 or squared <= EPS:
-        return g_f
-    return g_f - inner / squared * g_r
-
 
 def pivot_direction(g_f: torch.Tensor, g_r: torch.Tensor, rho: float) -> torch.Tensor:
     """The unit descent direction normalize((1 - rho) unit(g_r) + rho unit(g_f_perp)); zeros if
     both gradients vanish. Descending along it (theta - lr d) never raises the retain loss to first
     order: <d, g_r> >= 0."""
     return unit((1 - rho) * unit(g_r) + rho * unit(project_conflict(g_f, g_r)))
-
-
-def flat_grad(loss: torch.Tensor, params: list[nn.Parameter]) -> torch.Tensor:
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
 
 
 def _check(hp: HParams) -> None:

@@ -6,17 +6,20 @@ it uses the original model and the forget set, nothing else.
 1. Adversarial examples. For every forget sample, `num_adv_images` targeted L2-PGD examples made
    with a frozen copy of the original (eval mode), each towards a random target class != y
    (advertorch `L2PGDAttack(eps=pgd_eps, eps_iter=pgd_alpha, nb_iter=pgd_iter, rand_init=True,
-   targeted=True)`): delta starts at a random point of the L2 ball, each step moves it by
-   pgd_alpha along the L2-normalised gradient of -CE(f(x + delta), target) and projects it back
-   onto ||delta||_2 <= pgd_eps. The pairs (x_adv, target) are a regulariser on the representation:
-   the model keeps classifying them as the original did.
-2. MAS importance on the forget set (utils.estimate_parameter_importance, the FACIL MAS code):
+   targeted=True)`; mubench.toolkit.adversarial.targeted_l2_pgd): delta starts at a random point
+   of the L2 ball, each step moves it by pgd_alpha along the L2-normalised gradient of
+   -CE(f(x + delta), target) and projects it back onto ||delta||_2 <= pgd_eps. The pairs
+   (x_adv, target) are a regulariser on the representation: the model keeps classifying them as
+   the original did.
+2. MAS importance on the forget set (utils.estimate_parameter_importance, the FACIL MAS code;
+   mubench.toolkit.importance.mas_importance and anchor_weights):
    Omega = sum over forget batches of |d mean_x ||f(x)||_2 / d theta| * |batch| / N, on a copy in
    train mode; per tensor min-max normalised, Omega' = 1 - Omega_norm (weights important for the
    forget set are free, the others anchored to the original theta0).
 3. Until forget accuracy (whole forget set, eval mode, after every step) is <= stop_accuracy, or
-   max_steps steps: each step pairs an adversarial batch B_a (256) with a forget batch B_f (32,
-   cycled) and minimises
+   max_steps steps (the check reads the forget set only until it is decided: `accuracy_above`):
+   each step pairs an adversarial batch B_a (256) with a forget batch B_f (32, cycled) and
+   minimises
        -CE(f(x_f), y_f) |B_f| / (|B_f| + |B_a|) + CE(f(x_a), y_a) |B_a| / (|B_f| + |B_a|)
        + reg_lamb * sum_i Omega'_i (theta_i - theta0_i)^2 / 2
    with SGD (momentum 0.9, weight decay 1e-4), the model in train mode as in the script, except
@@ -52,7 +55,6 @@ Choices:
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -62,33 +64,10 @@ from torch.nn import functional as F
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request, Subset
+from mubench.toolkit.adversarial import targeted_l2_pgd
 from mubench.toolkit.distill import frozen_copy
-from mubench.toolkit.optim import sgd, step
-
-
-def _per_sample_norm(t: torch.Tensor) -> torch.Tensor:
-    return t.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (t.dim() - 1)))
-
-
-def project_l2(delta: torch.Tensor, eps: float) -> torch.Tensor:
-    """delta scaled into the L2 ball of radius eps (per sample), as advertorch's clamp_by_pnorm."""
-    return delta * (eps / _per_sample_norm(delta)).clamp(max=1.0)
-
-
-def targeted_l2_pgd(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float, step_size: float,
-                    steps: int, generator: torch.Generator) -> torch.Tensor:
-    """Targeted L2 PGD (advertorch L2PGDAttack, targeted, rand_init): minimise CE(model(x + delta),
-    target) by steps of `step_size` along the L2-normalised gradient, projecting onto
-    ||delta||_2 <= eps after each; random start inside the ball (draws from `generator`, on the CPU).
-    No pixel clamp: x is on the model-input scale. The model's parameters get no gradient."""
-    direction = torch.randn(x.shape, generator=generator).to(x)
-    radius = torch.rand(len(x), generator=generator).to(x).view(-1, *([1] * (x.dim() - 1)))
-    delta = direction / _per_sample_norm(direction) * eps * radius
-    for _ in range(steps):
-        delta.requires_grad_(True)
-        (grad,) = torch.autograd.grad(-F.cross_entropy(model(x + delta), target, reduction="sum"), [delta])
-        delta = project_l2(delta.detach() + step_size * grad / _per_sample_norm(grad), eps)
-    return (x + delta).detach()
+from mubench.toolkit.importance import anchor_weights, mas_importance
+from mubench.toolkit.optim import BATCHNORM_MODES, sgd, step, train_mode
 
 
 def wrong_labels(y: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
@@ -109,48 +88,6 @@ def adversarial_set(frozen: nn.Module, forget: Subset, num_classes: int, hp: HPa
     return Subset(torch.cat(xs), torch.cat(ys))
 
 
-BATCHNORM_MODES = ("frozen", "train")
-
-
-def train_mode(model: nn.Module, batchnorm: str = "train") -> nn.Module:
-    """model.train(), with every BatchNorm layer back in eval mode when batchnorm == "frozen": it
-    then normalises with the original's running statistics and does not update them (its affine
-    weights still train). Forget-only batches, often of a single class, would otherwise replace the
-    running statistics with the forget set's, and a method with no retain data cannot restore them."""
-    model.train()
-    if batchnorm == "frozen":
-        for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.eval()
-    return model
-
-
-def mas_importance(model: nn.Module, x: torch.Tensor, batch_size: int,
-                   batchnorm: str = "train") -> dict[str, torch.Tensor]:
-    """MAS (Aljundi et al. 2018) as L2UL's estimate_parameter_importance: the sum over batches of
-    |grad of mean_x ||f(x)||_2| * |batch|, divided by the number of samples; on a copy in train
-    mode (BatchNorm as `batchnorm`), so the model's own running statistics are untouched."""
-    copy_ = train_mode(copy.deepcopy(model), batchnorm)
-    importance = {name: torch.zeros_like(p) for name, p in copy_.named_parameters()}
-    for batch in x.split(batch_size):
-        copy_.zero_grad(set_to_none=True)
-        copy_(batch).norm(p=2, dim=1).mean().backward()
-        for name, p in copy_.named_parameters():
-            if p.grad is not None:
-                importance[name] += p.grad.abs() * len(batch)
-    return {name: value / len(x) for name, value in importance.items()}
-
-
-def anchor_weights(importance: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Omega' = 1 - (Omega - min) / (max - min) per tensor; a constant tensor gets 1 (anchored)."""
-    weights = {}
-    for name, value in importance.items():
-        span = value.max() - value.min()
-        normalised = (value - value.min()) / span if span > 0 else torch.zeros_like(value)
-        weights[name] = 1.0 - normalised
-    return weights
-
-
 def l2ul_loss(forget_logits: torch.Tensor, forget_y: torch.Tensor, adv_logits: torch.Tensor,
               adv_y: torch.Tensor, penalty: torch.Tensor, reg_lamb: float) -> torch.Tensor:
     """-CE(forget) |Bf| / (|Bf| + |Ba|) + CE(adv) |Ba| / (|Bf| + |Ba|) + reg_lamb * penalty."""
@@ -165,12 +102,22 @@ def anchor_penalty(model: nn.Module, anchors: dict[str, torch.Tensor], origin: d
     return sum(torch.sum(anchors[n] * (p - origin[n]).pow(2)) / 2 for n, p in model.named_parameters())
 
 
-def forget_accuracy(model: nn.Module, forget: Subset, batch_size: int = 1024) -> float:
+def accuracy_above(model: nn.Module, subset: Subset, threshold: float, batch_size: int = 128) -> bool:
+    """Whether the accuracy of `model` (eval mode, no gradient) on `subset` exceeds `threshold`.
+
+    The stop rule needs only this comparison, not the accuracy itself: the subset is read in
+    batches and the answer is yes as soon as the correct predictions so far, over the whole
+    subset's size, exceed the threshold (a count can only grow), so the decision is the one the
+    full pass would give. While the forget accuracy is high (random forgetting, or the first steps
+    of class forgetting) that is one batch instead of the whole forget set after every step."""
     model.eval()
+    total, correct = max(len(subset), 1), 0
     with torch.no_grad():
-        correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in
-                      zip(forget.x.split(batch_size), forget.y.split(batch_size)))
-    return correct / max(len(forget), 1)
+        for x, y in zip(subset.x.split(batch_size), subset.y.split(batch_size)):
+            correct += int((model(x).argmax(1) == y).sum())
+            if correct / total > threshold:
+                return True
+    return False
 
 
 def _check(hp: HParams, num_classes: int) -> None:
@@ -221,14 +168,14 @@ class L2UL(Method):
         optimizer = sgd(model, hp.lr, weight_decay=hp.weight_decay)
         forget_batches = request.batches_of(forget, batch_size=hp.batch_size, epochs=1 << 62)  # cycled, lazily
         steps = 0
-        while steps < hp.max_steps and forget_accuracy(model, forget) > hp.stop_accuracy:
+        while steps < hp.max_steps and accuracy_above(model, forget, hp.stop_accuracy):
             for (x_a, y_a), (x_f, y_f) in zip(request.batches_of(adversarial, batch_size=hp.adv_batch_size),
                                               forget_batches):
                 train_mode(model, hp.batchnorm)
                 loss = l2ul_loss(model(x_f), y_f, model(x_a), y_a, anchor_penalty(model, anchors, origin), hp.reg_lamb)
                 step(optimizer, loss)
                 steps += 1
-                if steps >= hp.max_steps or forget_accuracy(model, forget) <= hp.stop_accuracy:
+                if steps >= hp.max_steps or not accuracy_above(model, forget, hp.stop_accuracy):
                     break
         model.eval()
         return model

@@ -21,11 +21,11 @@ Choices: (1) `alpha="auto"` is 8 for tasks of at most 10 classes and 2 above (th
 between CIFAR-10 and their 100+-class sets); a number overrides it. (2) The code takes class
 unlearning as an experiment flag (`--is_class_unlearning`); here `class_unlearning="auto"`
 decides it from the data: class unlearning when no forget label occurs in the retain set.
-(3) The Gumbel noise g = -log(-log u) is drawn on the CPU from `request.generator` (in float64,
-u clamped away from 0 and 1) instead of torch's global RNG, one draw for the soft and one for
-the hard targets of each batch as in the code; the hard target is the one-hot of
-argmax(logits + g), the value of torch's straight-through `hard=True` output. (4) Epochs: 10, the
-authors' ResNet-18 setting, kept for the smoke profile (each epoch is one pass over the forget set
+(3) The Gumbel noise g = -log(-log u) (mubench.toolkit.distill.gumbel_noise) is drawn on the
+CPU from `request.generator` (in float64, u clamped away from 0 and 1) instead of torch's global
+RNG, one draw for the soft and one for the hard targets of each batch as in the code; the hard
+target is the one-hot of argmax(logits + g), the value of torch's straight-through `hard=True`
+output. (4) Epochs: 10, the authors' ResNet-18 setting, kept for the smoke profile (each epoch is one pass over the forget set
 and 30 % of the retain set, cheap next to the originals' ~5 full epochs). Class unlearning
 (acc_val = 0) never meets the stop rule: tau = exp(alpha acc_f) swings between ~e^alpha and ~1
 from epoch to epoch (at tau ~1 the forget targets are the teacher's again), so the final forget
@@ -47,7 +47,7 @@ from baselines.bad_teacher import unlearning_data
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request, Subset
-from mubench.toolkit.distill import frozen_copy
+from mubench.toolkit.distill import frozen_copy, gumbel_noise
 from mubench.toolkit.optim import step
 
 STOP_BELOW = -0.01  # the code's `if acc_diff <= -0.01: break`
@@ -61,12 +61,6 @@ def temperature(delta: float, alpha: float) -> float:
 
 def should_stop(delta: float) -> bool:
     return delta <= STOP_BELOW
-
-
-def gumbel_noise(shape: torch.Size, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    """Standard Gumbel noise -log(-log u), drawn on the CPU from `generator` (device-independent)."""
-    u = torch.rand(shape, generator=generator, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
-    return (-torch.log(-torch.log(u))).to(device=like.device, dtype=like.dtype)
 
 
 def soft_targets(logits: torch.Tensor, tau: float, generator: torch.Generator | None) -> torch.Tensor:

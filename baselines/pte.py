@@ -12,7 +12,7 @@ original model and the forget set.
        L = CE(f(x_push), y_edit) + beta * KD_masked(f0(x), f(x); y, T)
    where KD_masked is T^2 * KL(softmax(t_-y / T) || softmax(s_-y / T)), the distributions over the
    classes other than the true one (the true class logit masked out) of the frozen original (t)
-   and the student (s), on the same forget inputs, averaged over the batch (`masked_distill_kl`).
+   and the student (s), on the same forget inputs, averaged over the batch (mubench.toolkit.distill.masked_distill_kl).
    The push moves the forget samples into their nearest wrong class; the pull keeps the student's
    "dark knowledge" over the retained classes equal to the original's.
 
@@ -28,7 +28,7 @@ were not readable):
   of the range, for cwru (windows scaled to unit standard deviation) 0.1 of a standard deviation.
 - [choice] beta 1, T 2 (the KD temperature SCRUB's small-scale notebooks use), Adam lr 1e-4
   (weight decay 5e-4, coupled), batch 64, 10 epochs over the forget set, model in train mode with
-  BatchNorm statistics frozen (`batchnorm`, see baselines/l2ul.py `train_mode`). Adam rather than
+  BatchNorm statistics frozen (`batchnorm`, see mubench.toolkit.optim.train_mode). Adam rather than
   SGD: the push's gradient norm at the start differs by two orders of magnitude between tasks
   (about 100 on cwru class_0), and SGD lr 0.01 (Boundary Shrink's) left cwru retain accuracy at
   0.1-0.2 or diverged; Adam's steps do not scale with it. Intensity: epochs.
@@ -50,13 +50,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from baselines.l2ul import BATCHNORM_MODES, train_mode
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request, Subset
 from mubench.toolkit.adversarial import pgd_linf
-from mubench.toolkit.distill import distill_kl, frozen_copy
-from mubench.toolkit.optim import step
+from mubench.toolkit.distill import frozen_copy, masked_distill_kl
+from mubench.toolkit.optim import BATCHNORM_MODES, step, train_mode
 
 PUSH_INPUTS = ("clean", "probe", "both")
 
@@ -64,17 +63,6 @@ PUSH_INPUTS = ("clean", "probe", "both")
 def edit_labels(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """argmax over the classes other than y of each row of logits (never y)."""
     return logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).argmax(dim=1)
-
-
-def masked_distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor,
-                      temperature: float) -> torch.Tensor:
-    """T^2 * KL(softmax(t/T) || softmax(s/T)) over the classes other than y (y's logit removed
-    from both), summed over classes and averaged over the batch; 0 when student == teacher."""
-    n, classes = student_logits.shape
-    keep = ~F.one_hot(y, classes).bool()
-    student = student_logits[keep].view(n, classes - 1) / temperature
-    teacher = teacher_logits[keep].view(n, classes - 1) / temperature
-    return distill_kl(student, teacher, 1.0) * temperature**2
 
 
 def probe(frozen: nn.Module, forget: Subset, hp: HParams, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:

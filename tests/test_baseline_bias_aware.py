@@ -16,7 +16,6 @@ import baselines.bias_distill  # noqa: F401  (registers "bias_distill")
 import baselines.bias_ga  # noqa: F401  (registers "bias_ga")
 import baselines.bias_lora  # noqa: F401  (registers "bias_lora")
 import baselines.identity  # noqa: F401
-from baselines.bias_aware import LoRA, add_lora, merge_lora, neutral_targets
 from baselines.bias_distill import BiasDistill
 from baselines.bias_ga import BiasGradAscent
 from baselines.bias_lora import BiasLoRA
@@ -27,6 +26,8 @@ from mubench.record import RunConfig
 from mubench.request import Request, Subset
 from mubench.runner import Harness, check_architecture
 from mubench.tasks import tasks
+from mubench.toolkit.distill import neutral_targets
+from mubench.toolkit.lora import LoRA, add_lora, merge_lora
 from tests.helpers import debug_config, needs_real_mnist, shared_home
 
 METHODS = ["bias_ga", "bias_lora", "bias_distill"]

@@ -15,14 +15,13 @@ from torch import nn
 
 import baselines.ccu  # noqa: F401  (registers "ccu")
 import baselines.identity  # noqa: F401  (registers "identity")
-from baselines.ccu import CCU, inverse_contrastive_loss, logits_and_features, separation_loss
+from baselines.ccu import CCU, inverse_contrastive_loss, separation_loss
 from mubench.errors import MubenchError
 from mubench.methods import Access
 from mubench.record import RunConfig
 from mubench.request import Request, Subset
 from mubench.runner import Harness, check_architecture
 from mubench.tasks import tasks
-from mubench.toolkit.heads import find_head, head_inputs
 from tests.helpers import debug_config, needs_real_mnist, shared_home
 
 
@@ -106,16 +105,6 @@ def test_no_positive_gives_a_zero_loss_with_a_gradient_path():
     loss = separation_loss(z, torch.tensor([0]), torch.tensor([[0.0, 1.0]]), TAU)  # a lone retain anchor
     assert loss.item() == 0.0
     loss.backward()
-
-
-def test_features_come_with_gradients_and_match_head_inputs():
-    model = tiny_model()
-    _, _, head = find_head(model, 3)
-    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
-    output, features = logits_and_features(model, head, x)
-    assert features.requires_grad
-    assert torch.allclose(features, head_inputs(model, head, x))
-    assert torch.allclose(output, model(x))
 
 
 @pytest.mark.parametrize("overrides, word", [

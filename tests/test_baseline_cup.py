@@ -14,7 +14,7 @@ from torch import nn
 
 import baselines.cup  # noqa: F401  (registers "cup")
 import baselines.identity  # noqa: F401  (registers "identity")
-from baselines.cup import CUP, pivot_direction, project_conflict
+from baselines.cup import CUP, pivot_direction
 from mubench.errors import MubenchError
 from mubench.methods import Access
 from mubench.record import RunConfig
@@ -47,16 +47,6 @@ def tiny_request(seed: int = 0, target: Target | None = None) -> Request:
 def tiny_model() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 3))
-
-
-def test_conflict_projection_by_hand():
-    g_r = torch.tensor([1.0, 0.0])
-    # conflicting: <g_f, g_r> = -1, so the g_r component is removed: [-1, 1] + 1 * [1, 0] = [0, 1]
-    assert torch.allclose(project_conflict(torch.tensor([-1.0, 1.0]), g_r), torch.tensor([0.0, 1.0]))
-    # not conflicting: unchanged
-    assert torch.equal(project_conflict(torch.tensor([1.0, 1.0]), g_r), torch.tensor([1.0, 1.0]))
-    # conflicting with |g_r|^2 = 4: [-2, 1] - (-4 / 4) * [2, 0] = [0, 1]
-    assert torch.allclose(project_conflict(torch.tensor([-2.0, 1.0]), torch.tensor([2.0, 0.0])), torch.tensor([0.0, 1.0]))
 
 
 def test_pivot_direction_by_hand():

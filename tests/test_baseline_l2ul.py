@@ -10,12 +10,11 @@ import math
 import pytest
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 import baselines.l2ul as l2ul
 from mubench.methods import Access, methods
 from mubench.record import RunConfig
-from mubench.request import Request
+from mubench.request import Request, Subset
 from mubench.runner import Harness, check_architecture
 from mubench.tasks import tasks
 from tests.helpers import HAS_REAL_MNIST, debug_config, shared_home
@@ -45,41 +44,7 @@ def linear(weight: list[list[float]], bias: list[float] | None = None) -> nn.Lin
     return layer
 
 
-# ---- targeted L2 PGD ------------------------------------------------------------------------------
-
-def test_targeted_l2_pgd_stays_in_the_ball_and_reaches_the_target():
-    model = linear([[2.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
-    x = torch.tensor([[1.0, 0.2], [0.8, -0.1]])
-    assert torch.equal(model(x).argmax(1), torch.tensor([0, 0]))
-    target = torch.tensor([1, 1])
-    x_adv = l2ul.targeted_l2_pgd(model, x, target, eps=3.0, step_size=0.1, steps=100,
-                                 generator=torch.Generator().manual_seed(0))
-    assert ((x_adv - x).norm(dim=1) <= 3.0 + 1e-5).all()
-    assert torch.equal(model(x_adv).argmax(1), target)
-    # class 1 beats class 0 only if ||delta|| >= (2 x0 - x1) / sqrt(5) = 0.80 and 0.76: a 0.3 ball cannot
-    small = l2ul.targeted_l2_pgd(model, x, target, 0.3, 0.1, 50, torch.Generator().manual_seed(0))
-    assert ((small - x).norm(dim=1) <= 0.3 + 1e-5).all() and torch.equal(model(small).argmax(1), torch.tensor([0, 0]))
-    # no steps: the random start alone, strictly inside the ball, seeded
-    start = l2ul.targeted_l2_pgd(model, x, target, 0.5, 0.1, 0, torch.Generator().manual_seed(1))
-    again = l2ul.targeted_l2_pgd(model, x, target, 0.5, 0.1, 0, torch.Generator().manual_seed(1))
-    assert torch.equal(start, again) and ((start - x).norm(dim=1) <= 0.5).all() and not torch.equal(start, x)
-
-
-def test_one_pgd_step_is_the_normalised_gradient_step():
-    """One step from the seeded random start (steps=0 returns it) moves by step_size along
-    -grad CE(target) / ||grad||, the gradient by hand for a linear model; eps is large, so no
-    projection."""
-    model = linear([[1.0, 0.0], [0.0, 1.0]])
-    x, target = torch.tensor([[1.0, 0.0]]), torch.tensor([1])
-    got = l2ul.targeted_l2_pgd(model, x, target, eps=10.0, step_size=0.5, steps=1,
-                               generator=torch.Generator().manual_seed(0))
-    start = l2ul.targeted_l2_pgd(model, x, target, eps=10.0, step_size=0.5, steps=0,
-                                 generator=torch.Generator().manual_seed(0))
-    p = model(start).softmax(1)
-    grad = (p - F.one_hot(target, 2).float()) @ model.weight  # d CE / d x
-    expected = start - 0.5 * grad / grad.norm()
-    assert torch.allclose(got, expected, atol=1e-6)
-
+# ---- wrong labels (the targeted L2 PGD, MAS, anchors and train_mode: tests/test_toolkit.py) -------
 
 def test_wrong_labels_are_uniform_over_the_other_classes():
     y = torch.zeros(3000, dtype=torch.long)
@@ -89,32 +54,24 @@ def test_wrong_labels_are_uniform_over_the_other_classes():
     assert torch.allclose(counts, torch.full((3,), 1 / 3), atol=0.04)
 
 
-# ---- MAS importance, anchors, loss ----------------------------------------------------------------
 
-def test_mas_importance_by_hand_on_a_linear_model():
-    model = linear([[1.0, 2.0], [-1.0, 0.5]], bias=[0.5, -1.0])
-    x = torch.tensor([[1.0, 0.0], [0.5, -2.0], [0.0, 1.0]])
-    out = model(x).detach()
-    norms = out.norm(dim=1, keepdim=True)
-    # d ||W x + b|| / dW = (Wx + b) x^T / ||Wx + b||, d/db = (Wx + b) / ||Wx + b||
-    per_sample_w = (out / norms)[:, :, None] * x[:, None, :]
-    per_sample_b = out / norms
-    got = l2ul.mas_importance(model, x, batch_size=1)  # batch 1: mean_x |per-sample gradient|
-    assert torch.allclose(got["weight"], per_sample_w.abs().mean(0), atol=1e-6)
-    assert torch.allclose(got["bias"], per_sample_b.abs().mean(0), atol=1e-6)
-    whole = l2ul.mas_importance(model, x, batch_size=3)  # one batch: |mean gradient|, as the code's loader
-    assert torch.allclose(whole["weight"], per_sample_w.mean(0).abs(), atol=1e-6)
-    two = l2ul.mas_importance(model, x, batch_size=2)  # batches {0,1}, {2}: (2 |mean| + 1 |g_2|) / 3
-    expected = (2 * per_sample_w[:2].mean(0).abs() + per_sample_w[2].abs()) / 3
-    assert torch.allclose(two["weight"], expected, atol=1e-6)
-    assert model.weight.grad is None  # computed on a copy
+def test_accuracy_above_is_the_full_pass_decision_and_stops_reading_early():
+    """The stop rule's check: the same answer as accuracy > threshold on the whole set, for
+    thresholds on both sides of the accuracy (7 of 10 correct: 0.7), reading one batch when the
+    first batch already decides it."""
+    model = linear([[1.0, 0.0], [0.0, 1.0]])  # predicts the larger coordinate
+    x = torch.tensor([[1.0, 0.0]] * 7 + [[0.0, 1.0]] * 3)
+    forget = Subset(x, torch.zeros(10, dtype=torch.long))
+    for threshold in (0.0, 0.5, 0.69, 0.7, 0.71, 1.0):
+        assert l2ul.accuracy_above(model, forget, threshold, batch_size=3) == (0.7 > threshold)
+    calls = []
+    model.register_forward_hook(lambda _m, inputs, _o: calls.append(len(inputs[0])))
+    assert l2ul.accuracy_above(model, forget, 0.0, batch_size=3) and calls == [3]  # 3 correct of 10 > 0
+    calls.clear()
+    assert not l2ul.accuracy_above(model, forget, 0.7, batch_size=3) and calls == [3, 3, 3, 1]
+    assert not l2ul.accuracy_above(model, Subset(x[:0], forget.y[:0]), 0.0)  # empty: accuracy 0
 
-
-def test_anchor_weights_are_one_minus_the_min_max_normalised_importance():
-    weights = l2ul.anchor_weights({"a": torch.tensor([1.0, 3.0, 2.0]), "b": torch.tensor([5.0, 5.0])})
-    assert torch.allclose(weights["a"], torch.tensor([1.0, 0.0, 0.5]))
-    assert torch.equal(weights["b"], torch.ones(2))  # constant: no division by zero, anchored
-
+# ---- the loss -------------------------------------------------------------------------------------
 
 def test_loss_weighting_and_penalty_by_hand():
     forget_logits, adv_logits = torch.zeros(2, 3), torch.zeros(6, 3)  # CE = log 3 for every row
@@ -131,17 +88,6 @@ def test_loss_weighting_and_penalty_by_hand():
     anchors = {"weight": torch.tensor([[0.5, 1.0]]), "bias": torch.tensor([0.25])}
     # (0.5 * 1^2 + 1 * 0^2) / 2 + 0.25 * 2^2 / 2
     assert l2ul.anchor_penalty(model, anchors, origin).item() == pytest.approx(0.25 + 0.5)
-
-
-def test_train_mode_freezes_batchnorm_statistics():
-    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
-    l2ul.train_mode(model, "frozen")
-    assert model.training and model[0].training and not model[1].training
-    before = model[1].running_mean.clone()
-    model(torch.randn(8, 3) + 5)
-    assert torch.equal(model[1].running_mean, before)
-    l2ul.train_mode(model, "train")
-    assert model[1].training
 
 
 # ---- the method -----------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 """Teachers and distillation losses: the frozen original as teacher (SCRUB, Kurmanji et al. 2023;
 LoTUS, Spartalis et al. 2025), a randomly re-initialised "incompetent" teacher (Bad Teacher,
-Chundawat et al. 2023), and the temperature-scaled KL of Hinton et al. (2015)."""
+Chundawat et al. 2023), the temperature-scaled KL of Hinton et al. (2015) and its variant over the
+classes other than the true one (PTE, Chen et al. 2025; cf. DELETE, Zhou et al. 2025), the uniform
+"neutral" target on forget samples (Bias-Aware distillation, Aylapuram et al. 2025), and seeded
+Gumbel noise for Gumbel-softmax targets (Jang et al. 2017; LoTUS)."""
 
 from __future__ import annotations
 
@@ -40,3 +43,33 @@ def incompetent_teacher(model: nn.Module, generator: torch.Generator) -> nn.Modu
             if callable(getattr(module, "reset_parameters", None)):
                 module.reset_parameters()
     return teacher.to(device).eval().requires_grad_(False)
+
+
+def masked_distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor,
+                      temperature: float) -> torch.Tensor:
+    """T^2 * KL(softmax(t/T) || softmax(s/T)) over the classes other than y (y's logit removed
+    from both), summed over classes and averaged over the batch; 0 when student == teacher.
+    PTE's pull term (Chen, Li & Tang 2025): the teacher's "dark knowledge" over the retained
+    classes, without the true class (as DELETE's masked distillation, Zhou et al. 2025)."""
+    n, classes = student_logits.shape
+    keep = ~F.one_hot(y, classes).bool()
+    student = student_logits[keep].view(n, classes - 1) / temperature
+    teacher = teacher_logits[keep].view(n, classes - 1) / temperature
+    return distill_kl(student, teacher, 1.0) * temperature**2
+
+
+def neutral_targets(teacher_logits: torch.Tensor, is_forget: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Per sample: the uniform distribution over classes for forget samples, softmax(teacher/T)
+    for retain samples (Bias-Aware teacher-student unlearning, Aylapuram et al. 2025)."""
+    flag = is_forget.to(teacher_logits.dtype).unsqueeze(1)
+    uniform = torch.full_like(teacher_logits, 1.0 / teacher_logits.shape[1])
+    return flag * uniform + (1 - flag) * F.softmax(teacher_logits / temperature, dim=1)
+
+
+def gumbel_noise(shape: torch.Size, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """Standard Gumbel noise -log(-log u), u ~ U(0, 1) clamped to [1e-12, 1 - 1e-12], drawn in
+    float64 on the CPU from `generator` (so the same on every device), then cast to `like`'s
+    device and dtype: the noise of Gumbel-softmax sampling (Jang et al. 2017), as LoTUS
+    (Spartalis et al. 2025) uses it for its targets."""
+    u = torch.rand(shape, generator=generator, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
+    return (-torch.log(-torch.log(u))).to(device=like.device, dtype=like.dtype)

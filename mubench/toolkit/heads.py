@@ -1,6 +1,7 @@
 """The classifier head of a model: find it, widen it by a shadow class, narrow it back
-(Boundary Expanding, Chen et al. 2023), and read the penultimate features that feed it (FMD,
-Chen et al. 2023, edits only the head)."""
+(Boundary Expanding, Chen et al. 2023), and read the penultimate features that feed it, without
+gradients (FMD, Chen et al. 2023, edits only the head) or with them, beside the output (CCU, Xu
+et al. 2025, trains a contrastive loss on them)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,17 @@ def head_inputs(model: nn.Module, head: nn.Module, x: torch.Tensor) -> torch.Ten
     if not captured:
         raise MubenchError("the head was not called in the model's forward pass")
     return captured[-1]
+
+
+def logits_and_features(model: nn.Module, head: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's output for `x` and the head's inputs (penultimate features, flattened to
+    (n, d)), both from one forward pass and with gradients (head_inputs reads them without)."""
+    captured: list[torch.Tensor] = []
+    handle = head.register_forward_hook(lambda _module, inputs, _output: captured.append(inputs[0]))
+    try:
+        output = model(x)
+    finally:
+        handle.remove()
+    if not captured:
+        raise MubenchError("the head was not called in the model's forward pass")
+    return output, captured[-1].flatten(1)

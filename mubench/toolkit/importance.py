@@ -1,9 +1,11 @@
 """Per-parameter importance estimates: the squared-gradient (empirical Fisher) importance of SSD
-(Foster et al. 2024) and the Fisher diagonal under the model's own predictive distribution
-(Golatkar et al. 2020)."""
+(Foster et al. 2024), the Fisher diagonal under the model's own predictive distribution
+(Golatkar et al. 2020), and Memory Aware Synapses (MAS, Aljundi et al. 2018) with the inverted,
+min-max normalised anchor weights L2UL (Cha et al. 2024) derives from it."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 
 import torch
@@ -12,6 +14,7 @@ from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
 from mubench.request import Subset
+from mubench.toolkit.optim import train_mode
 
 Importances = dict[str, torch.Tensor]
 
@@ -88,3 +91,32 @@ def _label_draws(probs: torch.Tensor, label_samples: int,
     rows = torch.arange(n, device=probs.device).repeat_interleave(label_samples)
     weights = torch.full((n * label_samples,), 1.0 / label_samples, device=probs.device, dtype=probs.dtype)
     return rows, drawn.reshape(-1).to(probs.device), weights
+
+
+def mas_importance(model: nn.Module, x: torch.Tensor, batch_size: int,
+                   batchnorm: str = "train") -> Importances:
+    """MAS (Aljundi et al. 2018) as L2UL's estimate_parameter_importance (the FACIL MAS code): the
+    sum over batches of |grad of mean_x ||f(x)||_2| * |batch|, divided by the number of samples
+    (with batch 1, mean_x |d ||f(x)||_2 / d theta|); on a copy in train mode (BatchNorm as
+    `batchnorm`, see optim.train_mode), so the model's own running statistics are untouched."""
+    copy_ = train_mode(copy.deepcopy(model), batchnorm)
+    importance = {name: torch.zeros_like(p) for name, p in copy_.named_parameters()}
+    for batch in x.split(batch_size):
+        copy_.zero_grad(set_to_none=True)
+        copy_(batch).norm(p=2, dim=1).mean().backward()
+        for name, p in copy_.named_parameters():
+            if p.grad is not None:
+                importance[name] += p.grad.abs() * len(batch)
+    return {name: value / len(x) for name, value in importance.items()}
+
+
+def anchor_weights(importance: Importances) -> Importances:
+    """Omega' = 1 - (Omega - min) / (max - min) per tensor; a constant tensor gets 1 (anchored).
+    L2UL (Cha et al. 2024): weights important for the forget set are free to move, the others are
+    anchored to the original by a penalty sum_i Omega'_i (theta_i - theta0_i)^2 / 2."""
+    weights = {}
+    for name, value in importance.items():
+        span = value.max() - value.min()
+        normalised = (value - value.min()) / span if span > 0 else torch.zeros_like(value)
+        weights[name] = 1.0 - normalised
+    return weights

@@ -1,5 +1,7 @@
 """Optimiser steps shared by unlearning methods: plain SGD with momentum, one step from a loss,
-and SGD restricted to a mask of weights (SalUn, Fan et al. 2024)."""
+SGD restricted to a mask of weights (SalUn, Fan et al. 2024), and train mode with BatchNorm
+statistics frozen, for methods that see only the forget set (L2UL, Cha et al. 2024; PTE, Chen et
+al. 2025)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import torch
 from torch import nn
 
 Mask = dict[str, torch.Tensor]
+
+BATCHNORM_MODES = ("frozen", "train")
 
 
 def sgd(model: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> torch.optim.SGD:
@@ -54,3 +58,17 @@ class MaskedSGD:
                 buffer = self.optimizer.state.get(p, {}).get("momentum_buffer")
                 if buffer is not None:
                     buffer.mul_(self.mask[name])
+
+
+def train_mode(model: nn.Module, batchnorm: str = "train") -> nn.Module:
+    """model.train(), with every BatchNorm layer back in eval mode when batchnorm == "frozen": it
+    then normalises with the original's running statistics and does not update them (its affine
+    weights still train). Forget-only batches, often of a single class, would otherwise replace the
+    running statistics with the forget set's, and a method with no retain data cannot restore them
+    (the choice L2UL and PTE make; baselines/l2ul.py)."""
+    model.train()
+    if batchnorm == "frozen":
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+    return model

@@ -1,17 +1,15 @@
-"""Shared pieces of the three Bias-Aware Machine Unlearning variants (Aylapuram et al. 2025,
-arXiv 2509.07456; methods.md section 6): LoRA adapters that can be merged back into the base
-weights (bias_lora), and the distillation target with a neutral (uniform) distribution on forget
-samples (bias_distill). The paper has no public code; everything below beyond "GA, LoRA with a
-frozen backbone, teacher-student distillation" is our choice [UNVERIFIED], stated where made.
+"""LoRA adapters that can be merged back into the base weights (Hu et al. 2022, "LoRA: Low-Rank
+Adaptation of Large Language Models", eq. 3), used by Bias-Aware LoRA unlearning (Aylapuram et
+al. 2025, baselines/bias_lora.py).
 
-LoRA (Hu et al. 2022, eq. 3): h = W x + (alpha / r) B A x, A (r x in) random, B (out x r) zero, so
-the adapted model starts equal to the original; only A and B train; afterwards W <- W + (alpha/r) B A
-and the adapters are removed, so the model has exactly the original's modules and parameters.
-Linear layers as in the paper; convolutions (any nn.ConvNd with groups 1) as two convolutions,
-A = the layer's own kernel/stride/padding/dilation with r output channels, B = a 1x1 convolution
-from r channels (loralib's ConvLoRA shape), whose product is the kernel update
-dW[o, i, ...] = sum_k B[o, k] A[k, i, ...]. A is drawn as loralib draws it (kaiming_uniform with
-a = sqrt(5), i.e. uniform in +-1/sqrt(fan_in)), from the caller's generator on the CPU.
+h = W x + (alpha / r) B A x, A (r x in) random, B (out x r) zero, so the adapted model starts equal
+to the original; only A and B train; afterwards W <- W + (alpha/r) B A and the adapters are
+removed, so the model has exactly the original's modules and parameters. Linear layers as in the
+paper; convolutions (any nn.ConvNd with groups 1) as two convolutions, A = the layer's own
+kernel/stride/padding/dilation with r output channels, B = a 1x1 convolution from r channels
+(loralib's ConvLoRA shape), whose product is the kernel update dW[o, i, ...] = sum_k B[o, k]
+A[k, i, ...]. A is drawn as loralib draws it (kaiming_uniform with a = sqrt(5), i.e. uniform in
++-1/sqrt(fan_in)), from the caller's generator on the CPU.
 """
 
 from __future__ import annotations
@@ -91,11 +89,3 @@ def merge_lora(model: nn.Module) -> nn.Module:
 def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, attribute = name.rpartition(".")
     setattr(model.get_submodule(parent_name), attribute, module)
-
-
-def neutral_targets(teacher_logits: torch.Tensor, is_forget: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Per sample: the uniform distribution over classes for forget samples, softmax(teacher/T)
-    for retain samples."""
-    flag = is_forget.to(teacher_logits.dtype).unsqueeze(1)
-    uniform = torch.full_like(teacher_logits, 1.0 / teacher_logits.shape[1])
-    return flag * uniform + (1 - flag) * F.softmax(teacher_logits / temperature, dim=1)
