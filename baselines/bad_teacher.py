@@ -22,15 +22,14 @@ the random teacher's, and cost more utility).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
-from mubench.request import Request, Subset
-from mubench.toolkit.distill import frozen_copy, incompetent_teacher
+from mubench.request import Request
+from mubench.toolkit.distill import bad_teacher_loss, frozen_copy, incompetent_teacher, unlearning_data
 from mubench.toolkit.optim import step
 
 
@@ -40,22 +39,6 @@ def mixed_targets(competent_logits: torch.Tensor, incompetent_logits: torch.Tens
     flag = is_forget.to(competent_logits.dtype).unsqueeze(1)
     return (flag * F.softmax(incompetent_logits / temperature, dim=1)
             + (1 - flag) * F.softmax(competent_logits / temperature, dim=1))
-
-
-def bad_teacher_loss(student_logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(targets || softmax(student/T)), summed over classes, averaged over the batch."""
-    return F.kl_div(F.log_softmax(student_logits / temperature, dim=1), targets, reduction="batchmean")
-
-
-def unlearning_data(request: Request, retain_fraction: float) -> Subset:
-    """The forget set (flag 1) and a random `retain_fraction` of the retain set (flag 0), drawn
-    without replacement from `request.rng`."""
-    forget, retain = request.forget, request.retain
-    chosen = np.sort(request.rng.choice(len(retain), size=int(retain_fraction * len(retain)), replace=False))
-    index = torch.from_numpy(chosen).to(retain.x.device)
-    x = torch.cat([forget.x, retain.x[index]])
-    flags = torch.cat([torch.ones(len(forget), dtype=torch.bool), torch.zeros(len(index), dtype=torch.bool)])
-    return Subset(x, flags.to(x.device))
 
 
 @register_method("bad_teacher")

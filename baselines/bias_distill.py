@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from baselines.bad_teacher import bad_teacher_loss, unlearning_data
+from mubench.toolkit.distill import bad_teacher_loss, unlearning_data
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request

@@ -13,18 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import baselines.bad_teacher  # noqa: F401  (registers "bad_teacher")
-from baselines.bad_teacher import (
-    BadTeacher,
-    bad_teacher_loss,
-    mixed_targets,
-    unlearning_data,
-)
+from baselines.bad_teacher import BadTeacher, mixed_targets
 from mubench.errors import MubenchError
 from mubench.methods import Access
 from mubench.record import RunConfig
 from mubench.request import Request, Subset
 from mubench.runner import Harness, check_architecture
-from mubench.toolkit.distill import incompetent_teacher
+from mubench.toolkit.distill import bad_teacher_loss, incompetent_teacher, unlearning_data
 from tests.helpers import debug_config, shared_home
 
 

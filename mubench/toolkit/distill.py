@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mubench.request import Request, Subset
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:
@@ -73,3 +77,20 @@ def gumbel_noise(shape: torch.Size, generator: torch.Generator, like: torch.Tens
     (Spartalis et al. 2025) uses it for its targets."""
     u = torch.rand(shape, generator=generator, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
     return (-torch.log(-torch.log(u))).to(device=like.device, dtype=like.dtype)
+
+
+def bad_teacher_loss(student_logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(targets || softmax(student/T)), summed over classes, averaged over the batch."""
+    return F.kl_div(F.log_softmax(student_logits / temperature, dim=1), targets, reduction="batchmean")
+
+
+def unlearning_data(request: Request, retain_fraction: float) -> Subset:
+    """The forget set (flag 1) and a random `retain_fraction` of the retain set (flag 0), drawn
+    without replacement from `request.rng`: the data of Bad Teacher (Chundawat et al. 2023),
+    LoTUS (Spartalis et al. 2025) and the bias-aware distillation (Aylapuram et al. 2025)."""
+    forget, retain = request.forget, request.retain
+    chosen = np.sort(request.rng.choice(len(retain), size=int(retain_fraction * len(retain)), replace=False))
+    index = torch.from_numpy(chosen).to(retain.x.device)
+    x = torch.cat([forget.x, retain.x[index]])
+    flags = torch.cat([torch.ones(len(forget), dtype=torch.bool), torch.zeros(len(index), dtype=torch.bool)])
+    return Subset(x, flags.to(x.device))
