@@ -5,5 +5,5 @@ never imports it directly.
 """
 
 from baselines import (bad_teacher, bias_distill, bias_ga, bias_lora, boundary, ccu, cup,  # noqa: F401
-                       finetune, fisher, fmd, grad_ascent, identity, influence_removal, l1_sparse, l2ul,
+                       fgsm_unlearn, finetune, fisher, fmd, grad_ascent, identity, influence_removal, l1_sparse, l2ul,
                        lotus, neggrad_plus, pte, random_label, retrain, salun, scrub, ssd, uncle, unsir)

@@ -65,6 +65,18 @@ def outputs_on(model: nn.Module, subsets: dict[str, Subset], batch_size: int,
 
 
 @dataclass(frozen=True)
+class AttackBudget:
+    """An L-inf budget on the model-input scale for robustness metrics: `eps` per input element
+    (broadcasting over a batch, e.g. eps / std per channel when inputs are normalised), and the
+    model-ready images of the pixel range [`low`, `high`] that adversarial inputs are clamped to
+    (None: no clamp, for float pools)."""
+
+    eps: torch.Tensor
+    low: torch.Tensor | None = None
+    high: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
 class EvaluationContext:
     """Everything metrics may read: outputs of the unlearned, oracle and original models per part
     (computed once, shared by all metrics), the models themselves and the model-ready subsets (for
@@ -88,6 +100,8 @@ class EvaluationContext:
     # trained with the forget set, "out" = oracles trained without it, seeds other than the run's
     shadow_outputs: dict[str, list[Outputs]] = field(default_factory=dict)
     target: Target = CLASSIFICATION  # the task's target kind: classification metrics skip regression tasks
+    # the scenario's FGSM budget (fgsm_poison scenarios; robust/fgsm_acc), None elsewhere
+    attack: AttackBudget | None = None
 
     @property
     def regression(self) -> bool:

@@ -22,15 +22,17 @@ from torch import nn
 from mubench import provenance
 from mubench.artifacts import CachedModel, ModelCache
 from mubench.errors import MethodOutputError, MubenchError
-from mubench.evaluation import EVALUATED_PARTS, EvaluationContext, Outputs, compute_outputs, outputs_on
+from mubench.evaluation import EVALUATED_PARTS, AttackBudget, EvaluationContext, Outputs, compute_outputs, outputs_on
 from mubench.memory import PeakMemory
 from mubench.hashing import sha256_arrays, sha256_of
 from mubench.methods import methods
 from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION, compute_metrics
+from mubench.metrics.robustness import fgsm_budget
 from mubench.models import build_model
 from mubench.record import Record, RunConfig
 from mubench.request import Request, Subset
-from mubench.splits import Split, load_or_make_split
+from mubench.scenarios import pixel_scale, scenario_kinds
+from mubench.splits import Split, load_or_make_poisoned_split
 from mubench.tasks.base import Task, TaskData, tasks
 from mubench.training import TRAINER_VERSION, train_model
 
@@ -55,6 +57,7 @@ class Prepared:
     original_outputs: dict[str, Outputs]
     oracle_outputs: dict[str, Outputs]
     shadow_outputs: dict[str, list[Outputs]] = field(default_factory=dict)  # "in"/"out": forget-set outputs (mia/ulira)
+    attack: AttackBudget | None = None  # the scenario's FGSM budget (fgsm_poison), for robust/fgsm_acc
 
 
 class Harness:
@@ -85,11 +88,17 @@ class Harness:
         return train_model(model, subset.x, subset.y, task.spec.profile(profile).recipe, generator,
                            task.spec.target_spec).seconds
 
-    def _cached_fit(self, task: Task, profile: str, seed: int, role: str, indices_id: str, subset: Subset) -> CachedModel:
+    def _cached_fit(self, task: Task, profile: str, seed: int, role: str, indices_id: str, subset: Subset,
+                    poison: str = "") -> CachedModel:
+        """Through the model cache. `poison` (the split's poison checksum, when the training part
+        holds poisoned samples) is part of the description, so a model trained on poisoned data is
+        never reused for clean data with the same indices, nor the other way round."""
         spec = task.spec
         description = {"task": spec.name, "version": spec.version, "profile": profile,
                        "profile_spec": spec.profile(profile).model_dump(mode="json"), "seed": seed,
                        "role": role, "train_indices": indices_id, "trainer": TRAINER_VERSION}
+        if poison:
+            description["poison"] = poison
         return self.cache.get_or_train(description, lambda: self.fresh_model(task, profile, seed),
                                        lambda model: self._train(model, task, profile, seed, subset))
 
@@ -107,19 +116,33 @@ class Harness:
         return self._prepared[key]
 
     def _prepare(self, task: Task, scenario: str, seed: int, profile: str) -> Prepared:
-        data = self.task_data(task)
-        split = load_or_make_split(task, data, scenario, seed, profile)
+        clean = self.task_data(task)
+        split, poison = load_or_make_poisoned_split(task, clean, scenario, seed, profile)
+        # a poisoning scenario trains its original (and reads its forget set) from a copy of the
+        # training pool holding the poisoned samples; the cached task data stays clean
+        data = poison.apply(clean) if poison is not None else clean
         subsets = {part: self._subset(task, data, split, part) for part in ("train", *EVALUATED_PARTS)}
         train_subset = subsets.pop("train")
         subsets["unseen"] = self._unseen(task, data, split)
-        original = self._cached_fit(task, profile, seed, "original", _indices_id(split, "train"), train_subset)
+        original = self._cached_fit(task, profile, seed, "original", _indices_id(split, "train"), train_subset,
+                                    split.poison)
         oracle = self._cached_fit(task, profile, seed, "oracle", _indices_id(split, "retain"), subsets["retain"])
         batch, target = task.spec.profile(profile).eval_batch_size, task.spec.target_spec
         return Prepared(task, profile, seed, split, subsets,
                         {k: v[split.test] for k, v in data.test.attributes.items()},
                         original, oracle, outputs_on(original.model, subsets, batch, target),
                         outputs_on(oracle.model, subsets, batch, target),
-                        self._shadow_outputs(task, split, seed, profile, train_subset, subsets))
+                        self._shadow_outputs(task, split, seed, profile, train_subset, subsets),
+                        self._attack(task, clean, scenario))
+
+    def _attack(self, task: Task, data: TaskData, scenario: str) -> AttackBudget | None:
+        """The FGSM budget of a poisoning scenario (its `eps`, on the pixel scale of the stored
+        pool) on the model-input scale; None for other scenarios and for regression tasks."""
+        spec = task.spec.scenario(scenario)
+        if scenario_kinds.get(spec.kind).poison is None or task.spec.target != "class":
+            return None
+        return fgsm_budget(task.to_inputs, task.spec.input_shape, pixel_scale(data.train.x),
+                           float(spec.params["eps"]), self.device)
 
     def _shadow_outputs(self, task: Task, split: Split, seed: int, profile: str, train: Subset,
                         subsets: dict[str, Subset]) -> dict[str, list[Outputs]]:
@@ -134,7 +157,8 @@ class Harness:
         for k in range(self.shadow_models):
             shadow_seed = derived_seed(task.spec.name, seed, "shadow", k)
             for side, (role, part, subset) in roles.items():
-                fitted = self._cached_fit(task, profile, shadow_seed, role, _indices_id(split, part), subset)
+                fitted = self._cached_fit(task, profile, shadow_seed, role, _indices_id(split, part), subset,
+                                          split.poison if part == "train" else "")
                 shadows[side].append(compute_outputs(fitted.model, subsets["forget"], batch, task.spec.target_spec))
         return shadows
 
@@ -203,7 +227,8 @@ class Harness:
             subsets=prepared.subsets, method_peak_memory_mb=peak_memory_mb,
             relearn_lr=profile_spec.recipe.lr, eval_batch_size=batch,
             sensitive_attributes=prepared.task.spec.sensitive_attributes,
-            counterfactual=prepared.task.counterfactual, shadow_outputs=prepared.shadow_outputs, target=target)
+            counterfactual=prepared.task.counterfactual, shadow_outputs=prepared.shadow_outputs, target=target,
+            attack=prepared.attack)
 
 
 def supports(method_cls: type, task: Task) -> bool:

@@ -7,21 +7,30 @@ set is drawn per (scenario, seed). Every generator is a `numpy.random.Generator`
 hash of those names, never a global seed. The split id is the sha256 over the index arrays; a
 stored split is re-hashed and compared with its id and with a fresh draw when loaded, so a
 change in the generators can never silently alter the data behind a record.
+
+A scenario whose kind poisons its forget set (ScenarioKind.poison) also gets a `Poison`: the
+replacement values and labels of the forget samples, drawn from their own generator per
+(scenario, seed). Its sha256 (over the forget indices and the poisoned values' and labels' bytes)
+is the split's `poison` field, part of the split id (and so of every record's split_id); it is
+stored with the split and a fresh poison must hash to it, so a changed or tampered poison is
+detected like a changed split.
 """
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from mubench import paths
 from mubench.errors import SplitMismatchError
 from mubench.hashing import sha256_arrays, sha256_of
 from mubench.scenarios import scenario_kinds
-from mubench.tasks.base import Task, TaskData
+from mubench.tasks.base import Pool, Task, TaskData
 
 PARTS = ("train", "forget", "retain", "val", "heldout", "test")
 
@@ -34,10 +43,12 @@ class Split:
     val: np.ndarray
     heldout: np.ndarray  # val samples from the forget set's population: membership non-members
     test: np.ndarray
+    poison: str = ""  # sha256 of the poisoned forget samples (Poison.sha256); "" for clean scenarios
 
     @property
     def id(self) -> str:
-        return sha256_arrays(self.arrays())
+        indices = sha256_arrays(self.arrays())
+        return sha256_of([indices, "poison", self.poison]) if self.poison else indices
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {part: getattr(self, part) for part in PARTS}
@@ -75,30 +86,92 @@ def make_split(task: Task, data: TaskData, scenario: str, seed: int, profile: st
     return Split(train=train, forget=forget, retain=retain, val=val, heldout=heldout, test=test)
 
 
+@dataclass(frozen=True)
+class Poison:
+    """What replaces the forget samples in the training pool: stored values `x` and labels `y`,
+    aligned with `forget`, and their checksum."""
+
+    forget: np.ndarray
+    x: torch.Tensor
+    y: torch.Tensor
+
+    @property
+    def sha256(self) -> str:
+        return sha256_tensors({"forget": torch.from_numpy(np.asarray(self.forget, dtype=np.int64)),
+                               "x": self.x, "y": self.y})
+
+    def apply(self, data: TaskData) -> TaskData:
+        """A copy of `data` whose training pool holds the poisoned forget samples (`data` is unchanged)."""
+        x, y = data.train.x.clone(), data.train.y.clone()
+        index = torch.from_numpy(np.asarray(self.forget))
+        x[index], y[index] = self.x.to(x.dtype), self.y.to(y.dtype)
+        return TaskData(train=Pool(x, y, dict(data.train.attributes)), test=data.test)
+
+
+def sha256_tensors(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over named tensors: name, dtype, shape and the contiguous CPU bytes of each."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def make_poison(task: Task, data: TaskData, split: Split, scenario: str, seed: int, profile: str) -> Poison | None:
+    """The scenario's poisoned forget samples, or None when its kind poisons nothing. Deterministic:
+    the generator is seeded from (task, version, profile, scenario, seed, "poison")."""
+    spec = task.spec
+    scenario_spec = spec.scenario(scenario)
+    kind = scenario_kinds.get(scenario_spec.kind)
+    if kind.poison is None:
+        return None
+    if spec.target != "class":
+        raise ValueError(f"task {spec.name}, scenario {scenario}: a poisoning scenario needs class labels, "
+                         f"the task's target is {spec.target}")
+    rng = generator_for(spec.name, spec.version, profile, scenario, seed, "poison")
+    x, y = kind.poison(data.train.x, data.train.y, split.train, split.forget, task.to_inputs, spec.num_classes,
+                       scenario_spec.params, rng)
+    return Poison(forget=split.forget, x=x, y=y)
+
+
 def split_path(task: str, scenario: str, seed: int, profile: str) -> Path:
     return paths.home() / "splits" / task / profile / scenario / f"seed{seed}.npz"
 
 
 def load_or_make_split(task: Task, data: TaskData, scenario: str, seed: int, profile: str) -> Split:
     """The split for a run: drawn afresh, checked against the stored copy, stored if new."""
+    return load_or_make_poisoned_split(task, data, scenario, seed, profile)[0]
+
+
+def load_or_make_poisoned_split(task: Task, data: TaskData, scenario: str, seed: int,
+                                profile: str) -> tuple[Split, Poison | None]:
+    """The split and its poison (None for a clean scenario): drawn afresh, checked against the
+    stored copy (indices and poison checksum), stored if new."""
     fresh = make_split(task, data, scenario, seed, profile)
+    poison = make_poison(task, data, fresh, scenario, seed, profile)
+    if poison is not None:
+        fresh = replace(fresh, poison=poison.sha256)
     path = split_path(task.spec.name, scenario, seed, profile)
     if path.is_file():
         stored = read_split(path)
         if stored.id != fresh.id:
+            what = ("the poisoned forget samples" if replace(stored, poison="").id == replace(fresh, poison="").id
+                    else "the split")
             raise SplitMismatchError(
-                f"{path}: the stored split {stored.id[:12]} differs from the one drawn now {fresh.id[:12]}; "
-                f"the split generator changed without a task version bump (task {task.spec.name} "
+                f"{path}: the stored split {stored.id[:12]} differs from the one drawn now {fresh.id[:12]} "
+                f"({what} changed); the generator changed without a task version bump (task {task.spec.name} "
                 f"v{task.spec.version}). Bump the version, or delete the file if it is stale.")
-        return stored
+        return stored, poison
     write_split(path, fresh)
-    return fresh
+    return fresh, poison
 
 
 def write_split(path: Path, split: Split) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, id=np.array(split.id), **split.arrays())
+    extra = {"poison": np.array(split.poison)} if split.poison else {}
+    np.savez(tmp, id=np.array(split.id), **extra, **split.arrays())
     tmp.replace(path)
 
 
@@ -106,7 +179,8 @@ def read_split(path: Path) -> Split:
     """Read a stored split and verify that its indices still hash to its recorded id."""
     try:
         with np.load(path) as stored:
-            split = Split(**{part: stored[part] for part in PARTS})
+            poison = str(stored["poison"]) if "poison" in stored.files else ""
+            split = Split(**{part: stored[part] for part in PARTS}, poison=poison)
             recorded = str(stored["id"])
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise SplitMismatchError(f"{path}: unreadable split file ({exc})") from None

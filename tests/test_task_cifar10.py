@@ -378,7 +378,7 @@ def test_to_inputs_normalises_by_the_channel_statistics():
 
 
 def test_spec_scenarios_profiles_and_pins():
-    assert [s.name for s in SPEC.scenarios] == ["random_1", "random_10", *[f"class_{k}" for k in range(10)], "patch_bias"]
+    assert [s.name for s in SPEC.scenarios] == ["random_1", "random_10", *[f"class_{k}" for k in range(10)], "patch_bias", "fgsm_poison_5"]
     assert SPEC.scenario("patch_bias").params == {"attribute": "patched", "value": 1, "labels": [PATCH_CLASS]}
     standard = SPEC.profile("standard")
     assert standard.model == "resnet18_cifar" and standard.recipe.augment == "crop_flip"

@@ -77,6 +77,9 @@ def build_cifar10(arrays: Cifar10Arrays, seed: int = PATCH_SEED) -> TaskData:
     return TaskData(train=pools["train"], test=pools["test"])
 
 
+FGSM_EPS = 8 / 255  # the poison's FGSM step on the [0, 1] pixel scale (the usual CIFAR-10 L-inf budget)
+
+
 def _scenarios() -> tuple[ScenarioSpec, ...]:
     randoms = random_scenarios((1, 10))
     classes = class_scenarios(len(CLASSES), lambda k: f"every training sample of class {k} ({CLASSES[k]})")
@@ -84,7 +87,11 @@ def _scenarios() -> tuple[ScenarioSpec, ...]:
                         params={"attribute": "patched", "value": 1, "labels": [PATCH_CLASS]},
                         description=f"the patched training images of class {PATCH_CLASS} ({CLASSES[PATCH_CLASS]}), "
                                     "the carriers of the spurious patch cue (Aylapuram et al. 2025)")
-    return randoms + classes + (bias,)
+    poison = ScenarioSpec(name="fgsm_poison_5", kind="fgsm_poison", domain="resilience",
+                          params={"fraction": 0.05, "eps": FGSM_EPS},
+                          description="5 % of the training images, drawn at random, replaced by FGSM-perturbed "
+                                      "(eps 8/255 on [0, 1] pixels) and mislabelled copies (Khorasani et al. 2025)")
+    return randoms + classes + (bias, poison)
 
 
 SPEC = TaskSpec(
@@ -137,6 +144,13 @@ SPEC = TaskSpec(
         "split is the official 10,000 test images (a fixed random 2,000 in smoke).",
         "Inputs are scaled to [0, 1] and normalised per channel by the official training mean and standard "
         "deviation; resolution stays 32x32. No missing values.",
+        "fgsm_poison_5 (resilience, after Khorasani et al. 2025): 5 % of the training images, drawn like random_*, "
+        "get a wrong label y' (uniform over the other nine, from the scenario's generator) and one targeted FGSM "
+        "step of eps 8/255 on the [0, 1] pixel scale toward y', against a surrogate multinomial logistic "
+        "regression fitted on (at most 10,000 evenly spaced images of) the clean train part (a transfer attack, "
+        "independent of the profile's model), re-quantised to uint8. The original trains on the poisoned pool, "
+        "the oracle on the clean retain set; forget/acc counts the poisoned labels; robust/fgsm_acc is test "
+        "accuracy under a white-box untargeted FGSM step of 8/255 (eps / std per normalised channel).",
     ),
     licence="CIFAR-10: Alex Krizhevsky, no formal licence (cite the technical report)",
     citation="Krizhevsky 2009, Learning Multiple Layers of Features from Tiny Images; "

@@ -26,6 +26,12 @@ PALETTE = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [225, 225, 0], [225, 
 TRAIN_RATIO = 0.99
 TEST_RATIO = 0.1
 COLOUR_SEED = 0
+# The fgsm_poison scenario's FGSM step on the [0, 1] pixel scale, for the poison and the robustness
+# metric. Small on purpose: with a larger step (0.2 was tried) the targeted poison moves the stroke
+# colour toward the wrong label's, so the poisoned samples agree with the colour shortcut and cost
+# the smoke original no test accuracy (0.41 vs 0.40 clean); at 8/255 they are mislabelled digits
+# that still look like their class, which the original must memorise (test accuracy 0.36).
+FGSM_EPS = 8 / 255
 
 
 def assign_colours(labels: np.ndarray, ratio: float, rng: np.random.Generator, num_colours: int = 10) -> np.ndarray:
@@ -109,7 +115,11 @@ def _scenarios() -> tuple[ScenarioSpec, ...]:
     bias = ScenarioSpec(name="bias_aligned", kind="subgroup", domain="fairness",
                         params={"attribute": "bias_aligned", "value": 1, "labels": [0]},
                         description="the bias-aligned training samples of digit 0 (its colour-stereotyped majority)")
-    return randoms + classes + (bias,)
+    poison = ScenarioSpec(name="fgsm_poison_5", kind="fgsm_poison", domain="resilience",
+                          params={"fraction": 0.05, "eps": FGSM_EPS},
+                          description="5 % of the training samples, drawn at random, replaced by FGSM-perturbed "
+                                      f"(eps {round(FGSM_EPS * 255)}/255 on [0, 1] pixels) and mislabelled copies (Khorasani et al. 2025)")
+    return randoms + classes + (bias, poison)
 
 
 SPEC = TaskSpec(
@@ -134,6 +144,15 @@ SPEC = TaskSpec(
     scenarios=_scenarios(),
     sensitive_attributes=("colour",),
     main_metric="test/acc",
+    notes=(
+        f"fgsm_poison_5 (resilience, after Khorasani et al. 2025): 5 % of the training samples, drawn like "
+        f"random_*, get a wrong label y' (uniform over the other nine, from the scenario's generator) and one "
+        f"targeted FGSM step of eps {round(FGSM_EPS * 255)}/255 on the [0, 1] pixel scale toward "
+        "y', against a surrogate multinomial logistic regression fitted on the clean train part (a transfer "
+        "attack, independent of the profile's model), re-quantised to uint8. The original trains on the "
+        "poisoned pool, the oracle on the clean retain set; forget/acc counts the poisoned labels; "
+        f"robust/fgsm_acc is test accuracy under a white-box untargeted FGSM step of the same eps.",
+    ),
     licence="MNIST: Yann LeCun and Corinna Cortes, no formal licence",
     citation="LeCun et al. 1998 (MNIST); Bahng et al. 2020, ReBias (Colored MNIST); Chen et al. 2023, FMD",
 )
