@@ -104,8 +104,8 @@ def print_rows(rows: list[Row], title: str, console: Console) -> None:
         console.print(f"no {title}")
         return
     table = Table(title=title)
-    for column in rows[0]:
-        table.add_column(column)
+    for i, column in enumerate(rows[0]):
+        table.add_column(column, no_wrap=i == 0)  # the name column: never broken across lines
     for row in rows:
         table.add_row(*[_cell(v) for v in row.values()])
     console.print(table)

@@ -26,11 +26,11 @@ profile trains the registered `small_cnn` on the same data shrunk to 48x48 insid
 `resized` model stage), which keeps it to about a minute on a CPU.
 
 Scenarios: `random_10` (10 % of the training samples) and `class_1`, the training images of class
-002.Laysan_Albatross (label 1). Class 001 (label 0) would be the natural first class, but in the
-standard profile's fixed partition on a full copy none of its 30 training images falls in the
-validation part, so its held-out counterparts (the membership non-members) would be empty; class
-002 is the first class with held-out images in both profiles (tests/test_task_cub.py checks this
-on the real metadata). No bias scenario: Aylapuram et al. (arXiv 2509.07456) use a "pose bias" on
+002.Laysan_Albatross (label 1). It was chosen under task version 1.0, when none of class 001's
+30 training images fell in the standard profile's validation part (so class 001 had no held-out
+membership non-members); from version 1.1 (a new partition) class 001 would also work, and
+`class_1` is kept so the scenario's meaning does not change. tests/test_task_cub.py checks that
+it has held-out images in both profiles on the real metadata). No bias scenario: Aylapuram et al. (arXiv 2509.07456) use a "pose bias" on
 CUB, but its definition is not published in what could be read, and pose can only come from the
 part locations (parts/part_locs.txt), which the mirror does not hold.
 """
