@@ -112,7 +112,7 @@ class FMD(Method):
     targets = frozenset({"class"})
     paper = "Chen et al. 2023 (NeurIPS), FMD; settings of richhh520/model-debias"
     space = {"n_pairs": (500, [100, 500, 1000]),
-             "scale": (3000.0, [300.0, 1000.0, 3000.0, 10000.0]),
+             "scale": (3000.0, [30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0]),
              "damping": (1e-3, [1e-4, 1e-3, 1e-2]),
              "bias": (False, [False, True])}
     intensity = "scale"

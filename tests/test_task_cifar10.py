@@ -419,3 +419,26 @@ def test_real_mirror(tmp_path, monkeypatch):
     assert int(loaded.test.attributes["patched"].sum()) == 5_000
     mean = loaded.train.x.float().mean(dim=(0, 2, 3)) / 255
     assert torch.allclose(mean, torch.tensor(MEAN), atol=0.01)  # lossy, but close to the official statistics
+
+
+def test_the_counterfactual_toggles_the_patch_on_model_ready_inputs():
+    """FMD's counterfactual on CIFAR-10 (fair/counterfactual_bias and fmd's pairs): a clean image
+    gets exactly the pasted patch's normalised pixels; a patched one loses the patch, its corner
+    filled with the border mean; nothing outside the corner changes."""
+    from mubench.tasks.cifar10 import PATCH_SIZE, Cifar10Task, paste_patch
+
+    task = Cifar10Task()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(2, 3, 32, 32), dtype=np.uint8)
+    clean = task.to_inputs(torch.from_numpy(images))
+    with_patch = task.to_inputs(torch.from_numpy(paste_patch(images, np.array([1, 1]))))
+    flags = {"patched": torch.tensor([0, 1])}
+    out = task.counterfactual(torch.stack([clean[0], with_patch[1]]), flags, torch.Generator())
+    assert torch.allclose(out[0], with_patch[0], atol=1e-6)  # the patch pasted, as paste_patch does
+    k = PATCH_SIZE
+    corner = out[1][:, -k:, -k:]
+    border = torch.cat([with_patch[1][:, -k - 1, -k - 1:], with_patch[1][:, -k:, -k - 1]], dim=1).mean(dim=1)
+    assert torch.allclose(corner, border[:, None, None].expand(-1, k, k))
+    outside = torch.ones(32, 32, dtype=torch.bool)
+    outside[-k:, -k:] = False
+    assert torch.equal(out[1][:, outside], with_patch[1][:, outside])

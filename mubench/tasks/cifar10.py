@@ -61,6 +61,20 @@ def paste_patch(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def toggle_patch(x: torch.Tensor, patched: torch.Tensor) -> torch.Tensor:
+    """Model-ready (normalised) images with the patch pasted where `patched` is False and
+    removed (the corner filled with its border's per-channel mean) where it is True."""
+    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
+    patch = (torch.from_numpy(PATCH).to(x.device).float().div(255.0).expand(1, 3, -1, -1) - mean) / std
+    out = x.clone()
+    k = PATCH_SIZE
+    border = torch.cat([x[:, :, -k - 1, -k - 1:], x[:, :, -k:, -k - 1]], dim=2).mean(dim=2)  # (N, 3)
+    filled = border[:, :, None, None].expand(-1, -1, k, k)
+    out[:, :, -k:, -k:] = torch.where(patched[:, None, None, None], filled, patch.expand(len(x), -1, -1, -1))
+    return out
+
+
 def build_cifar10(arrays: Cifar10Arrays, seed: int = PATCH_SEED) -> TaskData:
     """Pools with the patch bias pasted in, and the `patched` and `bias_aligned` attributes."""
     rng = np.random.default_rng(seed)
@@ -178,6 +192,15 @@ class Cifar10Task(Task):
 
     def data_source(self) -> str:
         return self._loaded_from
+
+    def counterfactual(self, x: torch.Tensor, attributes: dict[str, torch.Tensor],
+                       generator: torch.Generator) -> torch.Tensor:
+        """The same images with the patch toggled (FMD's x̄, Chen et al. 2023), on model-ready
+        inputs: a clean image gets the patch pasted in; a patched one gets the patch removed, its
+        corner filled with the mean of the pixels bordering it (the row above and the column to
+        the left, per channel), since the pixels under the patch are not stored. Deterministic:
+        `generator` is not used."""
+        return toggle_patch(x, attributes["patched"].to(x.device).bool())
 
     def to_inputs(self, x: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
