@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,3 +56,24 @@ def shared_home(base: Path, name: str = "baselines-home") -> Iterator[None]:
             yield
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread for the duration of each test of a module that imports this fixture:
+    the test models are tiny, and on a shared 2-core machine two threads are many times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def assert_seed_reproducible(weights: Callable[[int], dict]) -> None:
+    """`weights(seed)` (a state dict) is identical for the same seed and differs for another."""
+    import torch
+
+    first, again, other = weights(0), weights(0), weights(1)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert any(not torch.equal(first[k], other[k]) for k in first)

@@ -28,17 +28,11 @@ from mubench.runner import Harness, check_architecture
 from mubench.tasks import tasks
 from mubench.toolkit.distill import neutral_targets
 from mubench.toolkit.lora import LoRA, add_lora, merge_lora
-from tests.helpers import debug_config, needs_real_mnist, shared_home
+from tests.helpers import debug_config, needs_real_mnist, one_torch_thread, shared_home  # noqa: F401  (one_torch_thread: an autouse fixture)
 
 METHODS = ["bias_ga", "bias_lora", "bias_distill"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -22,17 +22,11 @@ from mubench.runner import Harness, check_architecture
 from mubench.targets import CLASSIFICATION
 from mubench.tasks import tasks
 from mubench.toolkit.influence import HeadData, augment, hessian, per_sample_gradients, solve
-from tests.helpers import REAL_MIRROR, debug_config, needs_real_mnist, shared_home
+from tests.helpers import REAL_MIRROR, debug_config, needs_real_mnist, one_torch_thread, shared_home  # noqa: F401  (one_torch_thread: an autouse fixture)
 
 needs_adult = pytest.mark.skipif(not (REAL_MIRROR / "adult").is_dir(), reason="no Adult mirror")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_request(seed: int = 0, builder: bool = True) -> Request:

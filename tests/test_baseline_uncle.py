@@ -24,7 +24,7 @@ from mubench.hashing import sha256_file
 from mubench.record import RunConfig
 from mubench.runner import check_architecture
 from mubench.tasks.spec import Recipe
-from tests.helpers import REAL_MIRROR, needs_real_mnist
+from tests.helpers import REAL_MIRROR, needs_real_mnist, one_torch_thread  # noqa: F401  (one_torch_thread: an autouse fixture)
 
 TINY = SPEC.model_copy(update={
     "profiles": {"smoke": ContinualProfile(model="mlp", model_args={"hidden": [32]}, train_per_task=80, test_per_task=40,
@@ -36,12 +36,6 @@ class TinySplitMnist(SplitMnist):
     spec = TINY
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # -- formulas by hand ---------------------------------------------------------------------------

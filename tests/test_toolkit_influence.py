@@ -16,16 +16,11 @@ from mubench.errors import MubenchError
 from mubench.targets import CLASSIFICATION, Target
 from mubench.toolkit.influence import (HeadData, augment, head_data, head_theta, hessian, output_affine,
                                        per_sample_gradients, removal_step, sample_losses, set_head_theta, solve)
+from tests.helpers import one_torch_thread  # noqa: F401  (one_torch_thread: an autouse fixture)
 
 REGRESSION = Target(kind="regression", missing_value=0.0)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def class_data(n: int = 12, d: int = 3, k: int = 4, seed: int = 0) -> tuple[HeadData, torch.Tensor]:
