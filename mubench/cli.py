@@ -71,7 +71,7 @@ class _OptionalSweepValue(TyperCommand):
         return super().parse_args(ctx, args)
 
 
-StoreOption = Annotated[Optional[Path], typer.Option("--store", help="SQLite store (default: $MUBENCH_HOME/results.sqlite)")]
+from mubench.cli_options import StoreOption  # noqa: E402
 
 
 def main() -> None:
@@ -334,6 +334,10 @@ def _run_with_progress(configs, store, harness, as_json: bool):  # type: ignore[
 
         return run_grid(configs, store, harness, on_record)
 
+
+from mubench.cli_submit import register as _register_submission_commands  # noqa: E402
+
+_register_submission_commands(app)  # submit, validate, schema
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,403 @@
+"""Leaderboard submissions: one JSON file per method, built by the harness from stored records.
+
+A submission file (`leaderboard/submissions/<method>.json`) holds who made the method, what it may
+touch, how its hyper-parameters were chosen, and per task x scenario the aggregated metrics (mean,
+95 % CI, n seeds; mubench.aggregate), the sweep's hypervolume (mubench.ranking) and the split id
+of every seed. Every number comes from records; nothing is typed by hand.
+
+Rules (RobustBench-style comparability flags, made checkable):
+
+- Names: a method name matches ^[a-z][a-z0-9_]{0,63}$, so it is safe as a file name and as text.
+  Free texts (authors, paper, description, hardware, ...) are plain text: any '<' or '>' is
+  REFUSED (not escaped), so a file never carries HTML; markdown characters are allowed and the
+  leaderboard must show every text as text.
+- Verified: the `verified` flag a file carries is never trusted by itself. `check_submission`
+  keeps it true only when every record the file cites (`record_ids`) is a successful record of
+  the local store and rebuilding the results from those records reproduces the file exactly;
+  otherwise the file is accepted as self-reported (verified false) with a note. `mubench submit`
+  writes verified files, since it stores the records it aggregates.
+- Registry: task versions and split ids must equal what the registry draws now (splits recomputed
+  with mubench.splits, never read from the cache); tasks whose data is absent are skipped with a
+  note. Metric values must lie in their ranges (`METRIC_RANGES`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mubench.errors import MubenchError
+from mubench.methods import Access, HParamValue
+from mubench.record import Record
+
+SCHEMA_VERSION = 1
+DEFAULT_FOLDER = Path("leaderboard") / "submissions"
+METHOD_NAME = r"^[a-z][a-z0-9_]{0,63}$"
+PLAIN_TEXT = r"^[^<>]*$"
+SHA256 = r"^[0-9a-f]{64}$"
+
+MethodName = Annotated[str, Field(pattern=METHOD_NAME)]
+PlainText = Annotated[str, Field(pattern=PLAIN_TEXT, max_length=4000)]
+
+# (regex over the metric key, low, high): the first match applies; unmatched keys are unbounded.
+METRIC_RANGES: tuple[tuple[str, float, float], ...] = (
+    (r"^(signal|gap)/.*(acc|auc|svc|ulira)$", -1.0, 1.0),   # differences of two values in [0, 1]
+    (r"(^|/|_)(acc|auc)(_|$)|/.*acc$|/.*auc$|^mia/", 0.0, 1.0),  # accuracies and AUCs
+    (r"^objective/", 0.0, 1.0),
+    (r"seconds$|^cost/(rte|peak_mem_mb|params_changed)$", 0.0, math.inf),
+)
+
+
+class SubmissionError(MubenchError):
+    """A submission file that cannot be accepted; the message lists every problem."""
+
+
+class SeedSplit(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seed: int = Field(ge=0)
+    split_id: str = Field(pattern=SHA256)
+
+
+class MetricSummary(BaseModel):
+    """Mean over seeds, half-width of the 95 % t-interval (null for one seed), number of seeds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mean: float
+    ci95: float | None = Field(ge=0)
+    n: int = Field(ge=1)
+
+
+class Hypervolume(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mean: float = Field(ge=0, le=1)
+    ci95: float | None = Field(ge=0)
+    n: int = Field(ge=1)
+    points: int = Field(ge=1, description="distinct hyper-parameter settings of the sweep")
+
+
+class TaskResult(BaseModel):
+    """One task x scenario: what was run and the harness's aggregated numbers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_/.-]*$")
+    scenario: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_/.-]*$")
+    profile: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    task_version: str = Field(pattern=r"^[0-9A-Za-z.]+$")
+    hparams: PlainText = Field(description="the setting the selection protocol chose, as canonical JSON")
+    splits: list[SeedSplit] = Field(min_length=1)
+    metrics: dict[str, MetricSummary]
+    hypervolume: Hypervolume | None = None
+
+
+class Submission(BaseModel):
+    """A leaderboard entry (`leaderboard/submissions/<method>.json`); see the module docstring."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    method: MethodName
+    version: PlainText
+    authors: list[PlainText]
+    paper: PlainText = ""
+    description: PlainText = ""
+    source_file: PlainText = Field(description="file name of the method's source")
+    class_name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    source_sha256: str = Field(pattern=SHA256)
+    access: Access
+    hparams: dict[str, HParamValue] = Field(description="the method's default hyper-parameters")
+    intensity: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    suite: PlainText
+    seeds: list[int] = Field(min_length=1)
+    sweep: Literal["axes", "grid"] | None = None
+    selection: Literal["default", "val"] = Field(description="hyper-parameter selection protocol (mubench.aggregate)")
+    hardware: PlainText
+    compute_seconds: float = Field(ge=0, description="sum of the runs' seconds")
+    mubench_version: PlainText
+    git_commit: PlainText
+    created_at: PlainText
+    results: list[TaskResult] = Field(min_length=1)
+    failures: list[PlainText] = Field(default_factory=list, description="runs that failed, with the reason")
+    record_ids: list[str] = Field(min_length=1, description="the records every number comes from")
+    verified: bool = False
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What a submission says about the method itself (read from its class and source file)."""
+
+    method: str
+    version: str
+    authors: Sequence[str]
+    paper: str
+    description: str
+    source_file: str
+    class_name: str
+    source_sha256: str
+    access: Access
+    hparams: Mapping[str, HParamValue]
+    intensity: str | None
+
+
+def build_submission(records: Sequence[Record], info: MethodInfo, *, suite: str, seeds: Sequence[int],
+                     sweep: str | None, verified: bool, created_at: str) -> Submission:
+    """The submission of `info`'s method from its records: settings chosen with the `default`
+    protocol without a sweep and `val` (best val/acc per seed) with one; hypervolume with a sweep."""
+    from mubench.aggregate import records_frame, select_settings, summarise
+    from mubench.ranking import hypervolume_table
+
+    mine = [r for r in records if r.config.method == info.method]
+    ok = [r for r in mine if r.status == "ok"]
+    if not ok:
+        raise SubmissionError(f"method {info.method}: no successful run to submit" + _failures_text(mine))
+    selection = "val" if sweep else "default"
+    kept, _ = select_settings(records_frame(ok), selection, {info.method: dict(info.hparams)})
+    summary = summarise(kept)
+    volumes = hypervolume_table(ok) if sweep else None
+    results = [_task_result(summary, volumes, ok, cell) for cell in
+               summary[["task", "scenario", "profile"]].drop_duplicates().itertuples(index=False)]
+    return Submission(
+        method=info.method, version=info.version, authors=list(info.authors), paper=info.paper,
+        description=info.description, source_file=info.source_file, class_name=info.class_name,
+        source_sha256=info.source_sha256, access=info.access, hparams=dict(info.hparams), intensity=info.intensity,
+        suite=suite, seeds=sorted(set(seeds)), sweep=sweep, selection=selection,
+        hardware="; ".join(sorted({r.hardware for r in ok})),
+        compute_seconds=float(sum(r.seconds for r in mine)),
+        mubench_version=", ".join(sorted({r.mubench_version for r in ok})),
+        git_commit=", ".join(sorted({r.git_commit for r in ok})), created_at=created_at, results=results,
+        failures=[f"{r.config.label}: {r.error}".replace("<", "(").replace(">", ")") for r in mine if r.status != "ok"],
+        record_ids=sorted(r.id for r in mine), verified=verified)
+
+
+def _task_result(summary: Any, volumes: Any, records: Sequence[Record], cell: Any) -> TaskResult:
+    rows = summary[(summary["task"] == cell.task) & (summary["scenario"] == cell.scenario)
+                   & (summary["profile"] == cell.profile)]
+    runs = [r for r in records if (r.config.task, r.config.scenario, r.config.profile) == tuple(cell)]
+    splits = {r.config.seed: r.split_id for r in runs}
+    hv = None
+    if volumes is not None:
+        match = volumes[(volumes["task"] == cell.task) & (volumes["scenario"] == cell.scenario)
+                        & (volumes["profile"] == cell.profile)]
+        if not match.empty:
+            row = match.iloc[0]
+            hv = Hypervolume(mean=float(row["hv_mean"]), ci95=_finite(row["hv_ci95"]), n=int(row["n"]),
+                             points=int(row["points"]))
+    return TaskResult(
+        task=cell.task, scenario=cell.scenario, profile=cell.profile, task_version=runs[0].config.task_version,
+        hparams=str(rows["hparams"].iloc[0]),
+        splits=[SeedSplit(seed=seed, split_id=splits[seed]) for seed in sorted(splits)],
+        metrics={row.metric: MetricSummary(mean=float(row.mean), ci95=_finite(row.ci95), n=int(row.n))
+                 for row in rows.itertuples(index=False)},
+        hypervolume=hv)
+
+
+def _finite(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _failures_text(records: Sequence[Record]) -> str:
+    failed = [f"{r.config.label}: {r.error}" for r in records if r.status != "ok"]
+    return (":\n" + "\n".join(failed)) if failed else ""
+
+
+def submissions_folder(folder: Path | None = None) -> Path:
+    """`folder`, else $MUBENCH_SUBMISSIONS, else leaderboard/submissions (relative to the cwd)."""
+    return Path(folder or os.environ.get("MUBENCH_SUBMISSIONS") or DEFAULT_FOLDER)
+
+
+def write_submission(submission: Submission, folder: Path | None = None) -> Path:
+    """Write `<folder>/<method>.json`; an existing file is never overwritten (SubmissionError)."""
+    folder = submissions_folder(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{submission.method}.json"
+    try:
+        with open(path, "x", encoding="utf-8") as handle:  # "x": fails if the file exists, atomically
+            handle.write(submission.model_dump_json(indent=1) + "\n")
+    except FileExistsError:
+        raise SubmissionError(f"{path} already exists; nothing was overwritten. Remove it (or submit under "
+                              f"another method name) to replace the entry") from None
+    return path
+
+
+@dataclass
+class Validation:
+    """The outcome of checking one file: the submission (None if unreadable), problems, notes."""
+
+    path: Path
+    submission: Submission | None = None
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def validate_submission(path: Path, folder: Path | None = None, store: Path | None = None) -> Submission:
+    """The submission in `path`, checked (see `check_submission`); every problem in one SubmissionError."""
+    result = check_submission(path, folder, store)
+    if result.problems or result.submission is None:
+        raise SubmissionError(f"{path}: {len(result.problems)} problem(s):\n" + "\n".join(f"- {p}" for p in result.problems))
+    return result.submission
+
+
+def check_submission(path: Path, folder: Path | None = None, store: Path | None = None) -> Validation:
+    """Check a file against the schema, the registry, metric ranges and the submissions folder
+    (duplicates); decide whether its `verified` flag stands (module docstring)."""
+    path = Path(path)
+    result = Validation(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        result.problems.append(f"cannot read the file: {exc.strerror or exc}")
+        return result
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        result.problems.append(f"malformed JSON: {exc}")
+        return result
+    try:
+        submission = Submission.model_validate(data)
+    except ValidationError as exc:
+        result.problems += schema_problems(exc)
+        return result
+    result.problems += _duplicate_problems(path, submission, submissions_folder(folder))
+    result.problems += range_problems(submission)
+    registry_problems, notes = _registry_problems(submission)
+    result.problems += registry_problems
+    result.notes += notes
+    verified, why = _verified(submission, store)
+    if submission.verified and not verified:
+        result.notes.append(f"accepted as self-reported (verified: false): {why}")
+    result.submission = submission.model_copy(update={"verified": verified})
+    return result
+
+
+def schema_problems(exc: ValidationError) -> list[str]:
+    """Pydantic's errors as 'field.path: message', with plain words for the name and text rules."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        pattern = (error.get("ctx") or {}).get("pattern")
+        if pattern == PLAIN_TEXT:
+            message = "contains '<' or '>': texts are plain text, HTML is refused"
+        elif pattern == METHOD_NAME:
+            message = f"{error['input']!r} is not a method name ({METHOD_NAME}: lower-case letters, digits, '_'; no HTML or markdown)"
+        else:
+            message = error["msg"]
+        problems.append(f"{where}: {message}")
+    return problems
+
+
+def range_problems(submission: Submission) -> list[str]:
+    problems = []
+    for result in submission.results:
+        for key, summary in result.metrics.items():
+            bounds = next(((low, high) for pattern, low, high in METRIC_RANGES if re.search(pattern, key)), None)
+            if bounds and not bounds[0] <= summary.mean <= bounds[1]:
+                problems.append(f"results {result.task}/{result.scenario}: {key} mean {summary.mean} is outside "
+                                f"[{bounds[0]}, {bounds[1]}]")
+            if not math.isfinite(summary.mean):
+                problems.append(f"results {result.task}/{result.scenario}: {key} mean is not finite")
+    return problems
+
+
+def _duplicate_problems(path: Path, submission: Submission, folder: Path) -> list[str]:
+    """A file in the folder must be named after its method; a method may have one file there."""
+    problems = []
+    resolved = path.resolve()
+    if resolved.parent == folder.resolve() and path.name != f"{submission.method}.json":
+        problems.append(f"method: the file is named {path.name}, not {submission.method}.json")
+    for other in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        if other.resolve() == resolved:
+            continue
+        if other.name == f"{submission.method}.json" or _method_in(other) == submission.method:
+            problems.append(f"method: duplicate name {submission.method!r}: {other} already holds an entry for it")
+    return problems
+
+
+def _method_in(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("method")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _registry_problems(submission: Submission) -> tuple[list[str], list[str]]:
+    """Task versions and split ids against what the registry draws now."""
+    from mubench.errors import UnknownNameError
+    from mubench.tasks.base import tasks
+
+    problems: list[str] = []
+    notes: list[str] = []
+    data: dict[str, Any] = {}
+    for result in submission.results:
+        where = f"results {result.task}/{result.scenario}"
+        try:
+            task = tasks.get(result.task)
+            task.spec.scenario(result.scenario)
+            task.spec.profile(result.profile)
+        except (UnknownNameError, MubenchError, ValueError, KeyError) as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        if result.task_version != task.spec.version:
+            problems.append(f"{where}: task version {result.task_version}, the registry's is {task.spec.version}")
+            continue
+        if not task.data_status().complete:
+            notes.append(f"{where}: split ids not checked, the task's data is not here (see `mubench data status`)")
+            continue
+        if result.task not in data:
+            data[result.task] = task.load()
+        for entry in result.splits:
+            drawn = current_split_id(task, data[result.task], result.scenario, entry.seed, result.profile)
+            if drawn != entry.split_id:
+                problems.append(f"{where}: seed {entry.seed}: split id {entry.split_id[:12]} does not match the "
+                                f"one drawn now ({drawn[:12]})")
+    return problems, notes
+
+
+def current_split_id(task: Any, data: Any, scenario: str, seed: int, profile: str) -> str:
+    """The split id the harness would record now (indices and poison), drawn without touching the cache."""
+    from mubench.splits import make_poison, make_split
+
+    split = make_split(task, data, scenario, seed, profile)
+    poison = make_poison(task, data, split, scenario, seed, profile)
+    return (replace(split, poison=poison.sha256) if poison is not None else split).id
+
+
+def _verified(submission: Submission, store_path: Path | None) -> tuple[bool, str]:
+    """Whether the file's claim to be verified stands: its records are in the local store and
+    rebuilding from them reproduces its results."""
+    from mubench import paths
+    from mubench.store import Store
+
+    if not submission.verified:
+        return False, "the file says so"
+    path = Path(store_path or paths.default_store())
+    if not path.exists():
+        return False, f"no local store at {path} holds its records"
+    store = Store(path)
+    try:
+        records = [store.get(record_id) for record_id in submission.record_ids]
+    finally:
+        store.close()
+    if any(r is None for r in records):
+        return False, f"some of its records are not in the local store {path}"
+    info = MethodInfo(**{name: getattr(submission, name) for name in MethodInfo.__dataclass_fields__})
+    rebuilt = build_submission([r for r in records if r is not None], info, suite=submission.suite,
+                               seeds=submission.seeds, sweep=submission.sweep, verified=True,
+                               created_at=submission.created_at)
+    if rebuilt.results != submission.results:
+        return False, f"its results differ from those rebuilt from the records in {path}"
+    return True, ""
+
+
+def schema_json() -> str:
+    """The published JSON schema of a submission file (leaderboard/submission.schema.json)."""
+    return json.dumps(Submission.model_json_schema(), indent=2, sort_keys=True) + "\n"
