@@ -9,6 +9,7 @@ any other global (e.g. `os.system`) is refused with an error naming the file.
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,12 @@ class SafeUnpickler(pickle.Unpickler):
 
 def load_pickle(path: Path, encoding: str = "ASCII") -> Any:
     """Unpickle `path` with `SafeUnpickler`; `encoding="latin1"` reads Python 2 pickles' str/bytes."""
+    # From memory, not the open file: a crafted FRAME opcode can announce a frame of any length, and
+    # reading that from a file allocates it first (MemoryError, or OverflowError past sys.maxsize);
+    # from a BytesIO the read returns what is there and the unpickler reports the truncation.
     try:
-        with open(path, "rb") as handle:
-            return SafeUnpickler(handle, encoding=encoding).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raw = io.BytesIO(Path(path).read_bytes())
+        return SafeUnpickler(raw, encoding=encoding).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            OverflowError, MemoryError, KeyError, SystemError) as exc:
         raise CorruptDataError(f"{path}: not a readable data pickle ({exc})") from None
