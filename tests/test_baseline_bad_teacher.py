@@ -20,7 +20,7 @@ from mubench.record import RunConfig
 from mubench.request import Request, Subset
 from mubench.runner import Harness, check_architecture
 from mubench.toolkit.distill import bad_teacher_loss, incompetent_teacher, unlearning_data
-from tests.helpers import assert_seed_reproducible, debug_config, shared_home
+from tests.helpers import assert_seed_reproducible, assert_unlearns_debug_original, debug_config, shared_home
 
 
 @pytest.fixture(scope="module")
@@ -114,14 +114,7 @@ def test_same_seed_same_weights_other_seed_other_weights():
 
 
 def test_unlearns_the_original_of_the_debug_task(harness):
-    prepared = harness.prepare("debug", "class_0", 0, "smoke")
-    original = prepared.original.model
-    request = Request({k: prepared.subsets[k] for k in ("forget", "retain")}, Access.RETAIN, 4,
-                      torch.device("cpu"), seed=0)
-    unlearned = BadTeacher().unlearn(copy.deepcopy(original), request, BadTeacher.resolve())
-    check_architecture(unlearned, original)
-    reference = original.state_dict()
-    assert any(not torch.equal(v, reference[k]) for k, v in unlearned.state_dict().items())
+    assert_unlearns_debug_original(harness, BadTeacher)
 
 
 def test_forgets_class_0_through_the_harness(harness):

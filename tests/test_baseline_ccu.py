@@ -5,7 +5,6 @@ cmnist class_0."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
@@ -20,9 +19,9 @@ from mubench.errors import MubenchError
 from mubench.methods import Access
 from mubench.record import RunConfig
 from mubench.request import Request, Subset
-from mubench.runner import Harness, check_architecture
+from mubench.runner import Harness
 from mubench.tasks import tasks
-from tests.helpers import assert_seed_reproducible, debug_config, needs_real_mnist, shared_home
+from tests.helpers import assert_seed_reproducible, assert_unlearns_debug_original, debug_config, needs_real_mnist, shared_home
 
 
 @pytest.fixture(scope="module")
@@ -124,14 +123,7 @@ def test_same_seed_same_weights_other_seed_other_weights():
 
 
 def test_unlearns_the_original_of_the_debug_task(harness):
-    prepared = harness.prepare("debug", "class_0", 0, "smoke")
-    original = prepared.original.model
-    request = Request({k: prepared.subsets[k] for k in ("forget", "retain")}, Access.RETAIN, 4,
-                      torch.device("cpu"), seed=0)
-    unlearned = CCU().unlearn(copy.deepcopy(original), request, CCU.resolve())
-    check_architecture(unlearned, original)
-    reference = original.state_dict()
-    assert any(not torch.equal(v, reference[k]) for k, v in unlearned.state_dict().items())
+    assert_unlearns_debug_original(harness, CCU)
 
 
 def test_forgets_class_0_of_the_debug_task_through_the_harness(harness):

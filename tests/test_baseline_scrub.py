@@ -3,7 +3,6 @@ schedule, hyper-parameter checks, and a run through the harness on the debug tas
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -16,9 +15,9 @@ from mubench.errors import MubenchError
 from mubench.methods import Access
 from mubench.record import RunConfig
 from mubench.request import Request, Subset
-from mubench.runner import Harness, check_architecture
+from mubench.runner import Harness
 from mubench.toolkit.distill import distill_kl
-from tests.helpers import assert_seed_reproducible, debug_config, shared_home
+from tests.helpers import assert_seed_reproducible, assert_unlearns_debug_original, debug_config, shared_home
 
 
 @pytest.fixture(scope="module")
@@ -96,14 +95,7 @@ def test_same_seed_same_weights_other_seed_other_weights():
 
 
 def test_unlearns_the_original_of_the_debug_task(harness):
-    prepared = harness.prepare("debug", "class_0", 0, "smoke")
-    original = prepared.original.model
-    request = Request({k: prepared.subsets[k] for k in ("forget", "retain")}, Access.RETAIN, 4,
-                      torch.device("cpu"), seed=0)
-    unlearned = Scrub().unlearn(copy.deepcopy(original), request, Scrub.resolve())
-    check_architecture(unlearned, original)
-    reference = original.state_dict()
-    assert any(not torch.equal(v, reference[k]) for k, v in unlearned.state_dict().items())
+    assert_unlearns_debug_original(harness, Scrub)
 
 
 @pytest.mark.parametrize("hparams", [{}, {"lr": 5e-3}], ids=["defaults", "strong"])
