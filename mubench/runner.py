@@ -34,7 +34,7 @@ from mubench.request import Request, Subset
 from mubench.scenarios import pixel_scale, scenario_kinds
 from mubench.splits import Split, load_or_make_poisoned_split
 from mubench.tasks.base import Task, TaskData, tasks
-from mubench.training import TRAINER_VERSION, train_model
+from mubench.training import TRAINER_VERSION, Engine, can_train_batched, train_model, train_models_batched
 
 
 def derived_seed(*names: object) -> int:
@@ -61,11 +61,13 @@ class Prepared:
 
 
 class Harness:
-    def __init__(self, device: str = "cpu", cache: ModelCache | None = None, shadow_models: int = 0) -> None:
+    def __init__(self, device: str = "cpu", cache: ModelCache | None = None, shadow_models: int = 0,
+                 compile: bool | None = None) -> None:
         if shadow_models < 0:
             raise ValueError(f"shadow_models must be >= 0, got {shadow_models}")
         self.shadow_models = shadow_models  # K shadow originals + K shadow oracles per prepare (mia/ulira)
         self.device = torch.device(resolve_device(device))
+        self.compile = compile  # torch.compile while training from scratch (None: MUBENCH_COMPILE=1)
         self.cache = cache or ModelCache()
         # torch imports its compiler stack on a process's first optimizer step or torch.func call
         # (about 2 s on a CPU): do it here, so that no method's measured seconds include it.
@@ -83,24 +85,44 @@ class Harness:
         self._train(model, task, profile, seed, subset)
         return model
 
-    def _train(self, model: nn.Module, task: Task, profile: str, seed: int, subset: Subset) -> float:
+    def _train(self, model: nn.Module, task: Task, profile: str, seed: int, subset: Subset,
+               stored: bool = False) -> float:
+        """Train with the task's recipe. `stored`: `subset.x` holds stored samples (`_stored`),
+        turned into model inputs batch by batch on the device by `task.to_inputs`."""
+        recipe = task.spec.profile(profile).recipe
         generator = torch.Generator().manual_seed(derived_seed(task.spec.name, seed, "train"))
-        return train_model(model, subset.x, subset.y, task.spec.profile(profile).recipe, generator,
-                           task.spec.target_spec).seconds
+        return train_model(model, subset.x, subset.y, recipe, generator, task.spec.target_spec,
+                           transform=task.to_inputs if stored else None,
+                           engine=Engine.for_device(self.device, recipe, self.compile)).seconds
 
     def _cached_fit(self, task: Task, profile: str, seed: int, role: str, indices_id: str, subset: Subset,
-                    poison: str = "") -> CachedModel:
+                    poison: str = "", stored: bool = False) -> CachedModel:
         """Through the model cache. `poison` (the split's poison checksum, when the training part
         holds poisoned samples) is part of the description, so a model trained on poisoned data is
         never reused for clean data with the same indices, nor the other way round."""
-        spec = task.spec
-        description = {"task": spec.name, "version": spec.version, "profile": profile,
-                       "profile_spec": spec.profile(profile).model_dump(mode="json"), "seed": seed,
-                       "role": role, "train_indices": indices_id, "trainer": TRAINER_VERSION}
-        if poison:
-            description["poison"] = poison
-        return self.cache.get_or_train(description, lambda: self.fresh_model(task, profile, seed),
-                                       lambda model: self._train(model, task, profile, seed, subset))
+        return self.cache.get_or_train(_description(task, profile, seed, role, indices_id, poison),
+                                       lambda: self.fresh_model(task, profile, seed),
+                                       lambda model: self._train(model, task, profile, seed, subset, stored))
+
+    def _cached_fits(self, task: Task, profile: str, seeds: list[int], role: str, indices_id: str,
+                     subset: Subset, poison: str = "", stored: bool = False) -> list[CachedModel]:
+        """`_cached_fit` for several seeds on the same data: the models not in the cache are
+        trained together (`train_models_batched`) when the architecture allows it, else one by one.
+        Either way each gets the cache entry, initialisation and batches of its own seed."""
+        recipe = task.spec.profile(profile).recipe
+
+        def train_many(models: list[nn.Module], indices: list[int]) -> float:
+            chosen = [seeds[i] for i in indices]
+            if len(models) > 1 and can_train_batched(models[0]):
+                generators = [torch.Generator().manual_seed(derived_seed(task.spec.name, s, "train")) for s in chosen]
+                return train_models_batched(models, subset.x, subset.y, recipe, generators, task.spec.target_spec,
+                                            transform=task.to_inputs if stored else None,
+                                            engine=Engine.for_device(self.device, recipe, False)).seconds
+            return sum(self._train(m, task, profile, s, subset, stored) for m, s in zip(models, chosen))
+
+        return self.cache.get_or_train_many(
+            [_description(task, profile, s, role, indices_id, poison) for s in seeds],
+            lambda i: self.fresh_model(task, profile, seeds[i]), train_many)
 
     # -- preparation ------------------------------------------------------------------------------
     def task_data(self, task: Task) -> TaskData:
@@ -121,11 +143,11 @@ class Harness:
         # a poisoning scenario trains its original (and reads its forget set) from a copy of the
         # training pool holding the poisoned samples; the cached task data stays clean
         data = poison.apply(clean) if poison is not None else clean
-        subsets = {part: self._subset(task, data, split, part) for part in ("train", *EVALUATED_PARTS)}
-        train_subset = subsets.pop("train")
+        subsets = {part: self._subset(task, data, split, part) for part in EVALUATED_PARTS}
+        train_subset = self._stored(data, split)  # only trained on: kept as stored, a quarter of float32 for images
         subsets["unseen"] = self._unseen(task, data, split)
         original = self._cached_fit(task, profile, seed, "original", _indices_id(split, "train"), train_subset,
-                                    split.poison)
+                                    split.poison, stored=True)
         oracle = self._cached_fit(task, profile, seed, "oracle", _indices_id(split, "retain"), subsets["retain"])
         batch, target = task.spec.profile(profile).eval_batch_size, task.spec.target_spec
         return Prepared(task, profile, seed, split, subsets,
@@ -153,25 +175,31 @@ class Harness:
             return {}
         batch = task.spec.profile(profile).eval_batch_size
         roles = {"in": ("shadow_in", "train", train), "out": ("shadow_out", "retain", subsets["retain"])}
-        shadows: dict[str, list[Outputs]] = {side: [] for side in roles}
-        for k in range(self.shadow_models):
-            shadow_seed = derived_seed(task.spec.name, seed, "shadow", k)
-            for side, (role, part, subset) in roles.items():
-                fitted = self._cached_fit(task, profile, shadow_seed, role, _indices_id(split, part), subset,
-                                          split.poison if part == "train" else "")
-                shadows[side].append(compute_outputs(fitted.model, subsets["forget"], batch, task.spec.target_spec))
+        seeds = [derived_seed(task.spec.name, seed, "shadow", k) for k in range(self.shadow_models)]
+        shadows: dict[str, list[Outputs]] = {}
+        for side, (role, part, subset) in roles.items():  # the K models of a side share their data: trained together
+            fitted = self._cached_fits(task, profile, seeds, role, _indices_id(split, part), subset,
+                                       split.poison if part == "train" else "", stored=part == "train")
+            shadows[side] = [compute_outputs(f.model, subsets["forget"], batch, task.spec.target_spec) for f in fitted]
         return shadows
 
     def _subset(self, task: Task, data: TaskData, split: Split, part: str) -> Subset:
         pool = data.test if part == "test" else data.train
         index = torch.from_numpy(getattr(split, part))
-        return Subset(task.to_inputs(pool.x[index]).to(self.device), pool.y[index].to(self.device))
+        return Subset(task.to_inputs(pool.x[index].to(self.device)), pool.y[index].to(self.device))
+
+    def _stored(self, data: TaskData, split: Split) -> Subset:
+        """The train part as stored samples (e.g. uint8 images) on the device: the data of the
+        original and shadow models, which `_train(stored=True)` turns into inputs batch by batch
+        (airbench, Jordan 2024, keeps CIFAR-10 on the GPU the same way)."""
+        index = torch.from_numpy(split.train)
+        return Subset(data.train.x[index].to(self.device), data.train.y[index].to(self.device))
 
     def _unseen(self, task: Task, data: TaskData, split: Split) -> Subset:
         """The val part minus the membership attacks' held-out non-members, with its attributes:
         training-distribution data no model saw, for methods of access UNSEEN and above."""
         index = torch.from_numpy(np.setdiff1d(split.val, split.heldout))
-        return Subset(task.to_inputs(data.train.x[index]).to(self.device), data.train.y[index].to(self.device),
+        return Subset(task.to_inputs(data.train.x[index].to(self.device)), data.train.y[index].to(self.device),
                       {k: v[index] for k, v in data.train.attributes.items()})
 
     # -- one run ----------------------------------------------------------------------------------
@@ -263,6 +291,17 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+def _description(task: Task, profile: str, seed: int, role: str, indices_id: str, poison: str = "") -> dict[str, object]:
+    """What a trained model depends on: its model-cache key."""
+    spec = task.spec
+    description: dict[str, object] = {"task": spec.name, "version": spec.version, "profile": profile,
+                                      "profile_spec": spec.profile(profile).model_dump(mode="json"), "seed": seed,
+                                      "role": role, "train_indices": indices_id, "trainer": TRAINER_VERSION}
+    if poison:
+        description["poison"] = poison
+    return description
 
 
 def _indices_id(split: Split, part: str) -> str:

@@ -10,8 +10,6 @@ releases. The hypervolume of a method's sweep is the share of the unit cube its 
 from __future__ import annotations
 
 import numpy as np
-from pymoo.indicators.hv import HV
-from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from mubench.metrics.objectives import OBJECTIVES
 
@@ -27,6 +25,8 @@ def _as_minimisation(points: np.ndarray) -> np.ndarray:
 
 def pareto_front(points: np.ndarray) -> np.ndarray:
     """Indices (sorted) of the non-dominated points when every column is to be maximised."""
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting  # pymoo loads on first use, not with the CLI
+
     points = np.atleast_2d(np.asarray(points, dtype=float))
     if len(points) == 0:
         return np.array([], dtype=int)
@@ -36,6 +36,8 @@ def pareto_front(points: np.ndarray) -> np.ndarray:
 
 def hypervolume(points: np.ndarray, reference: tuple[float, ...] | None = None) -> float:
     """Volume dominated by `points` (maximised, in [0, 1]) above `reference` (default: the origin)."""
+    from pymoo.indicators.hv import HV
+
     points = np.atleast_2d(np.asarray(points, dtype=float))
     if len(points) == 0:
         return 0.0

@@ -1,14 +1,22 @@
 """Training from scratch: the original model, the oracle, and the `retrain` baseline.
 
-In-memory data stays on the device and batches are taken by indexing a shuffled permutation
-drawn from an explicit `torch.Generator` (no DataLoader): on small models a DataLoader's
-per-sample collation costs more than the model itself (airbench, Jordan 2024).
+One engine serves every task and profile. In-memory data stays on the device and batches are
+taken by indexing a shuffled permutation drawn from an explicit `torch.Generator` (no DataLoader:
+on small models a DataLoader's per-sample collation costs more than the model itself; airbench,
+Jordan 2024). Stored samples (e.g. uint8 images) can stay on the device as they are and be turned
+into model inputs batch by batch (`transform`), so a full image dataset occupies a quarter of its
+float32 size. On a GPU the engine also trains in channels_last memory format with fused
+optimisers, and, where the recipe asks for it, under bf16 autocast and `torch.compile`: the speed
+techniques of airbench (Jordan 2024). None of them changes what is computed in exact arithmetic;
+the CPU default path is the plain loop.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +29,9 @@ from mubench.tasks.spec import Recipe
 
 # Part of every cached model's key: bump it when training changes what is cached (weights or
 # the recorded seconds), so stale models are retrained instead of reused.
-TRAINER_VERSION = "2"  # unchanged by the loss/augment options: their defaults train exactly as before
+TRAINER_VERSION = "2"  # unchanged by the engine options: their defaults train exactly as before
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -31,17 +41,59 @@ class TrainStats:
     final_loss: float
 
 
-def make_optimizer(params: list[nn.Parameter], recipe: Recipe) -> torch.optim.Optimizer:
+@dataclass(frozen=True)
+class Engine:
+    """How a recipe is executed on a device: memory format, mixed precision, fused optimiser
+    kernels and compilation. `for_device` picks them; tests may build one by hand."""
+
+    channels_last: bool = False
+    autocast: torch.dtype | None = None
+    fused: bool = False
+    compile: bool = False
+
+    @classmethod
+    def for_device(cls, device: torch.device, recipe: Recipe, compile: bool | None = None) -> Engine:
+        """channels_last and fused kernels on CUDA (where they pay; on a CPU they can be slower),
+        bf16 autocast wherever the recipe asks for it (`precision`), and `torch.compile` when asked
+        for by `compile` or, when that is None, by MUBENCH_COMPILE=1."""
+        cuda = device.type == "cuda"
+        if compile is None:
+            compile = os.environ.get("MUBENCH_COMPILE", "") == "1"
+        return cls(channels_last=cuda, autocast=torch.bfloat16 if recipe.precision == "bf16" else None,
+                   fused=cuda, compile=compile)
+
+
+def make_optimizer(params: list[nn.Parameter], recipe: Recipe, fused: bool = False) -> torch.optim.Optimizer:
+    """The recipe's optimiser; `fused` selects the single-kernel CUDA implementation (same update)."""
+    extra = {"fused": True} if fused else {}
     if recipe.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
-    return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+                               nesterov=recipe.nesterov, **extra)
+    return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay, **extra)
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, recipe: Recipe, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """The per-step learning-rate schedule; None for a constant rate (no per-step Python work)."""
+    """The per-step learning-rate schedule; None for a constant rate (no per-step Python work).
+
+    "onecycle" is Smith & Topin (2019)'s super-convergence schedule as fast CIFAR trainers use it
+    (Page 2018; airbench, Jordan 2024): see `onecycle_factor`.
+    """
     if recipe.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
+    if recipe.schedule == "onecycle":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: onecycle_factor(step, total_steps, recipe.warmup, recipe.warmup_div))
     return None
+
+
+def onecycle_factor(step: int, total_steps: int, warmup: float, warmup_div: float) -> float:
+    """The one-cycle multiplier of the peak lr at `step`: a linear rise from 1/warmup_div to 1 over
+    the first round(warmup x total) steps (at least one), then a linear fall to 0 at `total_steps`.
+    (torch's OneCycleLR divides by zero on runs of a few steps; this is defined for any length.)"""
+    rise = max(1, round(warmup * total_steps))
+    if step < rise:
+        return 1 / warmup_div + (1 - 1 / warmup_div) * step / rise
+    return max(0.0, (total_steps - step) / max(1, total_steps - rise))
 
 
 def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -54,9 +106,11 @@ def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torc
     """
     n, _, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator).to(x.device)
-    flip = (torch.rand(n, 1, generator=generator) < 0.5).to(x.device)
+    dy = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator)
+    flip = torch.rand(n, 1, generator=generator) < 0.5
+    draws = torch.cat([dy, dx, flip.long()], dim=1).to(x.device)  # one host-to-device copy per batch
+    dy, dx, flip = draws[:, :1], draws[:, 1:2], draws[:, 2:].bool()
     rows = dy + torch.arange(h, device=x.device)
     cols = dx + torch.arange(w, device=x.device)
     cols = torch.where(flip, cols.flip(1), cols)
@@ -65,28 +119,133 @@ def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torc
     return padded[index, channels, rows[:, None, :, None], cols[:, None, None, :]]
 
 
+def training_loss(target: Target, recipe: Recipe) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The task's loss (`target.loss`), with the recipe's label smoothing (Szegedy et al. 2016)
+    for classification."""
+    if recipe.label_smoothing and not target.regression:
+        return lambda output, y: F.cross_entropy(output, y, label_smoothing=recipe.label_smoothing)
+    return target.loss
+
+
 def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe,
-                generator: torch.Generator, target: Target = CLASSIFICATION) -> TrainStats:
+                generator: torch.Generator, target: Target = CLASSIFICATION, *,
+                transform: Transform | None = None, engine: Engine | None = None) -> TrainStats:
     """Minimise the task's loss (`target.loss`: cross-entropy, or masked MAE for regression) on
-    (x, y) with `recipe`; x and y already live on the model's device."""
+    (x, y) with `recipe`; x and y already live on the model's device.
+
+    `transform`, when given, turns a batch of stored samples into model inputs (e.g. uint8 images
+    into normalised floats) on the device; x then holds the stored samples. `engine` defaults to
+    `Engine.for_device` of the model's device.
+    """
     start = time.perf_counter()
+    device = x.device
+    engine = engine or Engine.for_device(device, recipe)
+    images = x.dim() == 4
+    if engine.channels_last and images:
+        model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if engine.compile else model
     model.train()
-    optimizer = make_optimizer(list(model.parameters()), recipe)
+    optimizer = make_optimizer(list(model.parameters()), recipe, fused=engine.fused)
     steps_per_epoch = math.ceil(len(y) / recipe.batch_size)
     schedule = make_schedule(optimizer, recipe, recipe.epochs * steps_per_epoch)
+    loss_fn = training_loss(target, recipe)
     loss = torch.zeros(())
     for _ in range(recipe.epochs):
-        permutation = torch.randperm(len(y), generator=generator).to(x.device)
+        permutation = torch.randperm(len(y), generator=generator).to(device)
         for offset in range(0, len(y), recipe.batch_size):
             batch = permutation[offset:offset + recipe.batch_size]
-            inputs = x[batch]
+            inputs = x[batch] if transform is None else transform(x[batch])
             if recipe.augment == "crop_flip":
                 inputs = crop_flip(inputs, generator)
-            loss = target.loss(model(inputs), y[batch])
+            if engine.channels_last and images:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=engine.autocast or torch.bfloat16,
+                                enabled=engine.autocast is not None):
+                output = step_model(inputs)
+            loss = loss_fn(output.float(), y[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             if schedule is not None:
                 schedule.step()
+    if engine.channels_last and images:
+        model.to(memory_format=torch.contiguous_format)  # safetensors and methods expect contiguous weights
     model.eval()
-    return TrainStats(time.perf_counter() - start, recipe.epochs * len(y), float(loss.detach()))
+    final = float(loss.detach())  # the one synchronisation of the loop: the clock stops after the GPU does
+    return TrainStats(time.perf_counter() - start, recipe.epochs * len(y), final)
+
+
+def can_train_batched(model: nn.Module) -> bool:
+    """Whether copies of `model` can be trained as one vmapped model: no buffers (BatchNorm's
+    running statistics are updated in place, which `torch.func.vmap` cannot batch)."""
+    return not any(True for _ in model.buffers())
+
+
+def train_models_batched(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, recipe: Recipe,
+                         generators: list[torch.Generator], target: Target = CLASSIFICATION, *,
+                         transform: Transform | None = None, engine: Engine | None = None) -> TrainStats:
+    """Train K same-architecture models on the same (x, y) at once, each with its own generator:
+    the result of `train_model` on each in turn, up to floating-point rounding.
+
+    The K parameter sets are stacked (`torch.func.stack_module_state`) and one vmapped forward
+    pass serves every model, so K small models cost about one kernel launch each instead of K
+    (the shadow models of the per-example membership attack: Carlini et al. 2022 train many). Each
+    model draws its own permutation and augmentation from its own generator in the order
+    `train_model` would, and the optimiser acts elementwise on the stacked tensors, so every slice
+    follows the update of its own optimiser. Models with buffers (BatchNorm) cannot be batched:
+    `can_train_batched`. Returns the stats of the whole batch (seconds for all K together).
+    """
+    from torch.func import functional_call, stack_module_state, vmap
+
+    if len(models) != len(generators) or not models:
+        raise ValueError(f"{len(models)} models need as many generators, got {len(generators)}")
+    if not all(can_train_batched(m) for m in models):
+        raise ValueError("models with buffers (e.g. BatchNorm) cannot be trained batched; use train_model")
+    start = time.perf_counter()
+    device = x.device
+    engine = engine or Engine.for_device(device, recipe)
+    params, _ = stack_module_state(models)
+    skeleton = copy_to_meta(models[0])
+    optimizer = make_optimizer(list(params.values()), recipe, fused=engine.fused)
+    steps_per_epoch = math.ceil(len(y) / recipe.batch_size)
+    schedule = make_schedule(optimizer, recipe, recipe.epochs * steps_per_epoch)
+    loss_fn = training_loss(target, recipe)
+
+    def forward(p: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+        return functional_call(skeleton, p, (inputs,))
+
+    batched_forward = vmap(forward)
+    loss = torch.zeros(())
+    for _ in range(recipe.epochs):
+        permutations = [torch.randperm(len(y), generator=g).to(device) for g in generators]
+        for offset in range(0, len(y), recipe.batch_size):
+            batches = [p[offset:offset + recipe.batch_size] for p in permutations]
+            inputs = []
+            for batch, generator in zip(batches, generators):
+                one = x[batch] if transform is None else transform(x[batch])
+                inputs.append(crop_flip(one, generator) if recipe.augment == "crop_flip" else one)
+            with torch.autocast(device.type, dtype=engine.autocast or torch.bfloat16,
+                                enabled=engine.autocast is not None):
+                outputs = batched_forward(params, torch.stack(inputs))
+            # the sum of the K losses: each model's parameters get exactly its own loss's gradient
+            losses = torch.stack([loss_fn(out.float(), y[batch]) for out, batch in zip(outputs, batches)])
+            loss = losses.mean()
+            optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            optimizer.step()
+            if schedule is not None:
+                schedule.step()
+    with torch.no_grad():
+        for k, model in enumerate(models):
+            for name, tensor in model.named_parameters():
+                tensor.copy_(params[name][k])
+            model.eval()
+    final = float(loss.detach())
+    return TrainStats(time.perf_counter() - start, len(models) * recipe.epochs * len(y), final)
+
+
+def copy_to_meta(model: nn.Module) -> nn.Module:
+    """A weightless copy of `model` (parameters on the meta device) to call with other weights."""
+    import copy
+
+    return copy.deepcopy(model).to("meta")

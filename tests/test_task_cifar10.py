@@ -383,7 +383,8 @@ def test_spec_scenarios_profiles_and_pins():
     standard = SPEC.profile("standard")
     assert standard.model == "resnet18_cifar" and standard.recipe.augment == "crop_flip"
     assert (standard.recipe.optimizer, standard.recipe.momentum, standard.recipe.weight_decay,
-            standard.recipe.schedule, standard.recipe.batch_size) == ("sgd", 0.9, 5e-4, "cosine", 512)
+            standard.recipe.schedule, standard.recipe.batch_size) == ("sgd", 0.9, 5e-4, "onecycle", 512)
+    assert standard.recipe.precision == "bf16" and standard.recipe.nesterov
     assert SPEC.profile("smoke").model == "small_cnn"
     assert OFFICIAL.archive.sha256 == "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
     assert OFFICIAL.batch_md5["test_batch"] == "40351d587109b95175f43aff81a1287e"  # torchvision's pin

