@@ -22,6 +22,8 @@ test: install
 
 bench: install
 	$(BIN)/python -m mubench.bench
+	$(BIN)/python -m mubench.bench --executors
+	$(BIN)/python -m mubench.bench_training  # per task: training speed and accuracy (standard on a GPU, smoke on a CPU)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
@@ -29,3 +31,12 @@ clean:
 .PHONY: cards
 cards: install  # (re)write data_cards/<task>.md for every registered task (statistics need the data)
 	$(BIN)/mubench data card
+
+.PHONY: leaderboard-data
+# The baselines' committed leaderboard entries (leaderboard/submissions/<method>.json, verified
+# against the default store) and the README's leaderboard block, regenerated from harness runs of
+# the quick suite on the CPU (missing runs only; about 15 minutes from scratch on 2 cores).
+# The standard suite (every scenario, seeds 0-2, paper-scale recipes) belongs on a GPU:
+#   $(BIN)/mubench leaderboard-data --suite standard --device cuda --replace
+leaderboard-data: install
+	$(BIN)/mubench leaderboard-data --suite quick --replace

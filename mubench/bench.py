@@ -7,6 +7,12 @@ Prints, for Colored MNIST under `smoke`:
 - evaluation seconds (outputs on every split part plus every metric) as a fraction of the
   method's seconds, for the default `finetune`.
 Each timing is the median of `--trials` runs; hardware and trial count are printed with them.
+
+`--executors` instead times one grid of about 40 small runs (the task's first two scenarios, four
+cheap methods, five seeds, `smoke`) with the local executor and with the Ray executor on a local
+instance of `--workers` CPUs, each from an empty model cache, and prints the speed-up (with and
+without the seconds Ray takes to start). Both use one torch thread per run (the local pass sets it,
+each Ray worker has it), so the figure measures running runs side by side, not thread counts.
 """
 
 from __future__ import annotations
@@ -54,13 +60,74 @@ def bare_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: 
             optimizer.step()
 
 
+EXECUTOR_BENCH_METHODS = ("identity", "finetune", "grad_ascent", "random_label")
+
+
+def executor_speedup(console: Console, task_name: str, workers: int, seeds: int = 5) -> None:
+    """Local vs Ray wall seconds for the same grid, each into a fresh model cache and store (the
+    splits, drawn by the local pass, are shared: drawing one costs milliseconds)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from mubench.artifacts import ModelCache
+    from mubench.executors import RayExecutor
+    from mubench.store import Store
+    from mubench.sweep import GridSpec, expand_grid, run_grid
+    from mubench.tasks.base import tasks
+
+    spec = tasks.get(task_name).spec
+    grid = GridSpec(tasks=[task_name], scenarios=[s.name for s in spec.scenarios[:2]],
+                    methods=list(EXECUTOR_BENCH_METHODS), seeds=list(range(seeds)), profile="smoke")
+    configs = expand_grid(grid)
+    Harness().task_data(tasks.get(task_name))  # decode the data once, outside both timings
+    work = Path(tempfile.mkdtemp(prefix="mubench-bench-"))
+    try:
+        seconds: dict[str, float] = {}
+        for name in ("local", "ray"):
+            harness = Harness(cache=ModelCache(work / f"{name}-models"))
+            start = time.perf_counter()
+            if name == "local":  # one torch thread, as each Ray worker has: the same work per run
+                threads = torch.get_num_threads()
+                torch.set_num_threads(1)
+                try:
+                    records = run_grid(configs, Store(work / "local.sqlite"), harness)
+                finally:
+                    torch.set_num_threads(threads)
+            else:
+                with RayExecutor(harness, workers=workers) as executor:
+                    seconds["ray start"] = time.perf_counter() - start
+                    records = run_grid(configs, Store(work / "ray.sqlite"), harness, executor=executor)
+            seconds[name] = time.perf_counter() - start
+            failed = [r.config.label for r in records if r.status != "ok"]
+            assert not failed, f"{name}: failed runs {failed}"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    table = Table(title=f"mubench bench --executors: {len(configs)} runs of {task_name} smoke "
+                        f"({', '.join(EXECUTOR_BENCH_METHODS)}; {seeds} seeds), one trial; "
+                        f"{provenance.hardware('cpu')}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("local executor: seconds", f"{seconds['local']:.1f}")
+    table.add_row(f"ray executor, {workers} workers: seconds (with its start)", f"{seconds['ray']:.1f}")
+    table.add_row("ray start: seconds", f"{seconds['ray start']:.1f}")
+    table.add_row("speed-up (local / ray)", f"{seconds['local'] / seconds['ray']:.2f}")
+    table.add_row("speed-up without ray's start", f"{seconds['local'] / (seconds['ray'] - seconds['ray start']):.2f}")
+    console.print(table)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="cmnist")
     parser.add_argument("--scenario", default="random_10")
     parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--executors", action="store_true", help="time a grid of ~40 runs: local vs ray")
+    parser.add_argument("--workers", type=int, default=2, help="--executors: CPUs of the local Ray instance")
     args = parser.parse_args(argv)
     console = Console()
+    if args.executors:
+        executor_speedup(console, args.task, args.workers)
+        return
     harness = Harness()
     prepared = harness.prepare(args.task, args.scenario, 0, "smoke")
     task, recipe = prepared.task, prepared.task.spec.profile("smoke").recipe

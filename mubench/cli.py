@@ -53,6 +53,11 @@ class Select(str, Enum):
     val = "val"
 
 
+class ExecutorKind(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 class View(str, Enum):
     table = "table"
     hypervolume = "hypervolume"
@@ -110,6 +115,13 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON record per run on stdout, nothing else")] = False,
     shadow_models: Annotated[int, typer.Option("--shadow-models", min=0, help="K shadow originals + K shadow oracles per split for mia/ulira (default 0: off; a GPU workload)")] = 0,
     store: StoreOption = None,
+    executor: Annotated[ExecutorKind, typer.Option("--executor", help="local (in this process) or ray (one Ray task per run)")] = ExecutorKind.local,
+    address: Annotated[Optional[str], typer.Option("--address", help="ray: the cluster to join (default: start a local instance)")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="ray: CPUs of the local instance (default: all cores)")] = None,
+    gpus_per_run: Annotated[Optional[float], typer.Option("--gpus-per-run", min=0, help="ray: GPU share of each run (default 0.25 on CUDA, 0 on the CPU)")] = None,
+    isolate: Annotated[bool, typer.Option("--isolate", help="run each method in its own process under --time-limit and --memory-limit (mubench.sandbox)")] = False,
+    time_limit: Annotated[float, typer.Option("--time-limit", min=0.001, help="--isolate: seconds each run's method and evaluation may take")] = 3600.0,
+    memory_limit: Annotated[Optional[int], typer.Option("--memory-limit", min=1, help="--isolate: MB of address space the method may add (default: no limit)")] = None,
 ) -> None:
     """Run the cross product of the given options (or a suite); finished runs are skipped."""
     from mubench.methods import parse_hparam_overrides
@@ -130,9 +142,17 @@ def run(
     configs = expand_grid(grid)
     _check_data(grid.tasks)
     _check_device(device)
-    result_store = Store(store or paths.default_store())
+    result_store = Store(store or paths.default_store())  # a read-only or full location fails here, before any work
     harness = Harness(device=device, shadow_models=shadow_models)
-    records = _run_with_progress(configs, result_store, harness, as_json)
+    if executor is ExecutorKind.local and (address or workers or gpus_per_run is not None):
+        raise MubenchError("--address, --workers and --gpus-per-run apply to --executor ray")
+    if isolate and executor is not ExecutorKind.local:
+        raise MubenchError("--isolate runs each run in a child process of this machine: use it with --executor local")
+    from mubench.executors import make_executor
+
+    options = {"address": address, "workers": workers, "gpus_per_run": gpus_per_run} if executor is ExecutorKind.ray else {}
+    with make_executor(executor.value, harness, **options) as runner:
+        records = _run_with_progress(configs, result_store, harness, as_json, runner, _limits(isolate, time_limit, memory_limit))
     if not as_json:
         from mubench.aggregate import records_frame, summarise
         from mubench.report import render
@@ -317,7 +337,14 @@ def _check_data(task_names: list[str]) -> None:
             raise MubenchError(f"task {name}: " + "\n".join(missing_message(f) for f in missing))
 
 
-def _run_with_progress(configs, store, harness, as_json: bool):  # type: ignore[no-untyped-def]
+def _limits(isolate: bool, time_limit: float, memory_limit: int | None):  # type: ignore[no-untyped-def]
+    """The sandbox limits of --isolate, or None (the runs stay in this process)."""
+    from mubench.sandbox import Limits
+
+    return Limits(time_limit_s=time_limit, memory_limit_mb=memory_limit) if isolate else None
+
+
+def _run_with_progress(configs, store, harness, as_json: bool, executor="local", isolate=None):  # type: ignore[no-untyped-def]
     from mubench.sweep import run_grid
 
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -332,12 +359,15 @@ def _run_with_progress(configs, store, harness, as_json: bool):  # type: ignore[
             progress.console.print(f"{record.config.label}: {state}", highlight=False)
             progress.update(bar, advance=1, description=record.config.scenario)
 
-        return run_grid(configs, store, harness, on_record)
+        return run_grid(configs, store, harness, on_record, executor, isolate)
 
 
 from mubench.cli_submit import register as _register_submission_commands  # noqa: E402
 
 _register_submission_commands(app)  # submit, validate, schema
+from mubench.cli_board import register as _register_board_commands  # noqa: E402
+
+_register_board_commands(app)  # leaderboard, export
 
 if __name__ == "__main__":
     main()

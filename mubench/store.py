@@ -4,12 +4,19 @@ Each record is committed in its own transaction as soon as its run finishes, so 
 at any moment loses at most the run in flight; the primary key is the record id (the hash of
 the run's config), so nothing is stored twice. A successful record is never overwritten; a
 failed one is replaced when the run is attempted again.
+
+The location is checked when the store is opened, before a sweep starts any work: its folder must
+take a new file (a probe is created and removed: permission bits alone miss read-only mounts and
+ACLs) and hold at least `MIN_FREE_BYTES`, so a read-only or full disk is one clear error up front,
+not a failure after the first hour of training.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,6 +26,7 @@ from mubench.errors import StoreError
 from mubench.record import Record
 
 SCHEMA_VERSION = 1
+MIN_FREE_BYTES = 32 * 2**20  # records are a few kB each; below this the disk is as good as full
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
@@ -56,6 +64,16 @@ class Store:
         target = self.path if self.path.exists() else directory
         if not os.access(target, os.W_OK):
             raise StoreError(f"the result store {self.path} is not writable")
+        try:
+            with tempfile.NamedTemporaryFile(dir=directory, prefix=".mubench-probe-"):
+                pass
+        except OSError as exc:
+            raise StoreError(f"the result store's folder {directory} does not take new files "
+                             f"({exc.strerror or exc}); choose another --store") from None
+        free = shutil.disk_usage(directory).free
+        if free < MIN_FREE_BYTES:
+            raise StoreError(f"the result store's folder {directory} has {free / 2**20:.1f} MiB free, "
+                             f"under the {MIN_FREE_BYTES // 2**20} MiB a sweep needs; free space or choose another --store")
 
     def put(self, record: Record) -> bool:
         """Store `record`; return False (and change nothing) if a successful one has its id."""

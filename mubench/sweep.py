@@ -11,9 +11,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mubench.errors import MubenchError, UnknownNameError
+from mubench.executors import Executor, make_executor
 from mubench.hashing import canonical_json
 from mubench.methods import HParamValue, Method, methods
 from mubench.profiles import profiles
@@ -22,6 +23,9 @@ from mubench.registry import unknown_name_message
 from mubench.runner import Harness
 from mubench.store import Store
 from mubench.tasks.base import tasks
+
+if TYPE_CHECKING:
+    from mubench.sandbox import Limits
 
 
 Scenarios = Sequence[str] | Mapping[str, Sequence[str]] | None  # one list for every task, or per task
@@ -62,7 +66,12 @@ SUITES = {
     "quick": Suite("quick", "every task with data, every method, its main scenarios, one seed, smoke profile "
                             "(CPU, minutes)",
                    tasks=tuple(QUICK_SCENARIOS), profile="smoke", seeds=(0,), scenarios=QUICK_SCENARIOS),
+    "standard": Suite("standard", "every task with data, every scenario, every method, seeds 0, 1, 2, standard "
+                                  "profile (the paper-scale recipes: meant for a GPU, `--device cuda`; days on a CPU)",
+                      tasks=(*QUICK_SCENARIOS, "celeba_smiling"), profile="standard", seeds=(0, 1, 2)),
 }
+# The standard suite names the built-in benchmark tasks (every registered task but the synthetic
+# `debug`); tests/test_leaderboard_data.py fails when a new built-in task is missing here.
 
 
 @dataclass
@@ -180,24 +189,47 @@ def _resolved_points(name: str, grid: GridSpec) -> list[dict[str, HParamValue]]:
 
 
 def run_grid(configs: Sequence[RunConfig], store: Store, harness: Harness,
-             on_record: Callable[[Record, bool], None] | None = None) -> list[Record]:
+             on_record: Callable[[Record, bool], None] | None = None,
+             executor: Executor | str = "local", isolate: Limits | None = None) -> list[Record]:
     """Run every config whose successful record is not in the store yet; store each at once.
 
-    `on_record(record, was_stored_before)` is called for every config, in order.
+    `executor` (an `Executor`, or the name of one built here for `harness` and closed at the end)
+    runs the pending configs; this process alone writes the store, each record as soon as it
+    arrives. `on_record(record, was_stored_before)` is called once per config: a stored config at
+    its place in `configs`, a run when it finishes (with the local executor, also in order).
+    The returned records follow `configs`.
+    `isolate` (limits): each run in its own child process under them (mubench.sandbox; local only).
     """
+    if isolate is not None:
+        from mubench.sandbox import isolated_executor
+
+        executor = isolated_executor(executor, harness, isolate)
+    if isinstance(executor, str):
+        with make_executor(executor, harness) as owned:
+            return run_grid(configs, store, harness, on_record, owned)
     done = store.completed_ids()
-    results = []
+    stored = {c.id: record for c in configs if c.id in done and (record := store.get(c.id)) is not None}
+    pending: dict[str, RunConfig] = {}
     for config in configs:
-        existing = store.get(config.id) if config.id in done else None
-        if existing is not None:
-            record, skipped = existing, True
-        else:
-            record, skipped = harness.run(config), False
-            store.put(record)
-        results.append(record)
-        if on_record:
-            on_record(record, skipped)
-    return results
+        if config.id not in stored:
+            pending.setdefault(config.id, config)  # the same config twice in the grid runs once
+    results: dict[str, Record] = dict(stored)
+    arrivals = executor.map(list(pending.values()))
+    try:
+        for config in configs:
+            if config.id in stored:
+                record, skipped = stored[config.id], True
+            elif pending.get(config.id) is config:  # one run arrives (with Ray, perhaps another config's)
+                record, skipped = next(arrivals), False
+                store.put(record)
+                results[record.id] = record
+            else:
+                continue
+            if on_record:
+                on_record(record, skipped)
+    finally:
+        getattr(arrivals, "close", lambda: None)()  # a generator left early cancels its runs in flight
+    return [results[c.id] for c in configs]
 
 
 def _collect(problems: list[str], check: Callable[[], Any]) -> Any:

@@ -1,0 +1,256 @@
+"""Executors: where the runs of a grid execute. The driver alone writes the store.
+
+An executor turns run configs into records and nothing else: `Executor.map(configs)` yields one
+`Record` per config as each run finishes (the local executor in order, the Ray executor in the
+order runs complete) and never touches the store; `mubench.sweep.run_grid` stores each record the
+moment it arrives, in the driver process, so a killed driver loses at most the runs in flight.
+`close()` (or leaving a `with` block) releases what the executor started.
+
+- `local`: `Harness.run` in this process, one config after another (the default; the records are
+  exactly those of a plain loop).
+- `ray`: each run is a Ray task (Moritz et al. 2018, "Ray: a distributed framework for emerging AI
+  applications"). With an address it joins that cluster, otherwise it starts a local instance of
+  `workers` CPUs. Each worker process builds its own `Harness` with the driver's device, model
+  cache root and shadow-model count (and the driver's MUBENCH_* variables), and keeps it between
+  tasks, so task data and the prepared split are loaded once per worker. Originals and oracles are
+  shared through the content-addressed `ModelCache`, whose per-key file lock makes a second worker
+  wait for the first one's model and load it instead of training it again. A run whose worker
+  process dies (killed, out of memory) is retried once (`max_retries`), then recorded as failed
+  with the reason; an exception raised outside the method (data missing, a bad config) stops the
+  sweep as it does locally. The method classes the driver has registered (built-in, plug-in, or
+  defined in a test or a script) travel with the tasks and are registered in the workers.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.metadata
+import logging
+import os
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mubench import paths, provenance
+from mubench.errors import MubenchError
+from mubench.hashing import sha256_of
+from mubench.methods import Method, methods
+from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION
+from mubench.record import Record, RunConfig
+from mubench.registry import Registry
+from mubench.runner import Harness
+
+log = logging.getLogger(__name__)
+
+
+class Executor(ABC):
+    """Runs configs and yields their records; never writes the store (the driver does)."""
+
+    @abstractmethod
+    def map(self, configs: Sequence[RunConfig]) -> Iterator[Record]:
+        """One record per config, each yielded as soon as its run has finished."""
+
+    def close(self) -> None:
+        """Release what the executor started (a local Ray instance); a no-op by default."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+executors: Registry[Callable[..., Executor]] = Registry("executor")
+
+
+def make_executor(name: str, harness: Harness, **options: Any) -> Executor:
+    """The executor registered as `name`, for `harness`'s device and cache; `options` are its own
+    (ray: address, workers, gpus_per_run, max_retries, threads_per_run)."""
+    return executors.get(name)(harness, **options)
+
+
+@executors.register("local")
+class LocalExecutor(Executor):
+    """In this process, in order: exactly the records of `[harness.run(c) for c in configs]`."""
+
+    def __init__(self, harness: Harness) -> None:
+        self.harness = harness
+
+    def map(self, configs: Sequence[RunConfig]) -> Iterator[Record]:
+        for config in configs:
+            yield self.harness.run(config)
+
+
+# ---- Ray ----------------------------------------------------------------------------------------
+
+ENV_PREFIX = "MUBENCH_"  # the driver's data mirror, home and offline switch reach the workers
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What a worker needs to build a harness equivalent to the driver's."""
+
+    device: str
+    cache_root: str
+    shadow_models: int
+    env: tuple[tuple[str, str], ...]
+    torch_threads: int
+
+    @classmethod
+    def of(cls, harness: Harness, torch_threads: int) -> WorkerSettings:
+        device = "cuda" if harness.device.type == "cuda" else str(harness.device)  # Ray picks the GPU
+        env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX)))
+        return cls(device, str(harness.cache.root), harness.shadow_models, env, torch_threads)
+
+
+_worker_harnesses: dict[WorkerSettings, Harness] = {}
+
+
+def _worker_harness(settings: WorkerSettings) -> Harness:
+    """This worker process's harness for `settings`, built once and kept between tasks."""
+    import torch
+
+    from mubench.artifacts import ModelCache
+
+    for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+        del os.environ[key]
+    os.environ.update(dict(settings.env))
+    torch.set_num_threads(settings.torch_threads)
+    if settings not in _worker_harnesses:
+        _worker_harnesses.clear()  # one sweep at a time per worker: drop the last one's data
+        _worker_harnesses[settings] = Harness(settings.device, ModelCache(settings.cache_root), settings.shadow_models)
+    return _worker_harnesses[settings]
+
+
+def _register_driver_methods(classes: dict[str, type[Method]]) -> None:
+    """Make the worker's method registry agree with the driver's for the methods of this sweep."""
+    for name, cls in classes.items():
+        cls.name = name  # set by register_method in the driver; a class pickled by reference lacks it
+        if name not in methods:
+            methods.add(name, cls)
+        elif methods.get(name) is not cls:
+            methods._items[name] = cls  # the driver's class wins over a same-named one found here
+
+
+def run_in_worker(settings: WorkerSettings, classes: dict[str, type[Method]], config_json: str) -> str:
+    """The body of one Ray task: the record of one run, as JSON (the driver validates it)."""
+    _register_driver_methods(classes)
+    harness = _worker_harness(settings)
+    config = RunConfig.model_validate_json(config_json)
+    prepare_exclusively(harness, config)
+    return harness.run(config).model_dump_json()
+
+
+def prepare_exclusively(harness: Harness, config: RunConfig) -> None:
+    """Prepare the run's split and models while holding file locks under MUBENCH_HOME: one per task
+    around its first data load, one per (task, scenario, seed, profile) around the preparation.
+    Workers of one node share the home, and its prepared-data and split files are written under
+    fixed temporary names; two workers writing one of them at once would collide. The second
+    worker waits, then reads what the first wrote."""
+    from mubench.artifacts import file_lock
+    from mubench.tasks.base import tasks
+
+    locks = paths.home() / "locks"
+    task = tasks.get(config.task)
+    with file_lock(locks / f"task-{sha256_of([config.task])[:16]}.lock"):
+        harness.task_data(task)
+    prepared = [config.task, config.scenario, config.seed, config.profile]
+    with file_lock(locks / f"prepare-{sha256_of(prepared)[:16]}.lock"):
+        harness.prepare(*prepared)
+
+
+def _pickle_unpackaged_by_value(classes: Iterable[type]) -> None:
+    """A class from an installed distribution (mubench, baselines, a plug-in) travels by reference
+    and is imported in the worker; one from a script, a notebook or a test module, which a worker
+    may not be able to import, travels with its code (cloudpickle by value)."""
+    from ray import cloudpickle
+
+    installed = importlib.metadata.packages_distributions()
+    for cls in classes:
+        module = sys.modules.get(cls.__module__)
+        if module is not None and cls.__module__.split(".")[0] not in installed and module.__name__ != "__main__":
+            cloudpickle.register_pickle_by_value(module)
+
+
+@executors.register("ray")
+class RayExecutor(Executor):
+    """Each run a Ray task; see the module docstring. `gpus_per_run` defaults to 1/4 of a GPU when
+    the harness runs on CUDA (four runs share a GPU) and 0 on the CPU; each run gets
+    `threads_per_run` CPUs and as many torch threads."""
+
+    def __init__(self, harness: Harness, address: str | None = None, workers: int | None = None,
+                 gpus_per_run: float | None = None, max_retries: int = 1, threads_per_run: int = 1) -> None:
+        import ray
+
+        if workers is not None and workers < 1:
+            raise MubenchError(f"--workers must be at least 1, got {workers}")
+        if gpus_per_run is not None and not (0 <= gpus_per_run <= 1 or (gpus_per_run > 1 and gpus_per_run == int(gpus_per_run))):
+            raise MubenchError(f"--gpus-per-run must be a fraction in [0, 1] or a whole number, got {gpus_per_run}")
+        on_gpu = harness.device.type == "cuda"
+        self.gpus_per_run = (0.25 if on_gpu else 0.0) if gpus_per_run is None else float(gpus_per_run)
+        self.max_retries, self.threads_per_run = max_retries, threads_per_run
+        self.settings = WorkerSettings.of(harness, threads_per_run)
+        self.device = str(harness.device)
+        self._owned = not ray.is_initialized()
+        if self._owned:
+            started = {"address": address} if address else {"num_cpus": workers or os.cpu_count() or 1}
+            ray.init(**started, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads_per_run)
+
+    def map(self, configs: Sequence[RunConfig]) -> Iterator[Record]:
+        """Submits at most two runs per worker ahead (the grid's order, which keeps the runs of one
+        split together, is roughly the order they start in) and yields records as runs finish."""
+        import ray
+
+        remote = ray.remote(run_in_worker).options(
+            num_cpus=self.threads_per_run, num_gpus=self.gpus_per_run, max_retries=self.max_retries,
+            retry_exceptions=False)
+        classes = {name: methods.get(name) for name in {c.method for c in configs}}
+        _pickle_unpackaged_by_value(classes.values())
+        classes = ray.put(classes)
+        waiting = collections.deque(configs)
+        in_flight: dict[Any, tuple[RunConfig, float]] = {}
+        try:
+            while waiting or in_flight:
+                while waiting and len(in_flight) < 2 * self.workers:
+                    config = waiting.popleft()
+                    in_flight[remote.remote(self.settings, classes, config.model_dump_json())] = (config, time.perf_counter())
+                ready, _ = ray.wait(list(in_flight), num_returns=1)
+                config, started = in_flight.pop(ready[0])
+                yield self._collect(ready[0], config, started)
+        finally:
+            for ref in in_flight:  # the driver stopped early: do not leave runs behind
+                ray.cancel(ref, force=True)
+
+    def _collect(self, ref: Any, config: RunConfig, started: float) -> Record:
+        import ray
+        from ray.exceptions import RayTaskError
+
+        try:
+            return Record.model_validate_json(ray.get(ref))
+        except RayTaskError as exc:  # raised outside the method (which the harness records): stop, as locally
+            cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+            raise cause from None
+        except ray.exceptions.RayError as exc:  # the worker process died, on every attempt
+            return self.died_record(config, exc, time.perf_counter() - started)
+
+    def died_record(self, config: RunConfig, exc: BaseException, seconds: float) -> Record:
+        """A failed record for a run whose worker died: no split was reported, so its id is empty."""
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        attempts = self.max_retries + 1
+        return Record(
+            id=config.id, config=config, status="failed",
+            error=f"worker died on each of {attempts} attempt(s) ({type(exc).__name__}: {first_line})",
+            split_id="", metrics_version=METRICS_VERSION, mia_spec_version=MIA_SPEC_VERSION,
+            mubench_version=provenance.mubench_version(), git_commit=provenance.git_commit(),
+            hardware=provenance.hardware(self.device), device=self.device, seconds=seconds, peak_rss_mb=0.0)
+
+    def close(self) -> None:
+        import ray
+
+        if self._owned and ray.is_initialized():
+            ray.shutdown()
+        self._owned = False
