@@ -3,18 +3,27 @@
 `submit path/to/file.py:ClassName` loads the class from the file, checks it (interface, name,
 hyper-parameter space, declared access, a smoke run on the debug task) and reports every problem
 at once; then runs the suite through the harness, stores the records and writes a verified
-submission file. Registered on the main app by an import at the end of mubench/cli.py.
+submission file. `submit --entry-point NAME` does the same for a method an installed package
+publishes under the entry-point group `mubench.methods`.
+
+`leaderboard-data` writes the baselines' own entries the same way (missing runs of the suite
+first, then one verified file per baseline; `--replace` rewrites them atomically) and regenerates
+the README's leaderboard block; `make leaderboard-data` runs it on the quick suite.
+Registered on the main app by an import at the end of mubench/cli.py.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import inspect
+import os
 import re
 import sys
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
@@ -24,8 +33,11 @@ from mubench.cli_options import StoreOption
 from mubench.errors import MubenchError
 from mubench.hashing import sha256_file
 from mubench.methods import Access, Method, methods, register_method
-from mubench.submission import (METHOD_NAME, MethodInfo, SubmissionError, build_submission, check_submission,
-                                schema_json, submissions_folder, write_submission)
+from mubench.submission import (METHOD_NAME, MethodInfo, Submission, SubmissionError, build_submission,
+                                check_submission, schema_json, submissions_folder, write_submission)
+
+if TYPE_CHECKING:
+    from mubench.sandbox import Limits
 
 SCHEMA_PATH = Path("leaderboard") / "submission.schema.json"
 OutOption = Annotated[Optional[Path], typer.Option("--out", help="submissions folder (default: $MUBENCH_SUBMISSIONS or leaderboard/submissions)")]
@@ -55,6 +67,56 @@ def load_method_class(spec: str) -> tuple[type[Method] | None, Path | None, list
     if cls is None:
         return None, path, [f"{path}: no class {class_name!r} in it"]
     return cls, path, []
+
+
+ENTRY_POINT_GROUP = "mubench.methods"
+
+
+def load_entry_point_method(name: str) -> tuple[type[Method] | None, Path | None, list[str]]:
+    """(the class, its source file, problems) for a method an installed package publishes under
+    the entry-point group `mubench.methods` (issue 7). An entry point may name a class
+    (`pkg.module:MyMethod`, matched by the entry point's name or the class's method name) or a
+    module (`pkg`: importing it registers its methods; matched by method name among the classes of
+    that module and its already imported submodules)."""
+    found: dict[type, str] = {}
+    errors: list[str] = []
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = ep.load()
+        except Exception as exc:  # another package's code: report it only if nothing is found
+            errors.append(f"entry point {ep.name} = {ep.value}: loading it raised {type(exc).__name__}: {exc}")
+            continue
+        if inspect.isclass(loaded):
+            if getattr(loaded, "name", None) == name or ep.name == name:
+                found[loaded] = ep.value
+            continue
+        if inspect.ismodule(loaded):
+            for cls in _method_classes_under(loaded.__name__):
+                if cls.name == name:
+                    found[cls] = ep.value
+    if not found:
+        names = sorted(ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+        return None, None, [f"no installed package publishes a method {name!r} under the entry-point group "
+                            f"{ENTRY_POINT_GROUP!r} (entry points: {', '.join(names) or 'none'})"] + errors
+    if len(found) > 1:
+        return None, None, [f"method {name!r} is published by several entry points: "
+                            + ", ".join(f"{value} ({cls.__module__}.{cls.__qualname__})" for cls, value in found.items())]
+    cls = next(iter(found))
+    source = inspect.getsourcefile(cls)
+    if source is None:
+        return None, None, [f"{cls.__module__}.{cls.__qualname__}: no Python source file (its sha256 goes in the entry)"]
+    return cls, Path(source), []
+
+
+def _method_classes_under(package: str) -> list[type[Method]]:
+    """The Method subclasses defined in module `package` and its imported submodules."""
+    classes = []
+    for module_name, module in list(sys.modules.items()):
+        if module is None or not (module_name == package or module_name.startswith(package + ".")):
+            continue
+        classes += [obj for obj in vars(module).values() if inspect.isclass(obj) and issubclass(obj, Method)
+                    and obj is not Method and obj.__module__ == module_name]
+    return classes
 
 
 def method_problems(cls: object) -> list[str]:
@@ -92,8 +154,8 @@ def method_problems(cls: object) -> list[str]:
     return problems
 
 
-def smoke_problems(cls: type[Method]) -> list[str]:
-    """A run on the debug task at the method's defaults must succeed."""
+def smoke_problems(cls: type[Method], limits: Limits | None = None) -> list[str]:
+    """A run on the debug task at the method's defaults must succeed (in a child process under `limits`, if given)."""
     from mubench.record import RunConfig
     from mubench.runner import Harness
     from mubench.tasks.base import tasks
@@ -104,7 +166,12 @@ def smoke_problems(cls: type[Method]) -> list[str]:
                            profile="smoke")
     except (MubenchError, ValueError) as exc:
         return [f"hyper-parameters: {exc}"]
-    record = Harness().run(config)
+    if limits is not None:
+        from mubench.sandbox import run_isolated
+
+        record = run_isolated(config, limits)
+    else:
+        record = Harness().run(config)
     return [] if record.status == "ok" else [f"smoke run on the debug task failed: {record.error}"]
 
 
@@ -126,7 +193,8 @@ def _parse_seeds(text: str | None) -> list[int] | None:
 
 
 def submit(
-    target: Annotated[str, typer.Argument(help="path/to/file.py:ClassName", metavar="FILE.py:CLASS")],
+    target: Annotated[Optional[str], typer.Argument(help="path/to/file.py:ClassName", metavar="FILE.py:CLASS")] = None,
+    entry_point: Annotated[Optional[str], typer.Option("--entry-point", help="instead of a file: the name of a method an installed package publishes under the entry-point group mubench.methods")] = None,
     suite: Annotated[str, typer.Option("--suite", help="the preset grid to run (e.g. quick)")] = "quick",
     seeds: Annotated[Optional[str], typer.Option("--seeds", help="seeds, e.g. 0,1,2 (default: the suite's)")] = None,
     sweep: Annotated[bool, typer.Option("--sweep", help="sweep the hyper-parameters (axes) and report hypervolumes")] = False,
@@ -134,6 +202,9 @@ def submit(
     author: Annotated[Optional[list[str]], typer.Option("--author", help="author (repeatable; default: the class's `authors`)")] = None,
     folder: OutOption = None,
     store: StoreOption = None,
+    isolate: Annotated[bool, typer.Option("--isolate/--no-isolate", help="run the method in child processes under the limits below (default: isolated)")] = True,
+    time_limit: Annotated[float, typer.Option("--time-limit", min=0.001, help="seconds each run's method and evaluation may take")] = 3600.0,
+    memory_limit: Annotated[Optional[int], typer.Option("--memory-limit", min=1, help="MB of address space the method may add")] = 16384,
 ) -> None:
     """Check a method, run the suite on it through the harness, and write its verified submission file."""
     from mubench.cli import _check_data, _run_with_progress, _tasks_with_data, err, out  # noqa: F401
@@ -141,11 +212,17 @@ def submit(
     from mubench.store import Store
     from mubench.sweep import GridSpec, expand_grid
 
-    cls, path, problems = load_method_class(target)
+    from mubench.sandbox import Limits
+
+    limits = Limits(time_limit_s=time_limit, memory_limit_mb=memory_limit) if isolate else None
+    if (target is None) == (entry_point is None):
+        raise SubmissionError("name the method either as FILE.py:CLASS or with --entry-point NAME (one of the two)")
+    cls, path, problems = load_entry_point_method(entry_point) if entry_point else load_method_class(target or "")
+    target = target or f"entry point method {entry_point!r}"
     if not problems:
         problems = method_problems(cls)
     if not problems:
-        problems = smoke_problems(cls)  # type: ignore[arg-type]
+        problems = smoke_problems(cls, limits)  # type: ignore[arg-type]
     if problems:
         raise SubmissionError(f"{target}: {len(problems)} problem(s):\n" + "\n".join(f"- {p}" for p in problems))
     assert cls is not None and path is not None
@@ -161,7 +238,7 @@ def submit(
     configs = expand_grid(grid)
     _check_data(list(grid.tasks))
     result_store = Store(store or paths.default_store())
-    records = _run_with_progress(configs, result_store, Harness(device="cpu"), False)
+    records = _run_with_progress(configs, result_store, Harness(device="cpu"), False, "local", limits)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     submission = build_submission(records, method_info(cls, path, list(author or [])), suite=suite,
                                   seeds=grid.seeds, sweep=grid.sweep, verified=True, created_at=created)
@@ -208,7 +285,129 @@ def schema(
     out.print(f"wrote {escape(str(target))}", highlight=False)
 
 
+# ---- the baselines' own entries (`mubench leaderboard-data`, `make leaderboard-data`) ---------------
+
+BASELINE_PACKAGE = "baselines"
+BASELINE_AUTHORS = ("mubench baselines",)
+
+
+def baseline_methods() -> list[type[Method]]:
+    """The unlearning methods of the installed `baselines` package, by name. Its continual methods
+    (`baselines.continual`) belong to the stream harness (`mubench stream`), have no suite of
+    this kind and no submission format, and are left out."""
+    return [cls for _, cls in methods.items()
+            if cls.__module__.split(".")[0] == BASELINE_PACKAGE and cls.__module__ != f"{BASELINE_PACKAGE}.continual"]
+
+
+def first_paragraph(text: str) -> str:
+    """The first paragraph of a docstring, on one line."""
+    return " ".join(inspect.cleandoc(text).split("\n\n")[0].split())
+
+
+def baseline_info(cls: type[Method]) -> MethodInfo:
+    """A baseline's MethodInfo, read from its class and module: source file `baselines/<module>.py`
+    and its sha256, the class's version and `paper` (the baselines' citation convention), the first
+    paragraph of the class docstring (else of the module's, where the baselines describe
+    themselves) as description, and the authors "mubench baselines"."""
+    source = inspect.getsourcefile(cls)
+    if source is None:
+        raise MubenchError(f"baseline {cls.name!r}: {cls.__module__} has no Python source file")
+    path = Path(source)
+    package_root = Path(sys.modules[BASELINE_PACKAGE].__file__ or path).resolve().parent.parent
+    try:
+        shown = path.resolve().relative_to(package_root).as_posix()
+    except ValueError:
+        shown = path.name
+    doc = cls.__doc__ or sys.modules[cls.__module__].__doc__ or ""
+    return MethodInfo(method=cls.name, version=str(cls.version), authors=list(BASELINE_AUTHORS), paper=cls.paper,
+                      description=first_paragraph(doc), source_file=shown, class_name=cls.__name__,
+                      source_sha256=sha256_file(path), access=cls.access, hparams=dict(cls.resolve()),
+                      intensity=cls.intensity)
+
+
+def write_replacing(submission: Submission, folder: Path) -> Path:
+    """Write `<folder>/<method>.json` atomically (a temporary file renamed over it), replacing any file there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{submission.method}.json"
+    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, prefix=f".{submission.method}.",
+                                         suffix=".tmp", delete=False)
+    try:
+        with handle:
+            handle.write(submission.model_dump_json(indent=1) + "\n")
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def leaderboard_data(
+    suite: Annotated[str, typer.Option("--suite", help="the preset grid to run (quick on a CPU; standard on a GPU)")] = "quick",
+    folder: OutOption = None,
+    store: StoreOption = None,
+    replace_: Annotated[bool, typer.Option("--replace", help="replace the baselines' existing entries (each atomically)")] = False,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, or auto")] = "cpu",
+    readme: Annotated[Optional[Path], typer.Option("--readme", help="README whose leaderboard block is regenerated afterwards")] = Path("README.md"),
+    no_readme: Annotated[bool, typer.Option("--no-readme", help="leave the README alone")] = False,
+) -> None:
+    """Run a suite for every baseline (missing runs only) and write each one's verified entry."""
+    from mubench.cli import _check_data, _check_device, _run_with_progress, _tasks_with_data, err, out
+    from mubench.cli_board import readme_block, replace_readme_block
+    from mubench.runner import Harness
+    from mubench.store import Store
+    from mubench.sweep import GridSpec, expand_grid
+
+    baselines = {cls.name: cls for cls in baseline_methods()}
+    if not baselines:
+        raise MubenchError(f"no method of the {BASELINE_PACKAGE!r} package is registered: is it installed (pip install -e .)?")
+    grid = GridSpec.from_suite(suite)
+    names = [name for name in (grid.methods or baselines) if name in baselines]
+    if not names:
+        raise MubenchError(f"suite {suite!r} runs no baseline method")
+    grid.methods = names
+    target = submissions_folder(folder)
+    existing = [target / f"{name}.json" for name in names if (target / f"{name}.json").exists()]
+    if existing and not replace_:
+        raise SubmissionError(f"{len(existing)} entr{'y' if len(existing) == 1 else 'ies'} already exist "
+                              f"({', '.join(str(p) for p in existing)}); nothing was run or overwritten. "
+                              f"Pass --replace to regenerate them")
+    if readme is not None and not no_readme and not readme.is_file():
+        raise MubenchError(f"{readme}: no such file, so its leaderboard block cannot be regenerated; run from the "
+                           f"checkout, or pass --readme PATH or --no-readme")
+    _check_device(device)
+    grid.tasks = _tasks_with_data(grid.tasks)
+    configs = expand_grid(grid)
+    _check_data(list(grid.tasks))
+    result_store = Store(store or paths.default_store())
+    records = _run_with_progress(configs, result_store, Harness(device=device), False)
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    built, refused = [], []
+    for name in names:
+        try:
+            built.append(build_submission(records, baseline_info(baselines[name]), suite=suite, seeds=grid.seeds,
+                                          sweep=None, verified=True, created_at=created))
+        except SubmissionError as exc:
+            refused.append(str(exc))
+    for submission in built:  # every entry is built before the first one is written
+        path = write_replacing(submission, target) if replace_ else write_submission(submission, target)
+        out.print(f"wrote {escape(str(path))} ({len(submission.results)} task x scenario results, "
+                  f"{len(submission.failures)} failed runs)", highlight=False, soft_wrap=True)
+    for message in refused:
+        err.print(f"[red]not written[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    if readme is not None and not no_readme:
+        text = replace_readme_block(readme.read_text(encoding="utf-8"), readme_block(target), str(readme))
+        staged = readme.with_name(f".{readme.name}.tmp")
+        staged.write_text(text, encoding="utf-8")
+        os.replace(staged, readme)
+        out.print(f"updated the leaderboard block of {escape(str(readme))}", highlight=False, soft_wrap=True)
+    err.print(f"{len(built)} baseline entries written to {target}, {len(refused)} not written; "
+              f"{len(records)} runs, store: {result_store.path}", highlight=False, soft_wrap=True)
+    if refused:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
-    """Add `submit`, `validate` and `schema` to the main app (mubench/cli.py calls this)."""
+    """Add `submit`, `validate`, `schema` and `leaderboard-data` to the main app (mubench/cli.py calls this)."""
     for command in (submit, validate, schema):
         app.command()(command)
+    app.command("leaderboard-data")(leaderboard_data)

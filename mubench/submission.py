@@ -75,6 +75,23 @@ class MetricSummary(BaseModel):
     mean: float
     ci95: float | None = Field(ge=0)
     n: int = Field(ge=1)
+    values: list[float] = Field(default_factory=list, description="the value of each seed that has the metric, "
+                                "in seed order (the order of `splits`); empty in files older than this field")
+
+
+class TradeoffPoint(BaseModel):
+    """One setting of the method's runs in a task x scenario: the means over seeds of the three
+    objectives the trade-off plot and the hypervolume use (mubench.ranking.objective_points) and of
+    `cost/rte`, the plot's marker size (mubench.plots.tradeoff)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hparams: PlainText = Field(description="the setting, as canonical JSON")
+    n: int = Field(ge=1, description="seeds the means are over")
+    utility: float = Field(ge=0, le=1)
+    forgetting: float = Field(ge=0, le=1)
+    cost: float = Field(ge=0, le=1)
+    rte: float | None = Field(default=None, ge=0, description="mean seconds relative to the oracle's training")
 
 
 class Hypervolume(BaseModel):
@@ -99,6 +116,8 @@ class TaskResult(BaseModel):
     splits: list[SeedSplit] = Field(min_length=1)
     metrics: dict[str, MetricSummary]
     hypervolume: Hypervolume | None = None
+    tradeoff: list[TradeoffPoint] = Field(default_factory=list, description="every setting run (the sweep's "
+                                          "points; one without a sweep), for trade-off plots")
 
 
 class Submission(BaseModel):
@@ -165,7 +184,8 @@ def build_submission(records: Sequence[Record], info: MethodInfo, *, suite: str,
     kept, _ = select_settings(records_frame(ok), selection, {info.method: dict(info.hparams)})
     summary = summarise(kept)
     volumes = hypervolume_table(ok) if sweep else None
-    results = [_task_result(summary, volumes, ok, cell) for cell in
+    points = _tradeoff_means(ok)
+    results = [_task_result(summary, volumes, ok, cell, kept, points) for cell in
                summary[["task", "scenario", "profile"]].drop_duplicates().itertuples(index=False)]
     return Submission(
         method=info.method, version=info.version, authors=list(info.authors), paper=info.paper,
@@ -180,7 +200,8 @@ def build_submission(records: Sequence[Record], info: MethodInfo, *, suite: str,
         record_ids=sorted(r.id for r in mine), verified=verified)
 
 
-def _task_result(summary: Any, volumes: Any, records: Sequence[Record], cell: Any) -> TaskResult:
+def _task_result(summary: Any, volumes: Any, records: Sequence[Record], cell: Any, kept: Any,
+                 points: Any) -> TaskResult:
     rows = summary[(summary["task"] == cell.task) & (summary["scenario"] == cell.scenario)
                    & (summary["profile"] == cell.profile)]
     runs = [r for r in records if (r.config.task, r.config.scenario, r.config.profile) == tuple(cell)]
@@ -197,9 +218,41 @@ def _task_result(summary: Any, volumes: Any, records: Sequence[Record], cell: An
         task=cell.task, scenario=cell.scenario, profile=cell.profile, task_version=runs[0].config.task_version,
         hparams=str(rows["hparams"].iloc[0]),
         splits=[SeedSplit(seed=seed, split_id=splits[seed]) for seed in sorted(splits)],
-        metrics={row.metric: MetricSummary(mean=float(row.mean), ci95=_finite(row.ci95), n=int(row.n))
+        metrics={row.metric: MetricSummary(mean=float(row.mean), ci95=_finite(row.ci95), n=int(row.n),
+                                           values=_seed_values(kept, cell, row.metric))
                  for row in rows.itertuples(index=False)},
-        hypervolume=hv)
+        hypervolume=hv, tradeoff=_cell_points(points, cell))
+
+
+def _in_cell(frame: Any, cell: Any) -> Any:
+    return frame[(frame["task"] == cell.task) & (frame["scenario"] == cell.scenario) & (frame["profile"] == cell.profile)]
+
+
+def _seed_values(kept: Any, cell: Any, metric: str) -> list[float]:
+    """The selected setting's value per seed, in seed order (MetricSummary.values)."""
+    rows = _in_cell(kept, cell)
+    return [float(v) for v in rows[rows["metric"] == metric].sort_values("seed")["value"]]
+
+
+def _tradeoff_means(records: Sequence[Record]) -> Any:
+    """Per (task, scenario, profile, hparams): the objectives' and cost/rte's means over seeds, and n."""
+    from mubench.aggregate import records_frame
+    from mubench.ranking import objective_points
+
+    frame = records_frame(records)
+    points = objective_points(frame)
+    keys = ["task", "scenario", "profile", "hparams"]
+    means = points.groupby(keys, sort=True).agg(
+        utility=("objective/utility", "mean"), forgetting=("objective/forgetting", "mean"),
+        cost=("objective/cost", "mean"), n=("seed", "count")).reset_index()
+    rte = frame[frame["metric"] == "cost/rte"].groupby(keys)["value"].mean().rename("rte").reset_index()
+    return means.merge(rte, on=keys, how="left")
+
+
+def _cell_points(points: Any, cell: Any) -> list[TradeoffPoint]:
+    return [TradeoffPoint(hparams=str(p.hparams), n=int(p.n), utility=float(p.utility), forgetting=float(p.forgetting),
+                          cost=float(p.cost), rte=None if p.rte != p.rte else float(p.rte))
+            for p in _in_cell(points, cell).itertuples(index=False)]
 
 
 def _finite(value: Any) -> float | None:
@@ -296,7 +349,12 @@ def schema_problems(exc: ValidationError) -> list[str]:
 
 
 def range_problems(submission: Submission) -> list[str]:
+    """Metric means outside their ranges or not finite, and a task x scenario x profile listed twice."""
     problems = []
+    cells = [(r.task, r.scenario, r.profile) for r in submission.results]
+    for cell in sorted({c for c in cells if cells.count(c) > 1}):
+        problems.append(f"results: {'/'.join(cell)} is listed {cells.count(cell)} times (one entry per task x "
+                        f"scenario x profile)")
     for result in submission.results:
         for key, summary in result.metrics.items():
             bounds = next(((low, high) for pattern, low, high in METRIC_RANGES if re.search(pattern, key)), None)

@@ -76,6 +76,21 @@ def test_a_good_file_round_trips_and_stays_verified_with_its_records(stored, tmp
     assert any("self-reported" in note for note in elsewhere.notes)
 
 
+def test_per_seed_values_and_tradeoff_points_are_filled_and_optional(stored):
+    submission = stored[2]
+    for result in submission.results:
+        summary = result.metrics["forget/acc"]
+        assert len(summary.values) == summary.n == 2 and sum(summary.values) / 2 == pytest.approx(summary.mean)
+        assert [p.hparams for p in result.tradeoff] == ["{}"] and result.tradeoff[0].n == 2
+        assert result.tradeoff[0].utility == pytest.approx(result.metrics["objective/utility"].mean)
+    older = json.loads(submission.model_dump_json())  # a file written before the two fields existed
+    for result in older["results"]:
+        del result["tradeoff"]
+        for summary in result["metrics"].values():
+            del summary["values"]
+    assert Submission.model_validate(older).results[0].tradeoff == []
+
+
 def test_malformed_json_is_refused_naming_the_file(tmp_path):
     path = _write(tmp_path / "subs", '{"method": "x",')
     assert "malformed JSON" in _problems(path, tmp_path / "subs")
@@ -106,6 +121,13 @@ def test_metrics_outside_their_ranges_are_refused(stored, tmp_path):
     data["results"][0]["metrics"]["cost/seconds"]["mean"] = -2.0
     message = _problems(_write(tmp_path / "subs", data), tmp_path / "subs")
     assert "forget/acc mean 1.5 is outside [0.0, 1.0]" in message and "cost/seconds mean -2.0" in message
+
+
+def test_a_task_scenario_listed_twice_is_refused(stored, tmp_path):
+    data = json.loads(stored[2].model_dump_json())
+    data["results"].append(data["results"][0])
+    cell = "/".join(data["results"][0][k] for k in ("task", "scenario", "profile"))
+    assert f"results: {cell} is listed 2 times" in _problems(_write(tmp_path / "subs", data), tmp_path / "subs")
 
 
 def test_a_duplicate_name_is_refused(stored, tmp_path):
@@ -140,7 +162,7 @@ def test_submit_writes_a_verified_entry_and_validate_accepts_it(tmp_path, monkey
     monkeypatch.setenv("MUBENCH_SUBMISSIONS", str(tmp_path / "subs"))
     store = tmp_path / "store.sqlite"
     args = ["submit", f"{ROOT / 'examples' / 'my_method.py'}:MyMethod", "--task", "debug", "--seeds", "0",
-            "--store", str(store)]
+            "--store", str(store), "--no-isolate"]  # isolation itself: tests/test_sandbox.py
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     path = tmp_path / "subs" / "my_method.json"

@@ -1,0 +1,234 @@
+"""`mubench leaderboard` (the Streamlit app) and `mubench export` (its overview tables as
+Markdown, LaTeX or HTML, and the README's leaderboard block).
+
+The exports are rendered from the same mubench.board tables the app shows, so a pasted table
+can always be regenerated. Every text is escaped for its format: Markdown cells backslash-escape
+the characters that would format or link, names sit in code spans; LaTeX and HTML go through
+pandas' escaping (`to_latex(escape=True)`, `to_html(escape=True)`) and `html.escape`.
+
+The README block is rendered without a store, so it depends only on the committed submissions
+folder (a status there is never `verified`: that needs the records; see mubench/board.py).
+Registered on the main app by `register(app)` (mubench/cli.py).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import subprocess
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import pandas as pd
+import typer
+from rich.markup import escape
+
+from mubench import board as bd
+from mubench.cli_options import StoreOption
+from mubench.errors import MubenchError
+
+APP = Path(__file__).resolve().parents[1] / "leaderboard" / "app.py"
+README_START, README_END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
+EMPTY = "No submissions yet: `mubench submit` writes the first."
+MEAN_RANK_TITLE = "Mean rank over task x scenario cells (1 = best)"
+SubmissionsOption = Annotated[Optional[Path], typer.Option("--submissions", help="submissions folder (default: $MUBENCH_SUBMISSIONS or leaderboard/submissions)")]
+
+
+class ExportFormat(str, Enum):
+    markdown = "markdown"
+    latex = "latex"
+    html = "html"
+
+
+# ---- the tables -------------------------------------------------------------------------------------
+
+def _number(value: float, ci: float | None = None) -> str:
+    if value != value:
+        return "–"
+    return f"{value:.3f}" if ci is None or ci != ci else f"{value:.3f} ± {ci:.3f}"
+
+
+def _rank(value: float) -> str:
+    return "–" if value != value else f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def export_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One cell's ranking with formatted cells: rank, method, access, status, metric mean ± CI, n, hypervolume."""
+    key = str(rows["ranked_by"].iloc[0])
+    return pd.DataFrame({
+        "rank": [_rank(v) for v in rows["rank"]], "method": list(rows["entry"]), "access": list(rows["access"]),
+        "status": list(rows["status"]), key: [_number(m, c) for m, c in zip(rows["mean"], rows["ci95"])],
+        "n": [str(n) for n in rows["n"]], "hypervolume": [_number(m, c) for m, c in zip(rows["hv_mean"], rows["hv_ci95"])]})
+
+
+def overview_sections(board: bd.Board, metric: str | None = None,
+                      profile: str | None = None) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
+    """[(title parts, table)]: one ranking per task x scenario cell, then the mean ranks. Title
+    parts: (task, scenario, profile, how it is ranked) for a cell, (MEAN_RANK_TITLE,) for the last."""
+    tidy = bd.filter_rows(bd.metrics_frame(board), profile=profile)
+    volumes = bd.filter_rows(bd.hypervolume_frame(board), profile=profile)
+    ranks = bd.rank_cells(tidy, metric, volumes)
+    sections: list[tuple[tuple[str, ...], pd.DataFrame]] = []
+    for cell in bd.cells(ranks):
+        rows = bd.cell_rows(ranks, cell)
+        sections.append(((*cell, f"ranked by {rows['ranked_by'].iloc[0]}, {rows['direction'].iloc[0]}"),
+                         export_table(rows)))
+    means = bd.mean_ranks(ranks)
+    if not means.empty:
+        table = pd.DataFrame({"profile": list(means["profile"]), "method": list(means["entry"]),
+                              "mean rank": [_rank(v) for v in means["mean_rank"]], "cells": [str(c) for c in means["cells"]]})
+        sections.append(((MEAN_RANK_TITLE,), table))
+    return sections
+
+
+# ---- Markdown -----------------------------------------------------------------------------------------
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
+_IDENTIFIER_COLUMNS = {"method", "profile"}
+
+
+def markdown_text(text: str) -> str:
+    """Backslash-escape every character that Markdown would format, link or split a table on."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+def markdown_code(text: str) -> str:
+    """A name as a code span (shown literally); one holding a backtick falls back to escaping."""
+    return markdown_text(text) if "`" in str(text) else f"`{text}`"
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    right = [c not in ("method", "access", "status", "profile") for c in frame.columns]
+    header = "| " + " | ".join(markdown_text(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---:" if r else "---" for r in right) + "|"
+    body = ["| " + " | ".join(markdown_code(v) if c in _IDENTIFIER_COLUMNS else markdown_text(v)
+                              for c, v in zip(frame.columns, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def to_markdown(sections: list[tuple[tuple[str, ...], pd.DataFrame]]) -> str:
+    if not sections:
+        return EMPTY + "\n"
+    parts = []
+    for title, table in sections:
+        heading = (f"**{markdown_code(title[0])} / {markdown_code(title[1])} ({markdown_code(title[2])})**: "
+                   f"{markdown_text(title[3])}") if len(title) == 4 else f"**{markdown_text(title[0])}**"
+        parts.append(heading + "\n\n" + markdown_table(table))
+    return "\n\n".join(parts) + "\n"
+
+
+# ---- LaTeX and HTML -----------------------------------------------------------------------------------
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "<": r"\textless{}", ">": r"\textgreater{}"}
+
+
+def latex_text(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def _title(title: tuple[str, ...]) -> str:
+    return f"{title[0]} / {title[1]} ({title[2]}): {title[3]}" if len(title) == 4 else title[0]
+
+
+def to_latex(sections: list[tuple[tuple[str, ...], pd.DataFrame]]) -> str:
+    """One `table` float per section (booktabs rules); cells escaped by pandas, ± as $\\pm$."""
+    if not sections:
+        return f"% {latex_text(EMPTY)}\n"
+    parts = []
+    for title, table in sections:
+        body = table.to_latex(index=False, escape=True).replace(" ± ", r" $\pm$ ").replace("–", "--")
+        parts.append("\\begin{table}[ht]\n\\centering\n\\caption{" + latex_text(_title(title)) + "}\n"
+                     + body + "\\end{table}\n")
+    return "% mubench leaderboard (mubench export --format latex); needs \\usepackage{booktabs}\n" + "\n".join(parts)
+
+
+def to_html(sections: list[tuple[tuple[str, ...], pd.DataFrame]]) -> str:
+    body = [f"<p>{html.escape(EMPTY)}</p>"] if not sections else [
+        f"<h2>{html.escape(_title(title))}</h2>\n" + table.to_html(index=False, escape=True, border=0)
+        for title, table in sections]
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>mubench leaderboard</title></head>\n"
+            "<body>\n<h1>mubench leaderboard</h1>\n" + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+RENDERERS = {ExportFormat.markdown: to_markdown, ExportFormat.latex: to_latex, ExportFormat.html: to_html}
+
+
+def render_export(fmt: ExportFormat, folder: Path | None = None, store: Path | None = None,
+                  metric: str | None = None, profile: str | None = None) -> str:
+    board = bd.load_board(folder, store)
+    return RENDERERS[ExportFormat(fmt)](overview_sections(board, metric, profile))
+
+
+def readme_block(folder: Path | None = None) -> str:
+    """The README's leaderboard block: the Markdown export of `folder`, without a store."""
+    return render_export(ExportFormat.markdown, folder)
+
+
+def replace_readme_block(text: str, block: str, where: str = "README") -> str:
+    """`text` with only what lies between the leaderboard markers replaced by `block`."""
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise MubenchError(f"{where}: no {README_START} ... {README_END} markers (in that order) to write between")
+    return text[:start + len(README_START)] + "\n" + block + text[end:]
+
+
+# ---- commands -----------------------------------------------------------------------------------------
+
+def leaderboard(
+    submissions: SubmissionsOption = None,
+    store: StoreOption = None,
+    port: Annotated[int, typer.Option("--port", help="port to serve on")] = 8501,
+) -> None:
+    """Start the leaderboard (Streamlit, read-only) over the submissions folder and the local store."""
+    from mubench import paths
+    from mubench.submission import submissions_folder
+
+    if not APP.is_file():
+        raise MubenchError(f"{APP} not found: the leaderboard app ships with the source checkout, run it from there")
+    env = dict(os.environ, MUBENCH_SUBMISSIONS=str(submissions_folder(submissions).resolve()))
+    chosen = store or (paths.default_store() if paths.default_store().is_file() else None)
+    if chosen is not None:
+        env["MUBENCH_STORE"] = str(Path(chosen).resolve())
+    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
+               "--browser.gatherUsageStats", "false"]
+    raise typer.Exit(subprocess.call(command, env=env))
+
+
+def export(
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="markdown, latex or html")] = ExportFormat.markdown,
+    out: Annotated[Optional[Path], typer.Option("--out", help="write here (default: stdout)")] = None,
+    submissions: SubmissionsOption = None,
+    store: StoreOption = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="rank by this metric (default: forget/acc, else forget/mae)")] = None,
+    profile: Annotated[Optional[str], typer.Option("--profile", help="only this profile")] = None,
+    readme: Annotated[Optional[Path], typer.Option("--readme", help="rewrite only the leaderboard block of this README (Markdown, no store)")] = None,
+) -> None:
+    """Write the leaderboard's overview tables (per task x scenario ranks and mean ranks)."""
+    from mubench.cli import out as console
+
+    if readme is not None:
+        if fmt != ExportFormat.markdown or store is not None or metric or profile or out:
+            raise MubenchError("--readme writes the default Markdown block from the submissions folder alone: "
+                               "drop --format, --store, --metric, --profile and --out")
+        readme.write_text(replace_readme_block(readme.read_text(encoding="utf-8"), readme_block(submissions),
+                                               str(readme)), encoding="utf-8")
+        console.print(f"updated the leaderboard block of {escape(str(readme))}", highlight=False, soft_wrap=True)
+        return
+    text = render_export(fmt, submissions, store, metric, profile)
+    if out is None:
+        console.file.write(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    console.print(f"wrote {escape(str(out))}", highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `leaderboard` and `export` to the main app (mubench/cli.py calls this)."""
+    app.command()(leaderboard)
+    app.command()(export)

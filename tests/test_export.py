@@ -1,0 +1,129 @@
+"""`mubench export` (Markdown, LaTeX, HTML) on the fabricated folder of tests/board_fixtures.py,
+checked line by line by hand; escaping of hostile texts; the README block is what the export
+makes from the committed submissions folder; `mubench leaderboard` starts streamlit with the env."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from board_fixtures import make_folder
+from helpers import shared_home
+from mubench import cli_board
+from mubench.cli_board import (README_END, README_START, ExportFormat, markdown_table, readme_block, render_export,
+                               replace_readme_block, to_html, to_latex)
+from mubench.errors import MubenchError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    base = tmp_path_factory.mktemp("export")
+    with shared_home(base):
+        folder, store = make_folder(base)
+    return base, folder, store
+
+
+@pytest.fixture(autouse=True)
+def env(made, monkeypatch):
+    monkeypatch.setenv("MUBENCH_HOME", str(made[0] / "baselines-home"))
+    monkeypatch.setenv("MUBENCH_OFFLINE", "1")
+    monkeypatch.delenv("MUBENCH_SUBMISSIONS", raising=False)
+
+
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+    cli_board.register(app)
+    return app
+
+
+def test_markdown_tables_by_hand(made):
+    text = render_export(ExportFormat.markdown, made[1])
+    lines = text.splitlines()
+    # class_0 gaps: alpha 0.08/0.12 (CI t(0.975, 1) * 0.0283 / sqrt 2 = 0.254), gamma 0.1, beta 0.2;
+    # beta's hypervolume: its lr 0.01 point is dominated, so 0.9 * 0.8 * 0.5 = 0.36
+    expected = [
+        "**`debug` / `class_0` (`smoke`)**: ranked by gap/forget\\_acc, lower is better",
+        "| rank | method | access | status | gap/forget\\_acc | n | hypervolume |",
+        "|---:|---|---|---|---:|---:|---:|",
+        "| 1.5 | `alpha` | forget | unchecked | 0.100 ± 0.254 | 2 | – |",
+        "| 1.5 | `gamma` | unseen | self-reported | 0.100 ± 0.000 | 2 | – |",
+        "| 3 | `beta` | retain | unchecked | 0.200 ± 0.000 | 2 | 0.360 ± 0.000 |",
+        "| 1 | `beta` | retain | unchecked | 0.050 ± 0.127 | 2 | 0.427 ± 0.057 |",
+        "| 2 | `alpha` | forget | unchecked | 0.300 ± 0.635 | 2 | – |",
+        "**Mean rank over task x scenario cells \\(1 = best\\)**",
+        "| `smoke` | `gamma` | 1.5 | 1 |", "| `smoke` | `alpha` | 1.75 | 2 |", "| `smoke` | `beta` | 2 | 2 |",
+    ]
+    positions = [lines.index(line) for line in expected]
+    assert positions == sorted(positions)
+    assert "script" not in text and "broken" not in text  # refused files are not exported
+    with_store = render_export(ExportFormat.markdown, made[1], made[2])
+    assert "| 1.5 | `alpha` | forget | verified | 0.100 ± 0.254 | 2 | – |" in with_store.splitlines()
+    assert "**`debug` / `class_0` (`smoke`)**: ranked by objective/forgetting, higher is better" in \
+        render_export(ExportFormat.markdown, made[1], metric="objective/forgetting")
+
+
+def test_latex_and_html_by_hand(made):
+    latex = render_export(ExportFormat.latex, made[1])
+    assert "\\caption{debug / class\\_0 (smoke): ranked by gap/forget\\_acc, lower is better}" in latex
+    assert "1.5 & alpha & forget & unchecked & 0.100 $\\pm$ 0.254 & 2 & -- \\\\" in latex
+    assert latex.count("\\begin{table}") == 3 and "\\toprule" in latex
+    page = render_export(ExportFormat.html, made[1])
+    assert page.startswith("<!DOCTYPE html>") and page.count("<table") == 3
+    assert "<h2>debug / random_10 (smoke): ranked by gap/forget_acc, lower is better</h2>" in page
+    assert "<td>beta</td>" in page and "<td>0.427 ± 0.057</td>" in page
+
+
+def test_every_format_escapes_hostile_texts():
+    import pandas as pd
+
+    hostile = pd.DataFrame({"method": ["**bold**", "<script>x</script>"], "status": ["[x](javascript:alert(1))", "a|b & 50%_$"]})
+    markdown = markdown_table(hostile)
+    assert "`**bold**`" in markdown and "`<script>x</script>`" in markdown  # code spans: shown literally
+    assert "\\[x\\]\\(javascript:alert\\(1\\)\\)" in markdown and "a\\|b & 50%\\_$" in markdown
+    sections = [(("t<b>", "s_1", "p", "ranked by x & y"), hostile)]
+    page = to_html(sections)
+    assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page and "t&lt;b&gt;" in page
+    latex = to_latex(sections)
+    assert "a|b \\& 50\\%\\_\\$" in latex and "\\caption{t\\textless{}b\\textgreater{} / s\\_1 (p): ranked by x \\& y}" in latex
+
+
+def test_the_readme_block_is_the_export_of_the_committed_folder():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start, end = text.index(README_START) + len(README_START), text.index(README_END)
+    assert text[start:end] == "\n" + readme_block(ROOT / "leaderboard" / "submissions"), \
+        "stale README leaderboard block: run `mubench export --readme README.md`"
+
+
+def test_export_command_writes_files_and_only_the_readme_block(made, tmp_path):
+    out = tmp_path / "board.html"
+    result = CliRunner().invoke(_cli(), ["export", "--format", "html", "--out", str(out), "--submissions", str(made[1])],
+                                catch_exceptions=False)
+    assert result.exit_code == 0 and "<td>alpha</td>" in out.read_text()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\nbefore\n{README_START}\nold rows\n{README_END}\nafter\n")
+    result = CliRunner().invoke(_cli(), ["export", "--readme", str(readme), "--submissions", str(made[1])],
+                                catch_exceptions=False)
+    assert result.exit_code == 0
+    written = readme.read_text()
+    assert written.startswith(f"# title\nbefore\n{README_START}\n**`debug` / `class_0`") and "old rows" not in written
+    assert written.endswith(f"{README_END}\nafter\n")
+    with pytest.raises(MubenchError, match="no <!-- leaderboard:start -->"):
+        replace_readme_block("no markers", "x")
+
+
+def test_leaderboard_starts_streamlit_with_the_paths(made, monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli_board.subprocess, "call", lambda command, env: calls.append((command, env)) or 0)
+    result = CliRunner().invoke(_cli(), ["leaderboard", "--submissions", str(made[1]), "--store", str(made[2]),
+                                         "--port", "8600"], catch_exceptions=False)
+    assert result.exit_code == 0
+    command, env = calls[0]
+    assert command[:4] == [sys.executable, "-m", "streamlit", "run"] and command[4].endswith("leaderboard/app.py")
+    assert command[command.index("--server.port") + 1] == "8600"
+    assert env["MUBENCH_SUBMISSIONS"] == str(made[1].resolve()) and env["MUBENCH_STORE"] == str(made[2].resolve())
