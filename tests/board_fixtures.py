@@ -94,3 +94,20 @@ def make_folder(base: Path, refused: bool = True, description: str = "a fabricat
         store.put(run)
     store.close()
     return folder, store_path
+
+
+def made_folder(tmp_path_factory, name: str) -> tuple[Path, Path, Path]:  # noqa: ANN001 - pytest's factory
+    """(base, submissions folder, store) of the fabricated entries, made once per test module."""
+    from helpers import shared_home
+
+    base = tmp_path_factory.mktemp(name)
+    with shared_home(base):
+        folder, store = make_folder(base)
+    return base, folder, store
+
+
+def board_environment(base: Path, monkeypatch) -> None:  # noqa: ANN001 - pytest's monkeypatch
+    """The environment the board reads, pointed at `base`: its own home, offline, no folder override."""
+    monkeypatch.setenv("MUBENCH_HOME", str(base / "baselines-home"))
+    monkeypatch.setenv("MUBENCH_OFFLINE", "1")
+    monkeypatch.delenv("MUBENCH_SUBMISSIONS", raising=False)

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from board_fixtures import make_folder, record
+from board_fixtures import board_environment, made_folder, record
 from helpers import one_torch_thread, shared_home  # noqa: F401  (autouse fixture)
 from mubench import board as bd
 from mubench.errors import MubenchError
@@ -18,17 +18,12 @@ from mubench.store import Store
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
-    base = tmp_path_factory.mktemp("board")
-    with shared_home(base):
-        folder, store = make_folder(base)
-    return base, folder, store
+    return made_folder(tmp_path_factory, "board")
 
 
 @pytest.fixture(autouse=True)
 def home(made, monkeypatch):
-    monkeypatch.setenv("MUBENCH_HOME", str(made[0] / "baselines-home"))
-    monkeypatch.setenv("MUBENCH_OFFLINE", "1")
-    monkeypatch.delenv("MUBENCH_SUBMISSIONS", raising=False)
+    board_environment(made[0], monkeypatch)
 
 
 @pytest.fixture(scope="module")

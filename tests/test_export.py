@@ -11,8 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from board_fixtures import make_folder
-from helpers import shared_home
+from board_fixtures import board_environment, made_folder
 from mubench import cli_board
 from mubench.cli_board import (README_END, README_START, ExportFormat, markdown_table, readme_block, render_export,
                                replace_readme_block, to_html, to_latex)
@@ -23,17 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
-    base = tmp_path_factory.mktemp("export")
-    with shared_home(base):
-        folder, store = make_folder(base)
-    return base, folder, store
+    return made_folder(tmp_path_factory, "export")
 
 
 @pytest.fixture(autouse=True)
 def env(made, monkeypatch):
-    monkeypatch.setenv("MUBENCH_HOME", str(made[0] / "baselines-home"))
-    monkeypatch.setenv("MUBENCH_OFFLINE", "1")
-    monkeypatch.delenv("MUBENCH_SUBMISSIONS", raising=False)
+    board_environment(made[0], monkeypatch)
 
 
 def _cli() -> typer.Typer:
