@@ -79,21 +79,30 @@ def assert_seed_reproducible(weights: Callable[[int], dict]) -> None:
     assert any(not torch.equal(first[k], other[k]) for k in first)
 
 
-def assert_unlearns_debug_original(harness, method_cls: type, scenario: str = "class_0") -> None:  # type: ignore[no-untyped-def]
-    """`method_cls` at its defaults, called directly on a copy of the debug task's original with
-    the data its access declares, returns the same architecture with changed weights."""
+def unlearn_debug(harness, method_cls: type, scenario: str = "class_0", seed: int = 7, **hparams):  # type: ignore[no-untyped-def]
+    """(original, unlearned): `method_cls` called directly on a copy of the debug task's original
+    with the data its access declares and the given hyper-parameters."""
     import copy
 
     import torch
 
     from mubench.request import Request
-    from mubench.runner import check_architecture
 
     prepared = harness.prepare("debug", scenario, 0, "smoke")
     original = prepared.original.model
     request = Request({k: prepared.subsets[k] for k in method_cls.access.subsets}, method_cls.access, 4,
-                      torch.device("cpu"), seed=0)
-    unlearned = method_cls().unlearn(copy.deepcopy(original), request, method_cls.resolve())
+                      torch.device("cpu"), seed=seed)
+    return original, method_cls().unlearn(copy.deepcopy(original), request, method_cls.resolve(hparams))
+
+
+def assert_unlearns_debug_original(harness, method_cls: type, scenario: str = "class_0") -> None:  # type: ignore[no-untyped-def]
+    """`method_cls` at its defaults, called directly on a copy of the debug task's original with
+    the data its access declares, returns the same architecture with changed weights."""
+    import torch
+
+    from mubench.runner import check_architecture
+
+    original, unlearned = unlearn_debug(harness, method_cls, scenario, seed=0)
     check_architecture(unlearned, original)
     reference = original.state_dict()
     assert any(not torch.equal(v, reference[k]) for k, v in unlearned.state_dict().items())

@@ -3,7 +3,6 @@ widening and removal, and both methods end to end on the debug task."""
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
@@ -14,9 +13,8 @@ import baselines.boundary as boundary
 from mubench.errors import MubenchError
 from mubench.methods import methods
 from mubench.record import RunConfig
-from mubench.request import Request
 from mubench.runner import Harness, check_architecture
-from tests.helpers import debug_config, shared_home
+from tests.helpers import debug_config, shared_home, unlearn_debug
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +29,7 @@ def config(method: str, scenario: str = "class_0", **hparams) -> RunConfig:
 
 def unlearn_directly(harness: Harness, method: str, scenario: str = "class_0", seed: int = 7, **hparams):
     """(original, unlearned) from calling the method itself on the prepared debug data."""
-    prepared = harness.prepare("debug", scenario, 0, "smoke")
-    cls = methods.get(method)
-    request = Request({n: prepared.subsets[n] for n in cls.access.subsets}, cls.access, 4, torch.device("cpu"), seed=seed)
-    original = prepared.original.model
-    return original, cls().unlearn(copy.deepcopy(original), request, cls.resolve(hparams))
+    return unlearn_debug(harness, methods.get(method), scenario, seed, **hparams)
 
 
 # ---- the FGSM label by hand ---------------------------------------------------------------------

@@ -4,7 +4,6 @@ runs through the harness on the debug task, and the behaviour on cmnist class_0.
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -12,12 +11,12 @@ import torch
 from torch import nn
 
 import baselines.l2ul as l2ul
-from mubench.methods import Access, methods
+from mubench.methods import methods
 from mubench.record import RunConfig
-from mubench.request import Request, Subset
+from mubench.request import Subset
 from mubench.runner import Harness, check_architecture
 from mubench.tasks import tasks
-from tests.helpers import HAS_REAL_MNIST, debug_config, shared_home
+from tests.helpers import HAS_REAL_MNIST, debug_config, shared_home, unlearn_debug
 
 FAST = {"num_adv_images": 1, "pgd_iter": 20}  # the PGD is most of the cost; 20 steps of 0.1 span eps 2
 
@@ -29,10 +28,7 @@ def harness(tmp_path_factory):
 
 
 def unlearn_directly(harness: Harness, scenario: str = "class_0", seed: int = 7, **hparams):
-    prepared = harness.prepare("debug", scenario, 0, "smoke")
-    request = Request({"forget": prepared.subsets["forget"]}, Access.FORGET, 4, torch.device("cpu"), seed=seed)
-    original = prepared.original.model
-    return original, l2ul.L2UL().unlearn(copy.deepcopy(original), request, l2ul.L2UL.resolve(hparams))
+    return unlearn_debug(harness, l2ul.L2UL, scenario, seed, **hparams)
 
 
 def linear(weight: list[list[float]], bias: list[float] | None = None) -> nn.Linear:

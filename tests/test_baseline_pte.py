@@ -4,7 +4,6 @@ and the behaviour on cwru class_0 (the paper's bearing-fault setting)."""
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 
@@ -13,12 +12,12 @@ import torch
 from torch import nn
 
 import baselines.pte as pte
-from mubench.methods import Access, methods
+from mubench.methods import methods
 from mubench.record import RunConfig
-from mubench.request import Request, Subset
+from mubench.request import Subset
 from mubench.runner import Harness, check_architecture
 from mubench.tasks import tasks
-from tests.helpers import REAL_MIRROR, debug_config, shared_home
+from tests.helpers import REAL_MIRROR, debug_config, shared_home, unlearn_debug
 
 HAS_REAL_CWRU = any((Path(m) / "cwru").is_dir() for m in os.environ.get("MUBENCH_MIRROR", str(REAL_MIRROR)).split(os.pathsep) if m)
 
@@ -30,10 +29,7 @@ def harness(tmp_path_factory):
 
 
 def unlearn_directly(harness: Harness, scenario: str = "class_0", seed: int = 7, **hparams):
-    prepared = harness.prepare("debug", scenario, 0, "smoke")
-    request = Request({"forget": prepared.subsets["forget"]}, Access.FORGET, 4, torch.device("cpu"), seed=seed)
-    original = prepared.original.model
-    return original, pte.PTE().unlearn(copy.deepcopy(original), request, pte.PTE.resolve(hparams))
+    return unlearn_debug(harness, pte.PTE, scenario, seed, **hparams)
 
 
 # ---- edit labels, masked distillation, probe ------------------------------------------------------
