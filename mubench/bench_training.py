@@ -7,12 +7,16 @@ on a CPU), it trains the original model of seed 0 with the harness's engine and 
 - its test accuracy (MAE for regression); for Colored MNIST also on the bias-conflicting test
   samples, and the same model and recipe on uncoloured MNIST digits (`mnist` row);
 - with `--methods`, the mean seconds of one method run (unlearning plus every metric), over every
-  applicable registered method on the task's first scenario;
+  applicable registered method on the task's first scenario, and where they go: the method, the
+  unlearned model's outputs, and the costliest metrics (mean seconds per run);
 - the projected wall time of the profile's full leaderboard: every scenario, every applicable
   method, 3 seeds, default hyper-parameters, run one after the other on this device. A split's
   train part is shared by its scenarios, so the originals are one per seed (plus one per poisoning
   scenario); an oracle per scenario and seed; `retrain` costs one more training per run; every
-  other run costs the measured mean run seconds (without `--methods`: not projected).
+  other run costs the measured mean run seconds (without `--methods`: not projected). With
+  `--concurrent K` the runs are also timed K at a time through the Ray executor (K workers, 1/K
+  of the GPU each), and the projection uses that effective seconds per run; trainings are still
+  counted one after another.
 `--set key=value` overrides recipe fields (e.g. `--set epochs=20`) to explore a recipe; figures
 taken with overrides are labelled so. Each figure comes from one run (training is minutes on a
 CPU); hardware and torch version are printed with them.
@@ -24,7 +28,7 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +68,9 @@ class TaskFigures:
     methods_measured: int
     projected_hours: float | None
     overrides: str
+    run_breakdown: dict[str, float] = field(default_factory=dict)  # mean seconds per run: method, outputs, metrics
+    concurrent_run_seconds: float | None = None  # effective seconds per run with `workers` at a time (--concurrent)
+    workers: int = 1  # runs at a time behind the projection
 
 
 def recipe_with(task: Task, profile: str, overrides: dict[str, Any]):  # noqa: ANN201 - a Recipe
@@ -157,25 +164,56 @@ def uncoloured_mnist(harness: Harness, profile: str, overrides: dict[str, Any],
     return stats.seconds, recipe.epochs * len(y) / stats.seconds, accuracy
 
 
-def mean_run_seconds(harness: Harness, task: Task, profile: str, method_names: list[str] | None) -> tuple[float, int]:
-    """Mean seconds of one run (method plus every metric) over the applicable methods, seed 0,
-    on the task's first scenario; the original and oracle are prepared first and not counted."""
+def method_configs(task: Task, profile: str, method_names: list[str] | None) -> list[RunConfig]:
+    """One run per applicable method (default hyper-parameters, seed 0) on the task's first
+    scenario; `retrain` is left out (the projection counts it as a training)."""
     scenario = task.spec.scenarios[0].name
-    harness.prepare(task.spec.name, scenario, 0, profile)
     names = [name for name in (method_names or methods.names())
              if name != "retrain" and supports(methods.get(name), task) and not methods.get(name).inapplicable(task.spec)]
+    return [RunConfig(task=task.spec.name, task_version=task.spec.version, scenario=scenario, method=name,
+                      method_version=methods.get(name).version, hparams=methods.get(name).resolve(), seed=0,
+                      profile=profile) for name in names]
+
+
+def mean_run_seconds(harness: Harness, configs: list[RunConfig]) -> tuple[float, dict[str, float]]:
+    """Mean seconds of one run (method plus every metric), one after another, and their mean
+    breakdown (Harness.run_seconds); the split's original and oracle are prepared first and not
+    counted."""
+    if not configs:
+        return 0.0, {}
+    harness.prepare(configs[0].task, configs[0].scenario, configs[0].seed, configs[0].profile)
     seconds = []
-    for name in names:
-        method_cls = methods.get(name)
-        config = RunConfig(task=task.spec.name, task_version=task.spec.version, scenario=scenario, method=name,
-                           method_version=method_cls.version, hparams=method_cls.resolve(), seed=0, profile=profile)
+    harness.run_seconds = {}
+    for config in configs:
         start = time.perf_counter()
         record = harness.run(config)
         _sync(harness.device)
         seconds.append(time.perf_counter() - start)
         status = "ok" if record.status == "ok" else f"failed: {record.error}"
-        print(f"  {task.spec.name} {name}: {seconds[-1]:.2f} s ({status})", flush=True)
-    return (sum(seconds) / len(seconds) if seconds else 0.0), len(seconds)
+        print(f"  {config.task} {config.method}: {seconds[-1]:.2f} s ({status})", flush=True)
+    breakdown = {key: value / len(seconds) for key, value in harness.run_seconds.items()}
+    harness.run_seconds = None
+    return sum(seconds) / len(seconds), breakdown
+
+
+def concurrent_run_seconds(harness: Harness, configs: list[RunConfig], workers: int) -> float:
+    """Effective seconds per run when `workers` runs share the device: the wall time of all
+    `configs` through the Ray executor (`workers` worker processes; on CUDA each holds 1/workers of
+    the GPU) over their number. Each worker prepares the split once (data, cached models, their
+    outputs), as it would in a sweep; while one run waits on the CPU (the attacks' scikit-learn
+    fits) another computes on the GPU."""
+    from mubench.executors import make_executor
+
+    if not configs:
+        return 0.0
+    gpus = 1.0 / workers if harness.device.type == "cuda" else 0.0
+    with make_executor("ray", harness, workers=workers, gpus_per_run=gpus) as executor:
+        start = time.perf_counter()
+        failed = [r for r in executor.map(configs) if r.status != "ok"]
+        wall = time.perf_counter() - start
+    print(f"  {configs[0].task}: {len(configs)} runs, {workers} at a time: {wall:.2f} s "
+          f"({len(failed)} failed)", flush=True)
+    return wall / len(configs)
 
 
 def projected_hours(task: Task, train_seconds: float, run_seconds: float | None) -> float | None:
@@ -199,17 +237,24 @@ def _sync(device: torch.device) -> None:
 
 
 def bench_task(harness: Harness, name: str, profile: str, overrides: dict[str, Any], compile: bool | None,
-               with_methods: bool, method_names: list[str] | None) -> list[TaskFigures]:
+               with_methods: bool, method_names: list[str] | None, workers: int = 1) -> list[TaskFigures]:
     task = tasks.get(name)
     data = harness.task_data(task)
     model, seconds, samples, split = train_original(harness, task, data, profile, overrides, compile)
     recipe = recipe_with(task, profile, overrides)
     metric, value, extra = test_figures(task, data, split, model, profile, harness.device)
-    run_seconds, measured = mean_run_seconds(harness, task, profile, method_names) if with_methods else (None, 0)
+    run_seconds, breakdown, concurrent, configs = None, {}, None, []
+    if with_methods:
+        configs = method_configs(task, profile, method_names)
+        run_seconds, breakdown = mean_run_seconds(harness, configs)
+        if workers > 1:
+            concurrent = concurrent_run_seconds(harness, configs, workers)
     label = ", ".join(f"{k}={v}" for k, v in overrides.items())
+    effective = concurrent if concurrent is not None else run_seconds
     rows = [TaskFigures(name, profile, task.spec.profile(profile).model, samples, recipe.epochs, seconds,
-                        recipe.epochs * samples / seconds, metric, value, extra, run_seconds, measured,
-                        projected_hours(task, seconds, run_seconds), label)]
+                        recipe.epochs * samples / seconds, metric, value, extra, run_seconds, len(configs),
+                        projected_hours(task, seconds, effective), label, breakdown, concurrent,
+                        workers if concurrent is not None else 1)]
     if name == "cmnist":
         mnist_seconds, rate, accuracy = uncoloured_mnist(harness, profile, overrides, compile)
         rows.append(TaskFigures("mnist (cmnist's model and recipe, uncoloured)", profile, rows[0].model, 60_000,
@@ -223,19 +268,32 @@ def print_figures(rows: list[TaskFigures], device: torch.device) -> None:
 
     table = Table(title=f"mubench bench_training; {provenance.hardware(str(device))}; torch {torch.__version__}")
     for column in ("task", "profile", "model", "train samples", "epochs", "train s", "samples/s", "test",
-                   "run s (mean)", "leaderboard h", "overrides"):
+                   "run s (mean)", "run s (concurrent)", "leaderboard h", "overrides"):
         table.add_column(column)
     for r in rows:
         test = f"{r.test_metric} {r.test_value:.4f}" + "".join(f"; {k} {v:.4f}" for k, v in r.extra.items())
         table.add_row(r.task, r.profile, r.model, f"{r.train_samples:,}", str(r.epochs), f"{r.train_seconds:.2f}",
                       f"{r.samples_per_second:,.0f}", test,
                       "-" if r.run_seconds is None else f"{r.run_seconds:.2f} ({r.methods_measured})",
+                      "-" if r.concurrent_run_seconds is None else f"{r.concurrent_run_seconds:.2f} ({r.workers} at a time)",
                       "-" if r.projected_hours is None else f"{r.projected_hours:.3f}", r.overrides or "-")
     total = [r.projected_hours for r in rows if r.projected_hours is not None]
     Console(width=220).print(table)
+    for r in rows:
+        if r.run_breakdown:
+            print(f"{r.task}: where a run's {r.run_seconds:.2f} s go (mean per run): {format_breakdown(r.run_breakdown)}")
     if total:
         print(f"projected full leaderboard over the tasks with method timings: {sum(total):.3f} h "
               f"({len(total)} tasks, {SEEDS} seeds, every scenario and applicable method)")
+
+
+def format_breakdown(breakdown: dict[str, float], top: int = 8) -> str:
+    """The method, the outputs, and the `top` costliest metrics, in seconds, largest first."""
+    fixed = [key for key in ("method", "outputs") if key in breakdown]
+    metric_keys = sorted((k for k in breakdown if k not in fixed), key=lambda k: -breakdown[k])
+    shown = fixed + metric_keys[:top]
+    rest = sum(breakdown[k] for k in metric_keys[top:])
+    return ", ".join(f"{k} {breakdown[k]:.3f}" for k in shown) + (f", other metrics {rest:.3f}" if rest else "")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -247,8 +305,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model while training")
     parser.add_argument("--methods", nargs="?", const="all", default=None,
                         help="also time one run of every applicable method (or a comma-separated list)")
+    parser.add_argument("--concurrent", type=int, default=1, metavar="K",
+                        help="with --methods: also time the runs K at a time (Ray, 1/K of a GPU each); the "
+                             "projection then uses the effective seconds per run")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
+    if args.concurrent < 1:
+        parser.error(f"--concurrent must be at least 1, got {args.concurrent}")
     overrides = parse_overrides(args.overrides)
     with tempfile.TemporaryDirectory(prefix="mubench-bench-") as cache_root:
         harness = Harness(args.device, cache=ModelCache(Path(cache_root)), compile=args.compile or None)
@@ -260,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in names:
             try:
                 rows.extend(bench_task(harness, name, profile, overrides, args.compile or None,
-                                       args.methods is not None, method_names))
+                                       args.methods is not None, method_names, args.concurrent))
             except MubenchError as exc:
                 print(f"{name}: skipped ({exc})", flush=True)
             for row in rows[-2:]:

@@ -24,6 +24,10 @@ class CorruptDataError(MubenchError):
     """A data file exists but is malformed, truncated or fails its checksum."""
 
 
+class SplitSizeError(MubenchError, ValueError):
+    """A profile's split sizes do not fit the task's data (e.g. a partial copy of a dataset)."""
+
+
 class SplitMismatchError(MubenchError):
     """A stored split whose indices no longer hash to its recorded id."""
 

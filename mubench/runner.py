@@ -72,6 +72,9 @@ class Harness:
         # torch imports its compiler stack on a process's first optimizer step or torch.func call
         # (about 2 s on a CPU): do it here, so that no method's measured seconds include it.
         importlib.import_module("torch._dynamo")
+        # when a dict, every run adds its seconds to it: "method", "outputs" (the unlearned model's
+        # outputs on every part) and one entry per metric (bench_training's profile of a run)
+        self.run_seconds: dict[str, float] | None = None
         self._data: dict[str, TaskData] = {}
         self._prepared: dict[tuple[str, str, int, str], Prepared] = {}
 
@@ -219,6 +222,21 @@ class Harness:
             seconds=time.perf_counter() - start, peak_rss_mb=provenance.peak_rss_mb())
 
     def _unlearn_and_evaluate(self, config: RunConfig, prepared: Prepared) -> dict[str, float]:
+        unlearned, method_seconds, peak_mb = self.unlearn(config, prepared)
+        started = time.perf_counter()
+        context = self.evaluation_context(prepared, unlearned, method_seconds, peak_mb)
+        if self.run_seconds is not None:
+            for key, seconds in (("method", method_seconds), ("outputs", time.perf_counter() - started)):
+                self.run_seconds[key] = self.run_seconds.get(key, 0.0) + seconds
+        values = compute_metrics(context, self.run_seconds)
+        bad = sorted(k for k, v in values.items() if v != v or v in (float("inf"), float("-inf")))
+        if bad:
+            raise MethodOutputError(f"the unlearned model gives non-finite metrics {bad}")
+        return values
+
+    def unlearn(self, config: RunConfig, prepared: Prepared) -> tuple[nn.Module, float, float | None]:
+        """The method of `config` on a copy of the prepared original, given only the data it
+        declared: (the checked unlearned model, its seconds, its peak device memory in MB)."""
         method_cls = methods.get(config.method)
         task, hp = prepared.task, method_cls.resolve(config.hparams)
         check_target(method_cls, task)
@@ -234,12 +252,7 @@ class Harness:
             unlearned = method_cls().unlearn(model, request, hp)
             method_seconds = time.perf_counter() - started
         check_architecture(unlearned, prepared.original.model)
-        values = compute_metrics(self.evaluation_context(prepared, unlearned, method_seconds, peak.megabytes))
-        bad = sorted(k for k, v in values.items() if v != v or v in (float("inf"), float("-inf")))
-        if bad:
-            raise MethodOutputError(f"the unlearned model gives non-finite metrics {bad}")
-        return values
-
+        return unlearned, method_seconds, peak.megabytes
 
     def evaluation_context(self, prepared: Prepared, unlearned: nn.Module, method_seconds: float,
                            peak_memory_mb: float | None = None) -> EvaluationContext:

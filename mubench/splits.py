@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from mubench import paths
-from mubench.errors import SplitMismatchError
+from mubench.errors import SplitMismatchError, SplitSizeError
 from mubench.hashing import sha256_arrays, sha256_of
 from mubench.scenarios import scenario_kinds
 from mubench.tasks.base import Pool, Task, TaskData
@@ -66,7 +66,8 @@ def make_split(task: Task, data: TaskData, scenario: str, seed: int, profile: st
     partition_rng = generator_for(spec.name, spec.version, profile, "partition")
     order = partition_rng.permutation(len(data.train))
     if profile_spec.val_size >= len(order):
-        raise ValueError(f"task {spec.name}: val_size {profile_spec.val_size} leaves no training data")
+        raise SplitSizeError(f"task {spec.name}, profile {profile}: val_size {profile_spec.val_size} leaves no training "
+                             f"data (the training pool holds {len(order)} samples; a partial copy of the data?)")
     val = np.sort(order[: profile_spec.val_size])
     rest = order[profile_spec.val_size:]
     train = np.sort(rest[: profile_spec.train_size] if profile_spec.train_size else rest)

@@ -1,6 +1,7 @@
-"""Membership-inference spec v2: the SVC confidence attack (Unlearn-Sparse / SalUn), the logistic-
-regression loss attack (NeurIPS 2023 challenge kit) and the U-LiRA-style likelihood-ratio attack,
-against hand computations and direct scikit-learn / scipy calls, then end to end on `debug`."""
+"""Membership-inference spec v3: the SVC confidence attack (Unlearn-Sparse / SalUn), the logistic-
+regression loss attack (NeurIPS 2023 challenge kit), the U-LiRA-style likelihood-ratio attack and
+the logistic-regression entropy attack (Bad Teacher / SSD / LoTUS), against hand computations and
+direct scikit-learn / scipy calls, then end to end on `debug`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.stats import entropy as scipy_entropy
 from scipy.stats import norm
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
@@ -22,8 +24,10 @@ from mubench.methods import methods
 from mubench.metrics import MIA_SPEC_VERSION, is_finite, metrics
 from mubench.metrics.membership import (
     balanced,
+    entropy_lr_member_rate,
     likelihood_ratio,
     logit_confidence,
+    prediction_entropy,
     lr_cv_auc,
     svc_forget_efficacy,
     true_class_confidence,
@@ -34,7 +38,8 @@ from mubench.runner import Harness
 from mubench.tasks import tasks
 from tests.helpers import null_auc_tolerance
 
-NEW_KEYS = {"mia/svc", "gap/mia_svc", "mia/lr_auc", "gap/mia_lr_auc", "mia/ulira", "gap/mia_ulira"}
+NEW_KEYS = {"mia/svc", "gap/mia_svc", "mia/lr_auc", "gap/mia_lr_auc", "mia/ulira", "gap/mia_ulira",
+            "mia/entropy_lr", "gap/mia_entropy_lr"}
 
 
 @pytest.fixture(autouse=True)
@@ -148,6 +153,39 @@ def test_lr_auc_needs_ten_per_group():
     assert lr_cv_auc(np.arange(10.0), np.arange(50.0, 60.0)) is not None
 
 
+# ---- mia/entropy_lr ----------------------------------------------------------------------------
+
+def test_prediction_entropy_equals_scipy_entropy_of_the_softmax():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 0.0, 0.0], [40.0, -40.0, -40.0]])
+    expected = [scipy_entropy(row) for row in logits.double().softmax(dim=1).numpy()]
+    np.testing.assert_allclose(prediction_entropy(Outputs(logits, torch.tensor([0, 1, 2]))), expected, atol=1e-12)
+    assert prediction_entropy(Outputs(logits, torch.tensor([0, 1, 2])))[1] == pytest.approx(math.log(3))
+
+
+def test_entropy_attack_equals_a_direct_balanced_logistic_regression():
+    rng = np.random.default_rng(3)
+    members, nonmembers = rng.gamma(1.0, 0.05, 900), rng.gamma(2.0, 0.4, 60)  # imbalanced on purpose
+    targets = np.concatenate([rng.gamma(1.0, 0.05, 50), rng.gamma(2.0, 0.4, 50)])
+    features = np.concatenate([members, nonmembers]).reshape(-1, 1)
+    labels = np.concatenate([np.ones(900), np.zeros(60)])
+    direct = LogisticRegression(class_weight="balanced").fit(features, labels).predict(targets.reshape(-1, 1)).mean()
+    assert entropy_lr_member_rate(members, nonmembers, targets) == pytest.approx(direct)
+    # the class weights matter here: an unweighted fit calls (almost) everything a member
+    unweighted = LogisticRegression().fit(features, labels).predict(targets.reshape(-1, 1)).mean()
+    assert unweighted > direct
+    assert entropy_lr_member_rate(np.full(50, 0.01), np.full(50, 1.0), np.full(7, 0.02)) == 1.0
+    assert entropy_lr_member_rate(np.full(50, 0.01), np.full(50, 1.0), np.full(7, 0.9)) == 0.0
+
+
+def test_mia_entropy_lr_metric_reads_retain_val_and_forget():
+    confident, unsure = outputs_with_confidence(np.full(40, 0.99)), outputs_with_confidence(np.full(40, 0.4))
+    seen = {"retain": confident, "val": unsure, "forget": outputs_with_confidence(np.full(10, 0.98))}
+    unseen = {"retain": confident, "val": unsure, "forget": outputs_with_confidence(np.full(10, 0.45))}
+    values = compute({"mia/entropy_lr", "gap/mia_entropy_lr"}, EvaluationContext(seen, unseen, seen))
+    assert values == {"mia/entropy_lr": 1.0, "gap/mia_entropy_lr": 1.0}
+    assert metrics.get("mia/entropy_lr").compute(EvaluationContext({"forget": confident}, unseen, seen)) is None
+
+
 # ---- mia/ulira ---------------------------------------------------------------------------------
 
 def hand_llr(phi: float, ins: list[float], outs: list[float], var_in: float, var_out: float) -> float:
@@ -213,10 +251,10 @@ def test_ulira_auc_counts_pairs_of_unlearned_over_oracle_scores():
 
 
 def test_spec_version_and_directions():
-    assert MIA_SPEC_VERSION == "2"
-    for key in ("mia/svc", "mia/lr_auc", "mia/ulira"):
+    assert MIA_SPEC_VERSION == "3"
+    for key in ("mia/svc", "mia/lr_auc", "mia/ulira", "mia/entropy_lr"):
         assert metrics.get(key).direction == "oracle"
-    for key in ("gap/mia_svc", "gap/mia_lr_auc"):
+    for key in ("gap/mia_svc", "gap/mia_lr_auc", "gap/mia_entropy_lr"):
         assert metrics.get(key).direction == "lower"
 
 
@@ -242,12 +280,14 @@ def test_new_attacks_end_to_end_on_debug_with_shadow_models(trained_home, monkey
     assert identity.status == retrain.status == "ok", (identity.error, retrain.error)
     for record in (identity, retrain):
         assert NEW_KEYS <= set(record.metrics) and is_finite(record.metrics)
-        assert record.mia_spec_version == "2"
+        assert record.mia_spec_version == "3"
     assert retrain.metrics["gap/mia_svc"] == 0.0 and retrain.metrics["gap/mia_lr_auc"] == 0.0
+    assert retrain.metrics["gap/mia_entropy_lr"] == 0.0
     assert retrain.metrics["mia/ulira"] == 0.5 and retrain.metrics["gap/mia_ulira"] == 0.0
     assert identity.metrics["mia/ulira"] > retrain.metrics["mia/ulira"]
     assert identity.metrics["gap/mia_ulira"] == pytest.approx(identity.metrics["mia/ulira"] - 0.5)
     assert identity.metrics["mia/svc"] < retrain.metrics["mia/svc"]  # the original's forget set looks seen
+    assert identity.metrics["mia/entropy_lr"] > retrain.metrics["mia/entropy_lr"]  # more of it called member
     prepared = harness.prepare("debug", "random_10", 0, "smoke")
     n_forget = len(prepared.split.forget)
     assert [len(o.labels) for side in ("in", "out") for o in prepared.shadow_outputs[side]] == [n_forget] * 4

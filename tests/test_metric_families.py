@@ -17,7 +17,9 @@ from mubench.metrics.accuracy import tug_of_war
 from mubench.metrics.cost import params_changed
 from mubench.metrics.objectives import cost, forgetting, utility
 from mubench.metrics.regression import masked_mae, masked_mape, masked_rmse
-from mubench.metrics.relearn import relearn_steps
+from mubench.metrics import relearn as relearn_module
+from mubench.metrics.relearn import relearn, relearn_steps
+from mubench.request import Subset
 from mubench.metrics.representation import linear_cka, penultimate_features
 
 
@@ -106,6 +108,55 @@ def test_relearn_steps_counts_the_steps_until_the_target_and_leaves_the_model_al
     steps = relearn_steps(model, x, y, target_accuracy=0.95, lr=0.5, eval_batch_size=64)
     assert 0 < steps < 100
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+class CountingLinear(nn.Linear):
+    """A linear layer that counts, on its class (the metric trains a deep copy), the samples it
+    sees in eval mode: the metric's accuracy checks."""
+
+    evaluated = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            type(self).evaluated += len(x)
+        return super().forward(x)
+
+
+def relearn_context(model: nn.Module, x: torch.Tensor, y: torch.Tensor, original_logits: torch.Tensor,
+                    lr: float = 0.1) -> EvaluationContext:
+    return EvaluationContext(unlearned={}, oracle={}, original={"forget": Outputs(original_logits, y)},
+                             models={"unlearned": model}, subsets={"forget": Subset(x, y)}, relearn_lr=lr)
+
+
+def test_relearn_metric_checks_the_first_samples_against_the_original_on_the_same_samples(monkeypatch):
+    """A 64-sample forget set; the unlearned model is right on the first 16 and wrong on the rest,
+    the original right everywhere. With CHECK_SAMPLES = 16 nothing is to be relearned (0 steps,
+    16 samples evaluated); with 64 the model has to relearn the last 48."""
+    monkeypatch.setattr(relearn_module, "CHECK_SAMPLES", 16)
+    monkeypatch.setattr(CountingLinear, "evaluated", 0)
+    x = torch.zeros(64, 2)
+    x[:16, 0], x[16:, 1] = 1.0, 1.0
+    y = torch.zeros(64, dtype=torch.long)
+    unlearned = CountingLinear(2, 2, bias=False)
+    with torch.no_grad():
+        unlearned.weight.copy_(torch.eye(2))  # first 16 -> class 0 (right), the rest -> class 1 (wrong)
+    ctx = relearn_context(unlearned, x, y, torch.tensor([[5.0, 0.0]]).repeat(64, 1))
+    assert relearn(ctx) == 0.0 and CountingLinear.evaluated == 16
+    monkeypatch.setattr(relearn_module, "CHECK_SAMPLES", 64)
+    assert relearn(ctx) > 0
+
+
+def test_relearn_metric_evaluates_check_samples_per_step_until_the_cap(monkeypatch):
+    monkeypatch.setattr(relearn_module, "CHECK_SAMPLES", 10)
+    monkeypatch.setattr(CountingLinear, "evaluated", 0)
+    x = torch.randn(50, 3, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] > 0).long()
+    stuck = CountingLinear(3, 2)
+    with torch.no_grad():
+        stuck.weight.zero_(), stuck.bias.copy_(torch.tensor([0.0, 1.0]))  # always class 1; lr 0 keeps it so
+    perfect = torch.stack([-x[:, 0], x[:, 0]], dim=1)
+    assert relearn(relearn_context(stuck, x, y, perfect, lr=0.0)) == relearn_module.MAX_STEPS
+    assert CountingLinear.evaluated == 10 * (relearn_module.MAX_STEPS + 1)  # the first check, then one per step
 
 
 def test_objectives_score_the_oracle_one_on_utility_and_forgetting():

@@ -178,7 +178,9 @@ def _tiny_data(train_labels, n_test=10):
 
 def test_val_size_leaving_no_training_data_is_refused(debug):
     task, _ = debug
-    with pytest.raises(ValueError, match="val_size 200 leaves no training data"):
+    from mubench.errors import MubenchError
+
+    with pytest.raises(MubenchError, match=r"val_size 200 leaves no training data \(the training pool holds 200 samples"):
         make_split(task, _tiny_data([0, 1] * 100), "random_10", seed=0, profile="smoke")
 
 

@@ -11,6 +11,7 @@ a metric written for classifiers never runs on a regression task's outputs.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -48,8 +49,18 @@ def add_metric(key: str, direction: Direction, description: str,
     return decorate
 
 
-def compute_metrics(ctx: EvaluationContext) -> dict[str, float]:
-    values = {key: metric.compute(ctx) for key, metric in metrics.items() if ctx.target.kind in metric.targets}
+def compute_metrics(ctx: EvaluationContext, seconds: dict[str, float] | None = None) -> dict[str, float]:
+    """Every metric defined for the task's target kind. `seconds`, when given, gains each metric's
+    wall time under its key (added to what it holds: a profile over many runs, `bench_training`).
+    Metrics sharing a cached value (an attack and its gap) charge it to the first one computed."""
+    values: dict[str, float | None] = {}
+    for key, metric in metrics.items():
+        if ctx.target.kind not in metric.targets:
+            continue
+        started = time.perf_counter()
+        values[key] = metric.compute(ctx)
+        if seconds is not None:
+            seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - started
     return {key: float(value) for key, value in values.items() if value is not None}
 
 

@@ -17,6 +17,10 @@ Spec versions:
   logistic-regression loss attack, forget vs heldout, as a cross-validated ROC AUC;
   `mia/ulira`: a per-example likelihood-ratio attack in the style of U-LiRA against K shadow
   originals and K shadow oracles (present only when the harness trains shadow models).
+- "3": everything of "2", unchanged, plus
+  `mia/entropy_lr` (+ `gap/mia_entropy_lr`): the entropy attack of Bad Teacher, SSD and LoTUS
+  (a logistic regression on prediction entropy, retain vs val, applied to the forget set; the
+  fraction called member), the MIA column of LoTUS's Table 1.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from sklearn.svm import SVC
 from mubench.evaluation import EvaluationContext, Outputs
 from mubench.metrics.core import ANY_TARGET, CLASS_ONLY, Metric, add_metric, metrics
 
-MIA_SPEC_VERSION = "2"
+MIA_SPEC_VERSION = "3"
 
 BALANCE_SEED = 0  # the fixed numpy generator that subsamples the larger group to the smaller's size
 SVC_SETTINGS = {"C": 3, "gamma": "auto", "kernel": "rbf"}  # Unlearn-Sparse evaluation/SVC_MIA.py
@@ -185,6 +189,41 @@ def lr_auc(outputs: dict[str, Outputs]) -> float | None:
     return lr_cv_auc(outputs["forget"].losses.double().numpy(), outputs["heldout"].losses.double().numpy())
 
 
+# ---- v3: logistic-regression entropy attack (Bad Teacher, SSD, LoTUS) --------------------------
+
+def prediction_entropy(outputs: Outputs) -> np.ndarray:
+    """-sum_c p_c log p_c of the softmax (float64, 0 log 0 = 0): low for confident predictions."""
+    probs = outputs.logits.double().softmax(dim=1)
+    return -torch.where(probs > 0, probs * probs.log(), probs.new_zeros(())).sum(dim=1).numpy()
+
+
+def entropy_lr_member_rate(members: np.ndarray, nonmembers: np.ndarray, targets: np.ndarray) -> float:
+    """Fraction of `targets` that a logistic regression on entropy, fit on members (1) vs
+    non-members (0), calls members.
+
+    The attack of Chundawat et al. 2023 ("Can bad teaching induce forgetting?"), reused by Foster
+    et al. 2024 (SSD) and Spartalis et al. 2025 (LoTUS; cspartalis/LoTUS, src/helpers/eval.py,
+    `log_mia`): sklearn `LogisticRegression(class_weight="balanced")` (lbfgs) on one feature, the
+    prediction entropy; members = the retain set, non-members = unseen samples; the score is
+    `clf.predict(forget).mean()`. LoTUS's non-members are its val and test halves of the CIFAR
+    test split; ours are the val part, as for `mia/svc` (the test split may be shifted). Unlike
+    `mia/svc` (the fraction called non-member) this is the fraction called member: LoTUS reports
+    0.76 for retraining and 0.94 for the original on CIFAR-10.
+    """
+    features = np.concatenate([members, nonmembers]).reshape(-1, 1)
+    membership = np.concatenate([np.ones(len(members)), np.zeros(len(nonmembers))])
+    classifier = LogisticRegression(class_weight="balanced").fit(features, membership)
+    return float(classifier.predict(targets.reshape(-1, 1)).mean())
+
+
+@per_model
+def entropy_lr(outputs: dict[str, Outputs]) -> float | None:
+    if not _usable(outputs, "retain", "val", "forget"):
+        return None
+    return entropy_lr_member_rate(prediction_entropy(outputs["retain"]), prediction_entropy(outputs["val"]),
+                                  prediction_entropy(outputs["forget"]))
+
+
 # ---- registration: each population attack as `mia/<name>` and `gap/mia_<name>` ----------------
 
 Attack = Callable[[dict[str, Outputs]], float | None]
@@ -210,6 +249,8 @@ register_attack("loss_auc", loss_auc, "loss-attack AUC, forget set vs held-out s
 register_attack("svc", svc_efficacy, "SVC confidence attack (SalUn MIA-efficacy): fraction of the forget set called non-member")
 register_attack("lr_auc", lr_auc, "logistic-regression loss attack (NeurIPS 2023 challenge kit), cross-validated AUC, "
                 "forget vs held-out", ANY_TARGET)
+register_attack("entropy_lr", entropy_lr, "entropy attack of Bad Teacher, SSD and LoTUS: logistic regression on "
+                "prediction entropy, retain vs val, applied to the forget set; fraction called member")
 
 
 # ---- v2: per-example likelihood-ratio attack (U-LiRA style) -----------------------------------

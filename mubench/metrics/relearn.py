@@ -9,6 +9,12 @@ the original model's. The count is capped at `MAX_STEPS` (a capped value means "
 budget"); an unlearned model already at the original's accuracy scores 0. Regression tasks train
 with their masked MAE and stop when the forget MAE is within `RELATIVE_TOLERANCE` (1 %) of the
 original's.
+
+The accuracy checked after each step is that of the first `CHECK_SAMPLES` forget samples (in
+split order; the original's accuracy is taken on the same samples), while the training batches
+are drawn from the whole forget set. Checking the whole set made this metric the costliest of a
+run on a GPU (up to 100 evaluations of a CIFAR-10 forget set of 4,500 images); 1,024 samples
+bound that at an accuracy resolution of 0.001 (metrics version 3; before, the whole set).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from mubench.targets import CLASSIFICATION, Target
 
 MAX_STEPS = 100
 BATCH_SIZE = 128
+CHECK_SAMPLES = 1024
 TOLERANCE = 0.01
 RELATIVE_TOLERANCE = 0.01
 
@@ -39,10 +46,12 @@ def relearn_steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, targ
 
 
 def relearn_until(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, recovered: Callable[[Outputs], bool],
-                  lr: float, eval_batch_size: int, target: Target, max_steps: int = MAX_STEPS) -> int:
-    """Adam steps on forget batches, minimising the task's loss, until `recovered(outputs)` holds."""
-    forget = Subset(x, y)
-    if recovered(compute_outputs(model, forget, eval_batch_size, target)):
+                  lr: float, eval_batch_size: int, target: Target, max_steps: int = MAX_STEPS,
+                  check: Subset | None = None) -> int:
+    """Adam steps on batches of (x, y), minimising the task's loss, until `recovered` holds for the
+    model's outputs on `check` (default: all of x, y)."""
+    check = check if check is not None else Subset(x, y)
+    if recovered(compute_outputs(model, check, eval_batch_size, target)):
         return 0
     model = copy.deepcopy(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -54,20 +63,27 @@ def relearn_until(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, reco
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if recovered(compute_outputs(model, forget, eval_batch_size, target)):
+        if recovered(compute_outputs(model, check, eval_batch_size, target)):
             return step
     return max_steps
 
 
-@add_metric("relearn/steps", "higher", f"fine-tuning steps on the forget set until its accuracy is back within "
-            f"{TOLERANCE} of the original's (regression: its MAE within {RELATIVE_TOLERANCE:.0%}; capped at {MAX_STEPS})",
-            ANY_TARGET)
+def first(outputs: Outputs, n: int) -> Outputs:
+    """The outputs of the first `n` samples."""
+    return Outputs(outputs.logits[:n], outputs.labels[:n], outputs.target)
+
+
+@add_metric("relearn/steps", "higher", f"fine-tuning steps on the forget set until its accuracy (on its first "
+            f"{CHECK_SAMPLES} samples) is back within {TOLERANCE} of the original's (regression: its MAE within "
+            f"{RELATIVE_TOLERANCE:.0%}; capped at {MAX_STEPS})", ANY_TARGET)
 def relearn(ctx: EvaluationContext) -> float | None:
     if "unlearned" not in ctx.models or "forget" not in ctx.subsets:
         return None
     forget = ctx.subsets["forget"]
+    check = Subset(forget.x[:CHECK_SAMPLES], forget.y[:CHECK_SAMPLES])
+    original_outputs = first(ctx.original["forget"], CHECK_SAMPLES)
     if ctx.regression:
-        original = regression_error(ctx.original["forget"], "mae")
+        original = regression_error(original_outputs, "mae")
         if original is None:
             return None
         limit = original * (1 + RELATIVE_TOLERANCE)
@@ -76,9 +92,9 @@ def relearn(ctx: EvaluationContext) -> float | None:
             mae = regression_error(outputs, "mae")
             return mae is not None and mae <= limit
     else:
-        goal = ctx.original["forget"].accuracy - TOLERANCE
+        goal = original_outputs.accuracy - TOLERANCE
 
         def recovered(outputs: Outputs) -> bool:
             return outputs.accuracy >= goal
     return float(relearn_until(ctx.models["unlearned"], forget.x, forget.y, recovered, ctx.relearn_lr,
-                               ctx.eval_batch_size, ctx.target))
+                               ctx.eval_batch_size, ctx.target, check=check))

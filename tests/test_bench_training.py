@@ -1,0 +1,85 @@
+"""`python -m mubench.bench_training` on the synthetic `debug` task: the figures it writes, the
+projection by hand, and the per-run breakdown of seconds (method, outputs, each metric)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mubench import bench_training
+from mubench.methods import methods
+from mubench.metrics import metrics
+from mubench.runner import supports
+from mubench.tasks import tasks
+
+
+@pytest.fixture(scope="module")
+def figures(tmp_path_factory):
+    """One bench run for the module (one torch thread: the debug models are tiny)."""
+    import torch
+
+    folder = tmp_path_factory.mktemp("bench")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MUBENCH_HOME", str(folder / "home"))
+            patch.setenv("MUBENCH_OFFLINE", "1")
+            bench_training.main(["--tasks", "debug", "--profile", "smoke", "--methods", "identity,finetune,retrain",
+                                 "--json", str(folder / "figures.json")])
+    finally:
+        torch.set_num_threads(before)
+    return json.loads((folder / "figures.json").read_text())
+
+
+def test_bench_writes_training_figures_and_a_run_breakdown(figures):
+    (row,) = figures
+    assert row["task"] == "debug" and row["profile"] == "smoke" and row["methods_measured"] == 2  # retrain is projected
+    assert row["train_seconds"] > 0 and row["samples_per_second"] == pytest.approx(
+        row["epochs"] * row["train_samples"] / row["train_seconds"])
+    assert 0.0 <= row["test_value"] <= 1.0
+    breakdown = row["run_breakdown"]
+    assert {"method", "outputs", "relearn/steps", "mia/svc", "forget/acc"} <= set(breakdown)
+    assert set(breakdown) - {"method", "outputs"} <= set(metrics.names())
+    assert all(v >= 0 for v in breakdown.values())
+    assert sum(breakdown.values()) <= row["run_seconds"]  # the parts fit inside the run's wall time
+
+
+def test_bench_projection_by_hand(figures):
+    (row,) = figures
+    task = tasks.get("debug")
+    scenarios = len(task.spec.scenarios)
+    applicable = [n for n in methods.names() if supports(methods.get(n), task)]
+    runs = 3 * scenarios
+    trainings = 3 * (1 + scenarios) + runs  # originals (no poisoning scenario on debug), oracles, retrain runs
+    expected = (trainings * row["train_seconds"] + runs * (len(applicable) - 1) * row["run_seconds"]) / 3600
+    assert not any(s.kind == "fgsm_poison" for s in task.spec.scenarios)
+    assert row["projected_hours"] == pytest.approx(expected)
+
+
+def test_format_breakdown_keeps_method_and_outputs_then_the_costliest_metrics():
+    text = bench_training.format_breakdown({"b": 0.5, "method": 1.0, "a": 2.0, "c": 0.1, "outputs": 0.2}, top=2)
+    assert text == "method 1.000, outputs 0.200, a 2.000, b 0.500, other metrics 0.100"
+    assert bench_training.format_breakdown({"method": 1.0}) == "method 1.000"
+
+
+def test_bench_times_runs_concurrently_and_projects_with_the_effective_seconds(tmp_path, monkeypatch):
+    """`--concurrent 2`: the runs also go through a local Ray instance two at a time; the
+    projection takes the effective seconds per run (wall time / runs)."""
+    monkeypatch.setenv("MUBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MUBENCH_OFFLINE", "1")
+    out = tmp_path / "figures.json"
+    bench_training.main(["--tasks", "debug", "--profile", "smoke", "--methods", "identity,finetune,grad_ascent",
+                         "--concurrent", "2", "--json", str(out)])
+    (row,) = json.loads(out.read_text())
+    assert row["workers"] == 2 and row["concurrent_run_seconds"] > 0
+    sequential = bench_training.projected_hours(tasks.get("debug"), row["train_seconds"], row["run_seconds"])
+    concurrent = bench_training.projected_hours(tasks.get("debug"), row["train_seconds"], row["concurrent_run_seconds"])
+    assert row["projected_hours"] == pytest.approx(concurrent) and concurrent != pytest.approx(sequential)
+
+
+def test_bench_refuses_a_concurrency_below_one(capsys):
+    with pytest.raises(SystemExit):
+        bench_training.main(["--tasks", "debug", "--concurrent", "0"])
+    assert "--concurrent must be at least 1" in capsys.readouterr().err
