@@ -230,6 +230,20 @@ def test_counterfactual_bias_hand_computed(batch):
     assert compute_metrics(tiny_case(flip_second_feature, batch))["fair/counterfactual_bias"] == pytest.approx(0.375)
 
 
+def test_counterfactual_bias_reads_p_y_x_from_the_test_outputs_and_only_feeds_counterfactuals():
+    """With the unlearned model's test outputs in the context, the model sees only the
+    counterfactual inputs; the value is the same as computing both (here: without outputs)."""
+    seen: list[torch.Tensor] = []
+    ctx = tiny_case(flip_second_feature)
+    hook = ctx.models["unlearned"].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    assert counterfactual_bias(ctx) == pytest.approx(0.375, abs=1e-6)
+    assert torch.equal(torch.cat(seen), ctx.subsets["test"].x * torch.tensor([1.0, -1.0]))
+    hook.remove()
+    without = EvaluationContext({}, {}, {}, test_attributes=ctx.test_attributes, models=ctx.models,
+                                subsets=ctx.subsets, eval_batch_size=3, counterfactual=flip_second_feature)
+    assert counterfactual_bias(without) == counterfactual_bias(ctx)
+
+
 def test_counterfactual_bias_is_reproducible_and_none_without_counterfactuals():
     def noisy(x, attributes, generator):
         return x + torch.randn(x.shape, generator=generator)

@@ -20,7 +20,7 @@ from mubench.metrics.regression import masked_mae, masked_mape, masked_rmse
 from mubench.metrics import relearn as relearn_module
 from mubench.metrics.relearn import relearn, relearn_steps
 from mubench.request import Subset
-from mubench.metrics.representation import linear_cka, penultimate_features
+from mubench.metrics.representation import cka_to_oracle, linear_cka, penultimate_features
 
 
 def outputs_with_accuracy(correct: int, total: int) -> Outputs:
@@ -80,6 +80,25 @@ def test_params_changed_counts_scalars_that_differ():
         unlearned.bias[1] -= 1.0
     ctx = context({"forget": (1, 1)}, {"forget": (1, 1)}, models={"unlearned": unlearned, "original": original})
     assert params_changed(ctx) == pytest.approx(4 / 10)
+
+
+def test_cka_to_oracle_is_one_for_the_oracle_and_computes_the_oracle_features_once_per_split():
+    torch.manual_seed(0)
+    oracle, other = (nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)) for _ in range(2))
+    calls: list[int] = []
+    oracle[0].register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+    x = torch.randn(30, 4)
+    forget = Outputs(torch.zeros(30, 2), torch.zeros(30, dtype=torch.long))  # shared by every run of a split
+
+    def ctx(unlearned: nn.Module) -> EvaluationContext:
+        return EvaluationContext({}, {"forget": forget}, {}, models={"unlearned": unlearned, "oracle": oracle},
+                                 subsets={"forget": Subset(x, torch.zeros(30, dtype=torch.long))})
+
+    assert cka_to_oracle(ctx(oracle)) == pytest.approx(1.0)
+    calls.clear()
+    value = cka_to_oracle(ctx(other))
+    assert calls == []  # the oracle's features came from the first run
+    assert value == pytest.approx(linear_cka(penultimate_features(other, x, 8), penultimate_features(oracle, x, 8)))
 
 
 def test_relearn_steps_zero_when_already_accurate_and_capped_when_hopeless():

@@ -167,23 +167,28 @@ def fair_worst_group_acc(ctx: EvaluationContext) -> float | None:
 
 @torch.no_grad()
 def counterfactual_bias(ctx: EvaluationContext, seed: int = COUNTERFACTUAL_SEED) -> float | None:
-    """FMD's B on the test split for the unlearned model; None without counterfactuals."""
+    """FMD's B on the test split for the unlearned model; None without counterfactuals. P(y|x)
+    comes from the unlearned model's test outputs when the context has them (computed once per
+    run), so only the counterfactual inputs go through the model here."""
     if ctx.counterfactual is None or "unlearned" not in ctx.models or "test" not in ctx.subsets:
         return None
     model, subset = ctx.models["unlearned"], ctx.subsets["test"]
     if not len(subset):
         return None
+    known = ctx.unlearned.get("test")
+    known_logits = known.logits if known is not None and len(known.labels) == len(subset) else None
     generator = torch.Generator().manual_seed(seed)
     model.eval()
     total = 0.0
     for start in range(0, len(subset), ctx.eval_batch_size):
         stop = start + ctx.eval_batch_size
-        x, y = subset.x[start:stop], subset.y[start:stop].long()
+        x, y = subset.x[start:stop], subset.y[start:stop].long().cpu()
         flipped = ctx.counterfactual(x, {k: v[start:stop] for k, v in ctx.test_attributes.items()}, generator)
         if flipped is None:
             return None
-        p = model(x).double().softmax(dim=1).gather(1, y[:, None])
-        p_flipped = model(flipped).double().softmax(dim=1).gather(1, y[:, None])
+        logits = known_logits[start:stop] if known_logits is not None else model(x).float().cpu()
+        p = logits.double().softmax(dim=1).gather(1, y[:, None])
+        p_flipped = model(flipped).float().cpu().double().softmax(dim=1).gather(1, y[:, None])
         total += float((p - p_flipped).abs().sum())
     return total / len(subset)
 

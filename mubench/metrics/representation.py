@@ -48,6 +48,18 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int) -> 
     return torch.cat(captured)
 
 
+def oracle_features(ctx: EvaluationContext, x: torch.Tensor) -> torch.Tensor | None:
+    """The oracle's penultimate features on `x`, computed once per split: kept on the oracle's
+    forget-set Outputs, which every run of the split shares (as the attacks keep their values)."""
+    holder = ctx.oracle.get("forget")
+    if holder is None:
+        return penultimate_features(ctx.models["oracle"], x, ctx.eval_batch_size)
+    cache = holder.__dict__.setdefault("_oracle_features", {})
+    if len(x) not in cache:
+        cache[len(x)] = penultimate_features(ctx.models["oracle"], x, ctx.eval_batch_size)
+    return cache[len(x)]
+
+
 @add_metric("repr/cka_oracle", "higher", "linear CKA between the unlearned and the oracle's penultimate features on the forget set",
             ANY_TARGET)
 def cka_to_oracle(ctx: EvaluationContext) -> float | None:
@@ -57,7 +69,7 @@ def cka_to_oracle(ctx: EvaluationContext) -> float | None:
     if len(x) < 2:
         return None
     ours = penultimate_features(ctx.models["unlearned"], x, ctx.eval_batch_size)
-    theirs = penultimate_features(ctx.models["oracle"], x, ctx.eval_batch_size)
+    theirs = oracle_features(ctx, x)
     if ours is None or theirs is None:
         return None
     value = linear_cka(ours, theirs)
