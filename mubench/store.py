@@ -39,6 +39,10 @@ CREATE INDEX IF NOT EXISTS records_by_task ON records (task, scenario, method);
 """
 
 
+# the versions a record's metrics were computed under, as one SQL value of a row's JSON body
+_VERSION = "json_extract({0}.body, '$.metrics_version') || '/' || json_extract({0}.body, '$.mia_spec_version')"
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -76,14 +80,17 @@ class Store:
                              f"under the {MIN_FREE_BYTES // 2**20} MiB a sweep needs; free space or choose another --store")
 
     def put(self, record: Record) -> bool:
-        """Store `record`; return False (and change nothing) if a successful one has its id."""
+        """Store `record`; return False (and change nothing) if a successful one has its id,
+        unless that one's metrics were computed under other metric or MIA spec versions and
+        `record` succeeded: then it replaces the stale one (a rerun after a metrics change)."""
         cfg = record.config
         try:
             with self._db:
                 cursor = self._db.execute(
                     "INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
                     "status=excluded.status, created_at=excluded.created_at, body=excluded.body "
-                    "WHERE records.status != 'ok'",
+                    "WHERE records.status != 'ok' OR (excluded.status = 'ok' AND ("
+                    f"{_VERSION.format('records')} IS NOT {_VERSION.format('excluded')}))",
                     (record.id, cfg.task, cfg.scenario, cfg.method, cfg.seed, cfg.profile, record.status,
                      record.created_at, record.model_dump_json()))
         except sqlite3.Error as exc:

@@ -17,6 +17,7 @@ from mubench.errors import MubenchError, UnknownNameError
 from mubench.executors import Executor, make_executor
 from mubench.hashing import canonical_json
 from mubench.methods import HParamValue, Method, methods
+from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION
 from mubench.profiles import profiles
 from mubench.record import Record, RunConfig
 from mubench.registry import unknown_name_message
@@ -191,7 +192,9 @@ def _resolved_points(name: str, grid: GridSpec) -> list[dict[str, HParamValue]]:
 def run_grid(configs: Sequence[RunConfig], store: Store, harness: Harness,
              on_record: Callable[[Record, bool], None] | None = None,
              executor: Executor | str = "local", isolate: Limits | None = None) -> list[Record]:
-    """Run every config whose successful record is not in the store yet; store each at once.
+    """Run every config whose successful record is not in the store yet, or was computed under
+    other metric or MIA spec versions than this mubench's (it is rerun and replaced, so a store
+    never mixes metric definitions within a grid); store each at once.
 
     `executor` (an `Executor`, or the name of one built here for `harness` and closed at the end)
     runs the pending configs; this process alone writes the store, each record as soon as it
@@ -208,7 +211,8 @@ def run_grid(configs: Sequence[RunConfig], store: Store, harness: Harness,
         with make_executor(executor, harness) as owned:
             return run_grid(configs, store, harness, on_record, owned)
     done = store.completed_ids()
-    stored = {c.id: record for c in configs if c.id in done and (record := store.get(c.id)) is not None}
+    stored = {c.id: record for c in configs
+              if c.id in done and (record := store.get(c.id)) is not None and is_current(record)}
     pending: dict[str, RunConfig] = {}
     for config in configs:
         if config.id not in stored:
@@ -230,6 +234,11 @@ def run_grid(configs: Sequence[RunConfig], store: Store, harness: Harness,
     finally:
         getattr(arrivals, "close", lambda: None)()  # a generator left early cancels its runs in flight
     return [results[c.id] for c in configs]
+
+
+def is_current(record: Record) -> bool:
+    """Whether the record's metrics were computed under this mubench's metric and MIA spec versions."""
+    return (record.metrics_version, record.mia_spec_version) == (METRICS_VERSION, MIA_SPEC_VERSION)
 
 
 def _collect(problems: list[str], check: Callable[[], Any]) -> Any:

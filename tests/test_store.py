@@ -82,6 +82,19 @@ def test_successful_record_is_never_overwritten(store):
     assert store.count() == 1
 
 
+def test_a_successful_record_of_other_metric_versions_is_replaced_by_a_successful_rerun(store):
+    stale = make_record(metrics={"test/acc": 0.9})
+    assert store.put(stale)
+    rerun_failed = make_record(status="failed", error="RuntimeError: no").model_copy(update={"metrics_version": "2"})
+    assert store.put(rerun_failed) is False and store.get(stale.id) == stale  # a failure never replaces a result
+    rerun = make_record(metrics={"test/acc": 0.8}, created_at="2024-03-01T00:00:00+00:00").model_copy(
+        update={"metrics_version": "2"})
+    assert store.put(rerun) is True and store.get(stale.id) == rerun and store.count() == 1
+    assert store.put(make_record(metrics={"test/acc": 0.1}).model_copy(update={"metrics_version": "2"})) is False
+    new_attack = rerun.model_copy(update={"mia_spec_version": "2", "metrics": {"test/acc": 0.7}})
+    assert store.put(new_attack) is True and store.get(stale.id).metrics == {"test/acc": 0.7}
+
+
 def test_failed_record_is_replaced_by_a_later_success(store):
     failed = make_record(status="failed", error="RuntimeError: first try")
     assert store.put(failed) is True

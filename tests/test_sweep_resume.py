@@ -217,3 +217,28 @@ def test_misbehaving_methods_fail_their_own_runs_and_the_sweep_goes_on(tmp_path,
     assert again[0] == by_method["identity"] and again[-1] == by_method["retrain"]
     assert all(r.status == "failed" for r in again[1:-1])
     assert store.count() == len(configs)
+
+
+# ---- metric versions ---------------------------------------------------------------------------
+
+def test_records_of_other_metric_versions_are_rerun_and_replaced(tmp_path, one_torch_thread):
+    """A resumed grid reruns stored results computed under an older metrics or MIA spec version
+    (and replaces them), and skips the current ones."""
+    from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION
+
+    configs = expand_grid(GridSpec(tasks=["debug"], scenarios=["random_10"], methods=["identity", "grad_ascent",
+                                                                                      "finetune"], seeds=[0],
+                                   profile="smoke"))
+    store, harness = Store(tmp_path / "store.sqlite"), Harness()
+    first = run_grid(configs, store, harness)
+    assert all(r.metrics_version == METRICS_VERSION and r.mia_spec_version == MIA_SPEC_VERSION for r in first)
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:  # make two of them look computed by an older mubench
+        for record, field in ((first[0], "metrics_version"), (first[1], "mia_spec_version")):
+            old = record.model_copy(update={field: "0", "metrics": {"forget/acc": -1.0}})
+            db.execute("UPDATE records SET body=? WHERE id=?", (old.model_dump_json(), record.id))
+    seen: list[tuple[str, bool]] = []
+    again = run_grid(configs, store, harness, on_record=lambda r, skipped: seen.append((r.config.method, skipped)))
+    assert seen == [("identity", False), ("grad_ascent", False), ("finetune", True)]
+    assert [r.metrics["forget/acc"] for r in again] == [r.metrics["forget/acc"] for r in first]
+    assert all(store.get(r.id).metrics_version == METRICS_VERSION and store.get(r.id).mia_spec_version == MIA_SPEC_VERSION
+               for r in first)
