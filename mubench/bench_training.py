@@ -17,7 +17,8 @@ on a CPU), it trains the original model of seed 0 with the harness's engine and 
   `--concurrent K` the runs are also timed K at a time through the Ray executor (K workers, 1/K
   of the GPU each), and the projection uses that effective seconds per run; trainings are still
   counted one after another.
-`--set key=value` overrides recipe fields (e.g. `--set epochs=20`) to explore a recipe; figures
+On a GPU the method runs are timed by default (`--no-methods` skips them), one after another and
+`GPU_CONCURRENCY` (4) at a time. `--set key=value` overrides recipe fields (e.g. `--set epochs=20`) to explore a recipe; figures
 taken with overrides are labelled so. Each figure comes from one run (training is minutes on a
 CPU); hardware and torch version are printed with them.
 """
@@ -50,6 +51,7 @@ from mubench.tasks.base import Task, TaskData, tasks
 from mubench.training import Engine, train_model
 
 SEEDS = 3  # the full leaderboard's seeds
+GPU_CONCURRENCY = 4  # runs at a time on one GPU by default (the Ray executor's default share is 1/4)
 
 
 @dataclass
@@ -304,18 +306,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe override key=value")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model while training")
     parser.add_argument("--methods", nargs="?", const="all", default=None,
-                        help="also time one run of every applicable method (or a comma-separated list)")
-    parser.add_argument("--concurrent", type=int, default=1, metavar="K",
+                        help="also time one run of every applicable method (or a comma-separated list); "
+                             "the default on a GPU, where the projection is the point")
+    parser.add_argument("--no-methods", action="store_true", help="do not time method runs (nor project)")
+    parser.add_argument("--concurrent", type=int, default=None, metavar="K",
                         help="with --methods: also time the runs K at a time (Ray, 1/K of a GPU each); the "
-                             "projection then uses the effective seconds per run")
+                             "projection then uses the effective seconds per run (default: 4 on a GPU, 1 on a CPU)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
-    if args.concurrent < 1:
+    if args.concurrent is not None and args.concurrent < 1:
         parser.error(f"--concurrent must be at least 1, got {args.concurrent}")
     overrides = parse_overrides(args.overrides)
     with tempfile.TemporaryDirectory(prefix="mubench-bench-") as cache_root:
         harness = Harness(args.device, cache=ModelCache(Path(cache_root)), compile=args.compile or None)
-        profile = args.profile or ("standard" if harness.device.type == "cuda" else "smoke")
+        on_gpu = harness.device.type == "cuda"
+        profile = args.profile or ("standard" if on_gpu else "smoke")
+        if args.no_methods:
+            args.methods = None
+        elif args.methods is None and on_gpu:
+            args.methods = "all"
+        concurrent = args.concurrent or (GPU_CONCURRENCY if on_gpu else 1)
         names = args.tasks.split(",") if args.tasks else [
             n for n in tasks.names() if n != "debug" and tasks.get(n).data_status().complete]
         method_names = None if args.methods in (None, "all") else args.methods.split(",")
@@ -323,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in names:
             try:
                 rows.extend(bench_task(harness, name, profile, overrides, args.compile or None,
-                                       args.methods is not None, method_names, args.concurrent))
+                                       args.methods is not None, method_names, concurrent))
             except MubenchError as exc:
                 print(f"{name}: skipped ({exc})", flush=True)
             for row in rows[-2:]:

@@ -151,6 +151,9 @@ def print_report(table: PublishedTable, cells: list[Cell], profile: str, device:
     for method in dict.fromkeys(c.method for c in cells):
         if method in table.notes:
             print(f"{method}: {table.notes[method]}")
+    if profile != "standard":
+        print(f"profile {profile}: small models and subsets; these rows only show that the check runs "
+              "(the published tables are paper-scale: --profile standard, on a GPU)")
 
 
 def main(argv: list[str] | None = None) -> None:
