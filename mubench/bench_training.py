@@ -250,7 +250,11 @@ def bench_task(harness: Harness, name: str, profile: str, overrides: dict[str, A
         configs = method_configs(task, profile, method_names)
         run_seconds, breakdown = mean_run_seconds(harness, configs)
         if workers > 1:
-            concurrent = concurrent_run_seconds(harness, configs, workers)
+            try:
+                concurrent = concurrent_run_seconds(harness, configs, workers)
+            except ImportError as exc:  # Ray is an optional extra: the sequential figures stand alone
+                print(f"  {name}: runs not timed {workers} at a time ({exc}; install ray for --concurrent)",
+                      flush=True)
     label = ", ".join(f"{k}={v}" for k, v in overrides.items())
     effective = concurrent if concurrent is not None else run_seconds
     rows = [TaskFigures(name, profile, task.spec.profile(profile).model, samples, recipe.epochs, seconds,

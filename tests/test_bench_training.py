@@ -83,3 +83,28 @@ def test_bench_refuses_a_concurrency_below_one(capsys):
     with pytest.raises(SystemExit):
         bench_training.main(["--tasks", "debug", "--concurrent", "0"])
     assert "--concurrent must be at least 1" in capsys.readouterr().err
+
+
+def test_bench_without_ray_keeps_the_sequential_projection(tmp_path, monkeypatch, capsys):
+    """Ray is optional: without it `--concurrent` says so and the projection uses the runs timed
+    one after another."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setenv("MUBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MUBENCH_OFFLINE", "1")
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    out = tmp_path / "figures.json"
+    bench_training.main(["--tasks", "debug", "--profile", "smoke", "--methods", "identity", "--concurrent", "2",
+                         "--json", str(out)])
+    (row,) = json.loads(out.read_text())
+    assert row["concurrent_run_seconds"] is None and row["workers"] == 1
+    assert row["projected_hours"] == pytest.approx(
+        bench_training.projected_hours(tasks.get("debug"), row["train_seconds"], row["run_seconds"]))
+    assert "install ray for --concurrent" in capsys.readouterr().out
