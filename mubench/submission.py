@@ -18,7 +18,8 @@ Rules (RobustBench-style comparability flags, made checkable):
   writes verified files, since it stores the records it aggregates.
 - Registry: task versions and split ids must equal what the registry draws now (splits recomputed
   with mubench.splits, never read from the cache); tasks whose data is absent are skipped with a
-  note. Metric values must lie in their ranges (`METRIC_RANGES`).
+  note. Metric values must lie in their ranges (`METRIC_RANGES`). The metric and MIA spec versions
+  the file states must be this mubench's (numbers of other definitions are not comparable).
 """
 
 from __future__ import annotations
@@ -144,6 +145,9 @@ class Submission(BaseModel):
     hardware: PlainText
     compute_seconds: float = Field(ge=0, description="sum of the runs' seconds")
     mubench_version: PlainText
+    metrics_version: PlainText = Field(default="", description="the metric definitions' version of every record "
+                                                                 "(empty: made before entries recorded it)")
+    mia_spec_version: PlainText = Field(default="", description="the membership attacks' spec version of every record")
     git_commit: PlainText
     created_at: PlainText
     results: list[TaskResult] = Field(min_length=1)
@@ -195,6 +199,8 @@ def build_submission(records: Sequence[Record], info: MethodInfo, *, suite: str,
         hardware="; ".join(sorted({r.hardware for r in ok})),
         compute_seconds=float(sum(r.seconds for r in mine)),
         mubench_version=", ".join(sorted({r.mubench_version for r in ok})),
+        metrics_version=", ".join(sorted({r.metrics_version for r in ok})),
+        mia_spec_version=", ".join(sorted({r.mia_spec_version for r in ok})),
         git_commit=", ".join(sorted({r.git_commit for r in ok})), created_at=created_at, results=results,
         failures=[f"{r.config.label}: {r.error}".replace("<", "(").replace(">", ")") for r in mine if r.status != "ok"],
         record_ids=sorted(r.id for r in mine), verified=verified)
@@ -322,6 +328,7 @@ def check_submission(path: Path, folder: Path | None = None, store: Path | None 
         return result
     result.problems += _duplicate_problems(path, submission, submissions_folder(folder))
     result.problems += range_problems(submission)
+    result.problems += version_problems(submission)
     registry_problems, notes = _registry_problems(submission)
     result.problems += registry_problems
     result.notes += notes
@@ -385,6 +392,21 @@ def _method_in(path: Path) -> str | None:
         return json.loads(path.read_text(encoding="utf-8")).get("method")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def version_problems(submission: Submission) -> list[str]:
+    """Numbers computed under other metric definitions than this mubench's cannot be ranked beside
+    its own (as results of another task version cannot): the file must be rebuilt from a rerun."""
+    from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION
+
+    problems = []
+    for field, current in (("metrics_version", METRICS_VERSION), ("mia_spec_version", MIA_SPEC_VERSION)):
+        stated = getattr(submission, field)
+        if stated != current:
+            problems.append(f"{field}: the results were computed under {stated or 'an unrecorded version'}, this "
+                            f"mubench's is {current}; rerun them (`mubench submit`, or `mubench leaderboard-data` "
+                            "for the baselines) to rank them here")
+    return problems
 
 
 def _registry_problems(submission: Submission) -> tuple[list[str], list[str]]:

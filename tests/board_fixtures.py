@@ -22,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from mubench.methods import Access
+from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION
 from mubench.record import Record, RunConfig
 from mubench.store import Store
 from mubench.submission import MethodInfo, Submission, build_submission, write_submission
@@ -50,7 +51,8 @@ def record(method: str, scenario: str, seed: int, gap: float, hparams: dict | No
     metrics = {"forget/acc": 0.5 + gap, "gap/forget_acc": gap, "test/acc": 0.8, "val/acc": val,
                "objective/utility": 0.9, "objective/forgetting": 1 - gap, "objective/cost": 0.5, "cost/rte": 0.5}
     return Record(id=config.id, config=config, status="ok", metrics=metrics, split_id=split_id(scenario, seed),
-                  metrics_version="1", mia_spec_version="1", mubench_version="0.1.0", git_commit="abc123",
+                  metrics_version=METRICS_VERSION, mia_spec_version=MIA_SPEC_VERSION, mubench_version="0.1.0",
+                  git_commit="abc123",
                   hardware="test cpu", device="cpu", seconds=1.0, peak_rss_mb=1.0,
                   created_at="2026-01-01T00:00:00+00:00")
 

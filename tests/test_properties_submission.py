@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mubench.methods import Access
+from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION
 from mubench.submission import (MethodInfo, Submission, SubmissionError, Validation, check_submission,
                                 current_split_id, validate_submission)
 from mubench.tasks import tasks
@@ -42,6 +43,7 @@ def valid(tmp_path_factory) -> dict[str, Any]:
     submission = Submission(
         **{k: getattr(info, k) for k in MethodInfo.__dataclass_fields__}, suite="quick", seeds=[0], sweep=None,
         selection="default", hardware="cpu", compute_seconds=1.0, mubench_version="0", git_commit="abc",
+        metrics_version=METRICS_VERSION, mia_spec_version=MIA_SPEC_VERSION,
         created_at="2026-01-01T00:00:00+00:00", record_ids=["r" * 64], verified=False,
         results=[{"task": "debug", "scenario": "class_0", "profile": "smoke", "task_version": task.spec.version,
                   "hparams": "{}", "splits": [{"seed": 0, "split_id": split_id}],

@@ -115,6 +115,21 @@ def test_split_ids_and_task_versions_must_match_the_registry(stored, tmp_path):
     assert "task version 0.9, the registry's is" in message
 
 
+def test_results_of_other_metric_versions_are_refused(stored, tmp_path):
+    """Numbers computed under other metric definitions cannot be ranked beside this mubench's:
+    a file stating another version, or none (made before entries recorded it), is refused."""
+    from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION
+
+    assert (stored[2].metrics_version, stored[2].mia_spec_version) == (METRICS_VERSION, MIA_SPEC_VERSION)
+    data = json.loads(stored[2].model_dump_json())
+    data["metrics_version"] = "2"
+    del data["mia_spec_version"]
+    message = _problems(_write(tmp_path / "subs", data), tmp_path / "subs")
+    assert f"metrics_version: the results were computed under 2, this mubench's is {METRICS_VERSION}" in message
+    assert f"mia_spec_version: the results were computed under an unrecorded version, this mubench's is " \
+           f"{MIA_SPEC_VERSION}" in message
+
+
 def test_metrics_outside_their_ranges_are_refused(stored, tmp_path):
     data = json.loads(stored[2].model_dump_json())
     data["results"][0]["metrics"]["forget/acc"]["mean"] = 1.5
