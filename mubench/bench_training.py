@@ -47,6 +47,7 @@ from mubench.request import Subset
 from mubench.runner import Harness, derived_seed, supports
 from mubench.scenarios import scenario_kinds
 from mubench.splits import make_split
+from mubench.sweep import GridSpec, expand_grid
 from mubench.tasks.base import Task, TaskData, tasks
 from mubench.training import Engine, train_model
 
@@ -168,13 +169,11 @@ def uncoloured_mnist(harness: Harness, profile: str, overrides: dict[str, Any],
 
 def method_configs(task: Task, profile: str, method_names: list[str] | None) -> list[RunConfig]:
     """One run per applicable method (default hyper-parameters, seed 0) on the task's first
-    scenario; `retrain` is left out (the projection counts it as a training)."""
-    scenario = task.spec.scenarios[0].name
-    names = [name for name in (method_names or methods.names())
-             if name != "retrain" and supports(methods.get(name), task) and not methods.get(name).inapplicable(task.spec)]
-    return [RunConfig(task=task.spec.name, task_version=task.spec.version, scenario=scenario, method=name,
-                      method_version=methods.get(name).version, hparams=methods.get(name).resolve(), seed=0,
-                      profile=profile) for name in names]
+    scenario, as the sweep expands them; `retrain` is left out (the projection counts it as a
+    training)."""
+    names = [name for name in (method_names or methods.names()) if name != "retrain"]
+    return expand_grid(GridSpec(tasks=[task.spec.name], scenarios=[task.spec.scenarios[0].name], methods=names,
+                                seeds=[0], profile=profile))
 
 
 def mean_run_seconds(harness: Harness, configs: list[RunConfig]) -> tuple[float, dict[str, float]]:
@@ -225,7 +224,7 @@ def projected_hours(task: Task, train_seconds: float, run_seconds: float | None)
     scenarios = task.spec.scenarios
     poisoning = sum(1 for s in scenarios if scenario_kinds.get(s.kind).poison is not None)
     applicable = [n for n in methods.names()
-                  if supports(methods.get(n), task) and not methods.get(n).inapplicable(task.spec)]
+                  if supports(methods.get(n), task)]
     trainings = SEEDS * (1 + poisoning + len(scenarios))  # originals + oracles
     runs = SEEDS * len(scenarios)
     retrains = runs if "retrain" in applicable else 0

@@ -21,18 +21,15 @@ import argparse
 import json
 import math
 import statistics
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import mubench.tasks  # noqa: F401  (registers the tasks)
 from mubench.errors import MubenchError
 from mubench.evaluation import EvaluationContext
-from mubench.methods import methods
 from mubench.metrics import compute_metrics
-from mubench.record import RunConfig
-from mubench.runner import Harness, Prepared
-from mubench.tasks.base import tasks
+from mubench.runner import Harness
+from mubench.sweep import GridSpec, expand_grid
 
 ROUNDING = 0.01  # published values are given to two decimals
 
@@ -99,41 +96,34 @@ def clean_test_accuracy(ctx: EvaluationContext, attribute: str | None) -> float:
     return float(test.correct[keep].float().mean())
 
 
-def measures(ctx: EvaluationContext, table: PublishedTable) -> dict[str, Callable[[], float]]:
-    values = compute_metrics(ctx)
-    named = {"forget": lambda: ctx.unlearned["forget"].accuracy, "retain": lambda: ctx.unlearned["retain"].accuracy,
-             "test": lambda: clean_test_accuracy(ctx, table.clean_test_attribute)}
-    columns = {column for row in table.rows.values() for column in row}
-    for column in columns - named.keys():
-        if column not in values:
-            raise MubenchError(f"column {column!r} is neither forget/retain/test nor a metric of this run")
-        named[column] = lambda column=column: values[column]
-    return named
+def measures(ctx: EvaluationContext, table: PublishedTable) -> dict[str, float]:
+    """Every column of `table` for one run: forget, retain and clean-test accuracy, or a metric."""
+    values = compute_metrics(ctx) | {"forget": ctx.unlearned["forget"].accuracy,
+                                     "retain": ctx.unlearned["retain"].accuracy,
+                                     "test": clean_test_accuracy(ctx, table.clean_test_attribute)}
+    missing = sorted({column for row in table.rows.values() for column in row} - values.keys())
+    if missing:
+        raise MubenchError(f"column {missing[0]!r} is neither forget/retain/test nor a metric of this run")
+    return values
 
 
 def run_table(table: PublishedTable, seeds: list[int], profile: str, harness: Harness,
               method_names: list[str] | None = None) -> list[Cell]:
     """Every (method, column) of `table` (or of `method_names`) over `seeds`."""
-    task = tasks.get(table.task)
     names = method_names or list(table.rows)
     unknown = [n for n in names if n not in table.rows]
     if unknown:
         raise MubenchError(f"methods {unknown} are not rows of this table (rows: {sorted(table.rows)})")
     cells = {(n, c): Cell(n, c, [], v) for n in names for c, v in table.rows[n].items()}
-    for seed in seeds:
-        prepared: Prepared = harness.prepare(table.task, table.scenario, seed, profile)
-        for name in names:
-            method_cls = methods.get(name)
-            config = RunConfig(task=table.task, task_version=task.spec.version, scenario=table.scenario, method=name,
-                               method_version=method_cls.version, hparams=method_cls.resolve(), seed=seed,
-                               profile=profile)
-            model, seconds, peak = harness.unlearn(config, prepared)
-            ctx = harness.evaluation_context(prepared, model, seconds, peak)
-            for column, measure in measures(ctx, table).items():
-                if (name, column) in cells:
-                    cells[name, column].values.append(measure())
-            print(f"  seed {seed} {name}: " + ", ".join(f"{c} {cells[name, c].values[-1]:.4f}"
-                                                         for c in table.rows[name]), flush=True)
+    grid = GridSpec(tasks=[table.task], scenarios=[table.scenario], methods=names, seeds=seeds, profile=profile)
+    for config in expand_grid(grid):  # seed by seed, each method at its defaults
+        prepared = harness.prepare(config.task, config.scenario, config.seed, config.profile)
+        model, seconds, peak = harness.unlearn(config, prepared)
+        values = measures(harness.evaluation_context(prepared, model, seconds, peak), table)
+        for column in table.rows[config.method]:
+            cells[config.method, column].values.append(values[column])
+        print(f"  seed {config.seed} {config.method}: "
+              + ", ".join(f"{c} {values[c]:.4f}" for c in table.rows[config.method]), flush=True)
     return list(cells.values())
 
 

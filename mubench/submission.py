@@ -400,10 +400,10 @@ def version_problems(submission: Submission) -> list[str]:
     from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION
 
     problems = []
-    for field, current in (("metrics_version", METRICS_VERSION), ("mia_spec_version", MIA_SPEC_VERSION)):
-        stated = getattr(submission, field)
+    for name, current in (("metrics_version", METRICS_VERSION), ("mia_spec_version", MIA_SPEC_VERSION)):
+        stated = getattr(submission, name)
         if stated != current:
-            problems.append(f"{field}: the results were computed under {stated or 'an unrecorded version'}, this "
+            problems.append(f"{name}: the results were computed under {stated or 'an unrecorded version'}, this "
                             f"mubench's is {current}; rerun them (`mubench submit`, or `mubench leaderboard-data` "
                             "for the baselines) to rank them here")
     return problems
