@@ -9,10 +9,12 @@ Prints, for Colored MNIST under `smoke`:
 Each timing is the median of `--trials` runs; hardware and trial count are printed with them.
 
 `--executors` instead times one grid of about 40 small runs (the task's first two scenarios, four
-cheap methods, five seeds, `smoke`) with the local executor and with the Ray executor on a local
-instance of `--workers` CPUs, each from an empty model cache, and prints the speed-up (with and
-without the seconds Ray takes to start). Both use one torch thread per run (the local pass sets it,
-each Ray worker has it), so the figure measures running runs side by side, not thread counts.
+cheap methods, five seeds, `smoke`) with the local executor, with the `processes` executor of
+`--workers` worker processes, and (where Ray is installed) with the Ray executor on a local instance
+of `--workers` CPUs, each from an empty model cache, and prints the speed-ups (for Ray also without
+the seconds it takes to start; the processes' start, spawning each worker, is counted in theirs).
+All use one torch thread per run (the local pass sets it, each worker has it), so the figures
+measure running runs side by side, not thread counts.
 """
 
 from __future__ import annotations
@@ -64,14 +66,15 @@ EXECUTOR_BENCH_METHODS = ("identity", "finetune", "grad_ascent", "random_label")
 
 
 def executor_speedup(console: Console, task_name: str, workers: int, seeds: int = 5) -> None:
-    """Local vs Ray wall seconds for the same grid, each into a fresh model cache and store (the
-    splits, drawn by the local pass, are shared: drawing one costs milliseconds)."""
+    """Local vs processes vs Ray wall seconds for the same grid, each into a fresh model cache and
+    store (the splits, drawn by the local pass, are shared: drawing one costs milliseconds)."""
+    import importlib.util
     import shutil
     import tempfile
     from pathlib import Path
 
     from mubench.artifacts import ModelCache
-    from mubench.executors import RayExecutor
+    from mubench.executors import make_executor
     from mubench.store import Store
     from mubench.sweep import GridSpec, expand_grid, run_grid
     from mubench.tasks.base import tasks
@@ -80,14 +83,15 @@ def executor_speedup(console: Console, task_name: str, workers: int, seeds: int 
     grid = GridSpec(tasks=[task_name], scenarios=[s.name for s in spec.scenarios[:2]],
                     methods=list(EXECUTOR_BENCH_METHODS), seeds=list(range(seeds)), profile="smoke")
     configs = expand_grid(grid)
-    Harness().task_data(tasks.get(task_name))  # decode the data once, outside both timings
+    Harness().task_data(tasks.get(task_name))  # decode the data once, outside every timing
     work = Path(tempfile.mkdtemp(prefix="mubench-bench-"))
     try:
         seconds: dict[str, float] = {}
-        for name in ("local", "ray"):
+        parallel = ["processes"] + (["ray"] if importlib.util.find_spec("ray") else [])
+        for name in ["local", *parallel]:
             harness = Harness(cache=ModelCache(work / f"{name}-models"))
             start = time.perf_counter()
-            if name == "local":  # one torch thread, as each Ray worker has: the same work per run
+            if name == "local":  # one torch thread, as each worker has: the same work per run
                 threads = torch.get_num_threads()
                 torch.set_num_threads(1)
                 try:
@@ -95,9 +99,9 @@ def executor_speedup(console: Console, task_name: str, workers: int, seeds: int 
                 finally:
                     torch.set_num_threads(threads)
             else:
-                with RayExecutor(harness, workers=workers) as executor:
-                    seconds["ray start"] = time.perf_counter() - start
-                    records = run_grid(configs, Store(work / "ray.sqlite"), harness, executor=executor)
+                with make_executor(name, harness, workers=workers) as executor:
+                    seconds[f"{name} start"] = time.perf_counter() - start
+                    records = run_grid(configs, Store(work / f"{name}.sqlite"), harness, executor=executor)
             seconds[name] = time.perf_counter() - start
             failed = [r.config.label for r in records if r.status != "ok"]
             assert not failed, f"{name}: failed runs {failed}"
@@ -109,10 +113,12 @@ def executor_speedup(console: Console, task_name: str, workers: int, seeds: int 
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_row("local executor: seconds", f"{seconds['local']:.1f}")
-    table.add_row(f"ray executor, {workers} workers: seconds (with its start)", f"{seconds['ray']:.1f}")
-    table.add_row("ray start: seconds", f"{seconds['ray start']:.1f}")
-    table.add_row("speed-up (local / ray)", f"{seconds['local'] / seconds['ray']:.2f}")
-    table.add_row("speed-up without ray's start", f"{seconds['local'] / (seconds['ray'] - seconds['ray start']):.2f}")
+    for name in parallel:
+        table.add_row(f"{name} executor, {workers} workers: seconds (with its start)", f"{seconds[name]:.1f}")
+        table.add_row(f"speed-up (local / {name})", f"{seconds['local'] / seconds[name]:.2f}")
+    if "ray" in parallel:
+        table.add_row("ray start: seconds", f"{seconds['ray start']:.1f}")
+        table.add_row("speed-up without ray's start", f"{seconds['local'] / (seconds['ray'] - seconds['ray start']):.2f}")
     console.print(table)
 
 
@@ -121,8 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", default="cmnist")
     parser.add_argument("--scenario", default="random_10")
     parser.add_argument("--trials", type=int, default=5)
-    parser.add_argument("--executors", action="store_true", help="time a grid of ~40 runs: local vs ray")
-    parser.add_argument("--workers", type=int, default=2, help="--executors: CPUs of the local Ray instance")
+    parser.add_argument("--executors", action="store_true", help="time a grid of ~40 runs: local vs processes vs ray")
+    parser.add_argument("--workers", type=int, default=2, help="--executors: worker processes (and CPUs of the local Ray instance)")
     args = parser.parse_args(argv)
     console = Console()
     if args.executors:

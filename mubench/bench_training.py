@@ -15,8 +15,9 @@ on a CPU), it trains the original model of seed 0 with the harness's engine and 
   scenario); an oracle per scenario and seed; `retrain` costs one more training per run; every
   other run costs the measured mean run seconds (without `--methods`: not projected). With
   `--concurrent K` the runs are also timed K at a time through the Ray executor (K workers, 1/K
-  of the GPU each), and the projection uses that effective seconds per run; trainings are still
-  counted one after another.
+  of the GPU each) where Ray is installed, else through the `processes` executor (K worker
+  processes sharing the GPU), and the projection uses that effective seconds per run; trainings
+  are still counted one after another.
 On a GPU the method runs are timed by default (`--no-methods` skips them), one after another and
 `GPU_CONCURRENCY` (4) at a time. `--set key=value` overrides recipe fields (e.g. `--set epochs=20`) to explore a recipe; figures
 taken with overrides are labelled so. Each figure comes from one run (training is minutes on a
@@ -199,22 +200,35 @@ def mean_run_seconds(harness: Harness, configs: list[RunConfig]) -> tuple[float,
 
 def concurrent_run_seconds(harness: Harness, configs: list[RunConfig], workers: int) -> float:
     """Effective seconds per run when `workers` runs share the device: the wall time of all
-    `configs` through the Ray executor (`workers` worker processes; on CUDA each holds 1/workers of
-    the GPU) over their number. Each worker prepares the split once (data, cached models, their
-    outputs), as it would in a sweep; while one run waits on the CPU (the attacks' scikit-learn
-    fits) another computes on the GPU."""
+    `configs` through `workers` worker processes over their number. The Ray executor where Ray is
+    installed (on CUDA each run holds 1/workers of the GPU), else the `processes` executor (the
+    workers share the GPU with no accounting). Each worker prepares the split once (data, cached
+    models, their outputs), as it would in a sweep; while one run waits on the CPU (the attacks'
+    scikit-learn fits) another computes on the GPU. The clock starts once the executor and its
+    workers are up: starting them is paid once per sweep, not per run."""
     from mubench.executors import make_executor
 
     if not configs:
         return 0.0
-    gpus = 1.0 / workers if harness.device.type == "cuda" else 0.0
-    with make_executor("ray", harness, workers=workers, gpus_per_run=gpus) as executor:
+    name, options = _concurrent_executor(harness, workers)
+    with make_executor(name, harness, **options) as executor:
+        executor.start()
         start = time.perf_counter()
         failed = [r for r in executor.map(configs) if r.status != "ok"]
         wall = time.perf_counter() - start
-    print(f"  {configs[0].task}: {len(configs)} runs, {workers} at a time: {wall:.2f} s "
+    print(f"  {configs[0].task}: {len(configs)} runs, {workers} at a time ({name}): {wall:.2f} s "
           f"({len(failed)} failed)", flush=True)
     return wall / len(configs)
+
+
+def _concurrent_executor(harness: Harness, workers: int) -> tuple[str, dict[str, Any]]:
+    """Ray where it is installed (an optional extra), else the standard library's processes."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return "processes", {"workers": workers}
+    gpus = 1.0 / workers if harness.device.type == "cuda" else 0.0
+    return "ray", {"workers": workers, "gpus_per_run": gpus}
 
 
 def projected_hours(task: Task, train_seconds: float, run_seconds: float | None) -> float | None:
@@ -251,9 +265,8 @@ def bench_task(harness: Harness, name: str, profile: str, overrides: dict[str, A
         if workers > 1:
             try:
                 concurrent = concurrent_run_seconds(harness, configs, workers)
-            except ImportError as exc:  # Ray is an optional extra: the sequential figures stand alone
-                print(f"  {name}: runs not timed {workers} at a time ({exc}; install ray for --concurrent)",
-                      flush=True)
+            except (OSError, RuntimeError) as exc:  # no worker could start: the sequential figures stand alone
+                print(f"  {name}: runs not timed {workers} at a time ({type(exc).__name__}: {exc})", flush=True)
     label = ", ".join(f"{k}={v}" for k, v in overrides.items())
     effective = concurrent if concurrent is not None else run_seconds
     rows = [TaskFigures(name, profile, task.spec.profile(profile).model, samples, recipe.epochs, seconds,
@@ -313,8 +326,9 @@ def main(argv: list[str] | None = None) -> None:
                              "the default on a GPU, where the projection is the point")
     parser.add_argument("--no-methods", action="store_true", help="do not time method runs (nor project)")
     parser.add_argument("--concurrent", type=int, default=None, metavar="K",
-                        help="with --methods: also time the runs K at a time (Ray, 1/K of a GPU each); the "
-                             "projection then uses the effective seconds per run (default: 4 on a GPU, 1 on a CPU)")
+                        help="with --methods: also time the runs K at a time (Ray, 1/K of a GPU each; without Ray, K "
+                             "worker processes sharing it); the projection then uses the effective seconds per "
+                             "run (default: 4 on a GPU, 1 on a CPU)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     if args.concurrent is not None and args.concurrent < 1:

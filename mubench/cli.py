@@ -55,6 +55,7 @@ class Select(str, Enum):
 
 class ExecutorKind(str, Enum):
     local = "local"
+    processes = "processes"
     ray = "ray"
 
 
@@ -115,9 +116,9 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON record per run on stdout, nothing else")] = False,
     shadow_models: Annotated[int, typer.Option("--shadow-models", min=0, help="K shadow originals + K shadow oracles per split for mia/ulira (default 0: off; a GPU workload)")] = 0,
     store: StoreOption = None,
-    executor: Annotated[ExecutorKind, typer.Option("--executor", help="local (in this process) or ray (one Ray task per run)")] = ExecutorKind.local,
+    executor: Annotated[ExecutorKind, typer.Option("--executor", help="local (in this process), processes (--workers worker processes of this machine) or ray (one Ray task per run)")] = ExecutorKind.local,
     address: Annotated[Optional[str], typer.Option("--address", help="ray: the cluster to join (default: start a local instance)")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="ray: CPUs of the local instance (default: all cores)")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="processes: worker processes; ray: CPUs of the local instance (default: all cores)")] = None,
     gpus_per_run: Annotated[Optional[float], typer.Option("--gpus-per-run", min=0, help="ray: GPU share of each run (default 0.25 on CUDA, 0 on the CPU)")] = None,
     isolate: Annotated[bool, typer.Option("--isolate", help="run each method in its own process under --time-limit and --memory-limit (mubench.sandbox)")] = False,
     time_limit: Annotated[float, typer.Option("--time-limit", min=0.001, help="--isolate: seconds each run's method and evaluation may take")] = 3600.0,
@@ -142,15 +143,18 @@ def run(
     configs = expand_grid(grid)
     _check_data(grid.tasks)
     _check_device(device)
-    result_store = Store(store or paths.default_store())  # a read-only or full location fails here, before any work
-    harness = Harness(device=device, shadow_models=shadow_models)
-    if executor is ExecutorKind.local and (address or workers or gpus_per_run is not None):
-        raise MubenchError("--address, --workers and --gpus-per-run apply to --executor ray")
+    if executor is not ExecutorKind.ray and (address or gpus_per_run is not None):
+        raise MubenchError("--address and --gpus-per-run apply to --executor ray")
+    if executor is ExecutorKind.local and workers:
+        raise MubenchError("--workers applies to --executor processes and ray")
     if isolate and executor is not ExecutorKind.local:
         raise MubenchError("--isolate runs each run in a child process of this machine: use it with --executor local")
+    result_store = Store(store or paths.default_store())  # a read-only or full location fails here, before any work
+    harness = Harness(device=device, shadow_models=shadow_models)
     from mubench.executors import make_executor
 
-    options = {"address": address, "workers": workers, "gpus_per_run": gpus_per_run} if executor is ExecutorKind.ray else {}
+    options = {"ray": {"address": address, "workers": workers, "gpus_per_run": gpus_per_run},
+               "processes": {"workers": workers}}.get(executor.value, {})
     with make_executor(executor.value, harness, **options) as runner:
         records = _run_with_progress(configs, result_store, harness, as_json, runner, _limits(isolate, time_limit, memory_limit))
     if not as_json:

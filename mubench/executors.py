@@ -1,36 +1,49 @@
 """Executors: where the runs of a grid execute. The driver alone writes the store.
 
 An executor turns run configs into records and nothing else: `Executor.map(configs)` yields one
-`Record` per config as each run finishes (the local executor in order, the Ray executor in the
-order runs complete) and never touches the store; `mubench.sweep.run_grid` stores each record the
-moment it arrives, in the driver process, so a killed driver loses at most the runs in flight.
-`close()` (or leaving a `with` block) releases what the executor started.
+`Record` per config as each run finishes (the local executor in order, the others in the order runs
+complete) and never touches the store; `mubench.sweep.run_grid` stores each record the moment it
+arrives, in the driver process, so a killed driver loses at most the runs in flight.
+`start()` starts the workers ahead of the first run (for timings); `close()` (or leaving a `with`
+block) releases what the executor started.
 
 - `local`: `Harness.run` in this process, one config after another (the default; the records are
   exactly those of a plain loop).
+- `processes`: `workers` worker processes of this machine (spawned, standard library only), each
+  running one run at a time; for several cores of one machine, or several runs sharing one GPU
+  (while one run waits on the CPU for its attacks' scikit-learn fits, another computes on the GPU).
 - `ray`: each run is a Ray task (Moritz et al. 2018, "Ray: a distributed framework for emerging AI
   applications"). With an address it joins that cluster, otherwise it starts a local instance of
-  `workers` CPUs. Each worker process builds its own `Harness` with the driver's device, model
-  cache root and shadow-model count (and the driver's MUBENCH_* variables), and keeps it between
-  tasks, so task data and the prepared split are loaded once per worker. Originals and oracles are
-  shared through the content-addressed `ModelCache`, whose per-key file lock makes a second worker
-  wait for the first one's model and load it instead of training it again. A run whose worker
-  process dies (killed, out of memory) is retried once (`max_retries`), then recorded as failed
-  with the reason; an exception raised outside the method (data missing, a bad config) stops the
-  sweep as it does locally. The method classes the driver has registered (built-in, plug-in, or
-  defined in a test or a script) travel with the tasks and are registered in the workers.
+  `workers` CPUs.
+
+Both `processes` and `ray` run `run_in_worker` in their worker processes. Each worker builds its own
+`Harness` with the driver's device, model cache root and shadow-model count (and the driver's
+MUBENCH_* variables), and keeps it between runs, so task data and the prepared split are loaded
+once per worker. Originals and oracles are shared through the content-addressed `ModelCache`, whose
+per-key file lock makes a second worker wait for the first one's model and load it instead of
+training it again. A method that raises gives a failed record (the harness records it, as locally);
+a run whose worker process dies (killed, out of memory) is retried once (`max_retries`), then
+recorded as failed with the reason; an exception raised outside the method (data missing, a bad
+config) stops the sweep as it does locally. The method classes the driver has registered (built-in,
+plug-in, or defined in a test or a script) are registered in the workers.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import importlib.metadata
 import logging
+import multiprocessing
 import os
+import pickle
 import sys
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +66,9 @@ class Executor(ABC):
     def map(self, configs: Sequence[RunConfig]) -> Iterator[Record]:
         """One record per config, each yielded as soon as its run has finished."""
 
+    def start(self) -> None:
+        """Start the workers now rather than on their first run (for timings); a no-op by default."""
+
     def close(self) -> None:
         """Release what the executor started (a local Ray instance); a no-op by default."""
 
@@ -68,7 +84,8 @@ executors: Registry[Callable[..., Executor]] = Registry("executor")
 
 def make_executor(name: str, harness: Harness, **options: Any) -> Executor:
     """The executor registered as `name`, for `harness`'s device and cache; `options` are its own
-    (ray: address, workers, gpus_per_run, max_retries, threads_per_run)."""
+    (ray: address, workers, gpus_per_run, max_retries, threads_per_run; processes: workers,
+    threads_per_run, max_retries)."""
     return executors.get(name)(harness, **options)
 
 
@@ -84,7 +101,7 @@ class LocalExecutor(Executor):
             yield self.harness.run(config)
 
 
-# ---- Ray ----------------------------------------------------------------------------------------
+# ---- worker processes (processes, ray) ----------------------------------------------------------
 
 ENV_PREFIX = "MUBENCH_"  # the driver's data mirror, home and offline switch reach the workers
 
@@ -136,7 +153,8 @@ def _register_driver_methods(classes: dict[str, type[Method]]) -> None:
 
 
 def run_in_worker(settings: WorkerSettings, classes: dict[str, type[Method]], config_json: str) -> str:
-    """The body of one Ray task: the record of one run, as JSON (the driver validates it)."""
+    """The body of one run in a worker process (a Ray task, a call in a process pool): its record,
+    as JSON (the driver validates it)."""
     _register_driver_methods(classes)
     harness = _worker_harness(settings)
     config = RunConfig.model_validate_json(config_json)
@@ -161,6 +179,150 @@ def prepare_exclusively(harness: Harness, config: RunConfig) -> None:
     with file_lock(locks / f"prepare-{sha256_of(prepared)[:16]}.lock"):
         harness.prepare(*prepared)
 
+
+def died_record(config: RunConfig, exc: BaseException, seconds: float, attempts: int, device: str) -> Record:
+    """A failed record for a run whose worker died on each of `attempts` attempts: no split was
+    reported, so its id is empty."""
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return Record(
+        id=config.id, config=config, status="failed",
+        error=f"worker died on each of {attempts} attempt(s) ({type(exc).__name__}: {first_line})",
+        split_id="", metrics_version=METRICS_VERSION, mia_spec_version=MIA_SPEC_VERSION,
+        mubench_version=provenance.mubench_version(), git_commit=provenance.git_commit(),
+        hardware=provenance.hardware(device), device=device, seconds=seconds, peak_rss_mb=0.0)
+
+
+# ---- processes ----------------------------------------------------------------------------------
+
+def _check_importable(classes: dict[str, type[Method]]) -> None:
+    """A spawned worker finds a method class by its module and name (plain pickle): a class of an
+    installed package, of a module on the Python path, or at the top level of the script being run
+    (spawn runs the script again as `__mp_main__`, so its sweep must sit below an
+    `if __name__ == "__main__":` guard) travels; one typed into a notebook or the REPL, or defined
+    inside a function, does not (the Ray executor ships such a class by value, with cloudpickle)."""
+    for name, cls in classes.items():
+        module = sys.modules.get(cls.__module__)
+        if "<locals>" in cls.__qualname__ or module is None or not getattr(module, "__file__", None):
+            raise MubenchError(f"method {name!r}: its class {cls.__qualname__} (in {cls.__module__}) cannot be "
+                               "imported by a worker process; define it at the top level of a module, or use "
+                               "--executor ray")
+
+
+def _run_pickled(settings: WorkerSettings, classes: bytes, config_json: str) -> str:
+    """`run_in_worker`, with the method classes unpickled here: a class the worker cannot import
+    then fails this run with a clear error instead of killing the worker before it starts."""
+    try:
+        loaded = pickle.loads(classes)
+    except Exception as exc:  # noqa: BLE001 - any import error of the driver's module
+        raise MubenchError(f"a worker process could not import the sweep's method classes ({type(exc).__name__}: "
+                           f"{exc}); define them in an importable module, or use --executor ray") from None
+    return run_in_worker(settings, loaded, config_json)
+
+
+def _warm_up() -> None:
+    import mubench.runner  # noqa: F401  (torch, the tasks and the methods with it)
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    config: RunConfig
+    number: int  # 1 for the first attempt
+    slot: int
+    started: float
+
+
+@executors.register("processes")
+class ProcessExecutor(Executor):
+    """Each run in one of `workers` (default: the CPU count) spawned worker processes of this
+    machine, without Ray; see the module docstring. A worker is a one-process
+    `concurrent.futures.ProcessPoolExecutor` of its own, so a worker that dies breaks only its own
+    pool and the run it held is known (retried, then recorded as failed); the others go on. Each
+    run gets `threads_per_run` torch threads. On CUDA every worker uses the one GPU the driver's
+    device names, all at once: there is no share per run as with Ray, so `workers` bounds the runs
+    (and their memory) on the GPU. Method classes reach the workers by module and name
+    (`_check_importable`)."""
+
+    def __init__(self, harness: Harness, workers: int | None = None, threads_per_run: int = 1,
+                 max_retries: int = 1) -> None:
+        if workers is not None and workers < 1:
+            raise MubenchError(f"--workers must be at least 1, got {workers}")
+        self.workers = workers or os.cpu_count() or 1
+        self.max_retries, self.threads_per_run = max_retries, threads_per_run
+        self.device = str(harness.device)  # the driver's GPU (Ray picks one; here there is no picking)
+        self.settings = dataclasses.replace(WorkerSettings.of(harness, threads_per_run), device=self.device)
+        self._pools: list[ProcessPoolExecutor | None] = [None] * self.workers
+
+    def map(self, configs: Sequence[RunConfig]) -> Iterator[Record]:
+        """One run per worker at a time, started in the grid's order; records as runs finish."""
+        classes = {name: methods.get(name) for name in {c.method for c in configs}}
+        _check_importable(classes)
+        pickled = pickle.dumps(classes)
+        waiting = collections.deque((config, 1) for config in configs)
+        idle = collections.deque(range(self.workers))
+        in_flight: dict[Future[str], _Attempt] = {}
+        try:
+            while waiting or in_flight:
+                while waiting and idle:
+                    (config, number), slot = waiting.popleft(), idle.popleft()
+                    future = self._pool(slot).submit(_run_pickled, self.settings, pickled, config.model_dump_json())
+                    in_flight[future] = _Attempt(config, number, slot, time.perf_counter())
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in [f for f in in_flight if f in done]:  # in the order they started
+                    attempt = in_flight.pop(future)
+                    idle.append(attempt.slot)
+                    record = self._collect(future, attempt, waiting)
+                    if record is not None:
+                        yield record
+        finally:
+            for attempt in in_flight.values():  # the driver stopped early: do not leave runs behind
+                self._discard(attempt.slot)
+
+    def start(self) -> None:
+        """Spawn every worker and import the harness in it (a few seconds each)."""
+        for future in [self._pool(slot).submit(_warm_up) for slot in range(self.workers)]:
+            future.result()
+
+    def _collect(self, future: Future[str], attempt: _Attempt,
+                 waiting: collections.deque[tuple[RunConfig, int]]) -> Record | None:
+        """The run's record; None when its worker died and the run waits for another attempt."""
+        try:
+            return Record.model_validate_json(future.result())
+        except BrokenProcessPool as exc:  # the worker process died
+            self._discard(attempt.slot)
+            if attempt.number <= self.max_retries:
+                waiting.appendleft((attempt.config, attempt.number + 1))
+                return None
+            return died_record(attempt.config, exc, time.perf_counter() - attempt.started, attempt.number, self.device)
+        except Exception as exc:  # raised outside the method (which the harness records): stop, as locally
+            raise exc from None
+
+    def _pool(self, slot: int) -> ProcessPoolExecutor:
+        """The slot's worker, started on its first run (spawned: CUDA cannot run in a forked child)."""
+        pool = self._pools[slot]
+        if pool is None:
+            pool = self._pools[slot] = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return pool
+
+    def _discard(self, slot: int) -> None:
+        """End the slot's worker now (a run it holds is abandoned); the next run starts a new one."""
+        pool, self._pools[slot] = self._pools[slot], None
+        if pool is not None:
+            processes = list((pool._processes or {}).values())  # no public handle before Python 3.14
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.kill()
+
+    def close(self) -> None:
+        """Stop the workers, side by side (a worker takes about a second to exit after torch)."""
+        pools, self._pools = [p for p in self._pools if p is not None], [None] * self.workers
+        stopping = [threading.Thread(target=pool.shutdown, kwargs={"cancel_futures": True}) for pool in pools]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
+
+
+# ---- Ray ----------------------------------------------------------------------------------------
 
 def _pickle_unpackaged_by_value(classes: Iterable[type]) -> None:
     """A class from an installed distribution (mubench, baselines, a plug-in) travels by reference
@@ -238,15 +400,7 @@ class RayExecutor(Executor):
             return self.died_record(config, exc, time.perf_counter() - started)
 
     def died_record(self, config: RunConfig, exc: BaseException, seconds: float) -> Record:
-        """A failed record for a run whose worker died: no split was reported, so its id is empty."""
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        attempts = self.max_retries + 1
-        return Record(
-            id=config.id, config=config, status="failed",
-            error=f"worker died on each of {attempts} attempt(s) ({type(exc).__name__}: {first_line})",
-            split_id="", metrics_version=METRICS_VERSION, mia_spec_version=MIA_SPEC_VERSION,
-            mubench_version=provenance.mubench_version(), git_commit=provenance.git_commit(),
-            hardware=provenance.hardware(self.device), device=self.device, seconds=seconds, peak_rss_mb=0.0)
+        return died_record(config, exc, seconds, self.max_retries + 1, self.device)
 
     def close(self) -> None:
         import ray

@@ -4,14 +4,17 @@ projection by hand, and the per-run breakdown of seconds (method, outputs, each 
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
 from mubench import bench_training
+from mubench.artifacts import ModelCache
 from mubench.methods import methods
 from mubench.metrics import metrics
-from mubench.runner import supports
+from mubench.runner import Harness, supports
 from mubench.tasks import tasks
+from tests.helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +68,8 @@ def test_format_breakdown_keeps_method_and_outputs_then_the_costliest_metrics():
 
 
 def test_bench_times_runs_concurrently_and_projects_with_the_effective_seconds(tmp_path, monkeypatch):
-    """`--concurrent 2`: the runs also go through a local Ray instance two at a time; the
-    projection takes the effective seconds per run (wall time / runs)."""
+    """`--concurrent 2`: the runs also go through two workers (a local Ray instance, or worker
+    processes without Ray); the projection takes the effective seconds per run (wall time / runs)."""
     monkeypatch.setenv("MUBENCH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MUBENCH_OFFLINE", "1")
     out = tmp_path / "figures.json"
@@ -85,21 +88,27 @@ def test_bench_refuses_a_concurrency_below_one(capsys):
     assert "--concurrent must be at least 1" in capsys.readouterr().err
 
 
-def test_bench_without_ray_keeps_the_sequential_projection(tmp_path, monkeypatch, capsys):
-    """Ray is optional: without it `--concurrent` says so and the projection uses the runs timed
-    one after another."""
-    import builtins
+def test_without_ray_the_runs_go_through_worker_processes(tmp_path, monkeypatch, capsys):
+    """Ray is optional: without it `--concurrent` times the runs K at a time in the `processes`
+    executor's worker processes, and says which executor it used."""
+    monkeypatch.setenv("MUBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MUBENCH_OFFLINE", "1")
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    configs = bench_training.method_configs(tasks.get("debug"), "smoke", ["identity", "finetune"])
+    seconds = bench_training.concurrent_run_seconds(Harness(cache=ModelCache(tmp_path / "models")), configs, 2)
+    assert seconds > 0
+    assert "debug: 2 runs, 2 at a time (processes): " in capsys.readouterr().out
+    assert len(list((tmp_path / "models").glob("*.safetensors"))) == 2  # the workers trained the original and oracle
 
-    real_import = builtins.__import__
 
-    def no_ray(name, *args, **kwargs):
-        if name == "ray" or name.startswith("ray."):
-            raise ImportError("No module named 'ray'")
-        return real_import(name, *args, **kwargs)
+def test_bench_keeps_the_sequential_projection_when_no_worker_starts(tmp_path, monkeypatch, capsys):
+    """Workers that cannot start leave the runs timed one after another, with a message."""
+    def cannot_start(harness, configs, workers):  # type: ignore[no-untyped-def]
+        raise OSError("cannot spawn a process")
 
     monkeypatch.setenv("MUBENCH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MUBENCH_OFFLINE", "1")
-    monkeypatch.setattr(builtins, "__import__", no_ray)
+    monkeypatch.setattr(bench_training, "concurrent_run_seconds", cannot_start)
     out = tmp_path / "figures.json"
     bench_training.main(["--tasks", "debug", "--profile", "smoke", "--methods", "identity", "--concurrent", "2",
                          "--json", str(out)])
@@ -107,4 +116,4 @@ def test_bench_without_ray_keeps_the_sequential_projection(tmp_path, monkeypatch
     assert row["concurrent_run_seconds"] is None and row["workers"] == 1
     assert row["projected_hours"] == pytest.approx(
         bench_training.projected_hours(tasks.get("debug"), row["train_seconds"], row["run_seconds"]))
-    assert "install ray for --concurrent" in capsys.readouterr().out
+    assert "runs not timed 2 at a time (OSError: cannot spawn a process)" in capsys.readouterr().out

@@ -176,6 +176,16 @@ def test_run_again_reprints_the_stored_records_and_stores_nothing_new(debug_run)
     assert Store(debug_run.store).count() == 4
 
 
+def test_run_on_worker_processes_gives_the_local_records(debug_run, tmp_path):
+    result = invoke(*RUN_ARGS, "--executor", "processes", "--workers", "2", "--store", tmp_path / "store.sqlite")
+    assert result.exit_code == 0, result.stderr
+    records = {r.id: r for r in json_records(result.stdout)}  # printed as they arrive
+    local = {r.id: r for r in json_records(debug_run.first.stdout)}
+    assert set(records) == set(local) and all(r.status == "ok" for r in records.values())
+    assert all(records[i].metrics["forget/acc"] == local[i].metrics["forget/acc"] for i in local)
+    assert Store(tmp_path / "store.sqlite").count() == 4
+
+
 def test_retrain_has_every_gap_exactly_zero(debug_run):
     retrains = [r for r in json_records(debug_run.first.stdout) if r.config.method == "retrain"]
     assert len(retrains) == 2
@@ -297,8 +307,10 @@ def test_results_from_a_missing_store_through_the_console_script():
     (["--profile", "huge"], ["unknown profile 'huge'"]),
     (["--device", "garbage"], ["--device 'garbage'"]),
     (["--scenario", "[/bold]"], ["unknown scenario '[/bold]'"]),  # brackets are not rich markup
+    (["--executor", "processes", "--address", "HOST:6379"], ["--address and --gpus-per-run apply to --executor ray"]),
+    (["--workers", "2"], ["--workers applies to --executor processes and ray"]),
 ], ids=["method", "scenario", "hparam-name", "hparam-form", "hparam-method", "hparam-unused", "hparam-value",
-        "seed", "profile", "device", "markup"])
+        "seed", "profile", "device", "markup", "address-processes", "workers-local"])
 def test_bad_run_options_exit_2_with_a_clear_message(monkeypatch, capsys, home, args, expected):
     result = main_in_process(monkeypatch, capsys, "run", "--task", "debug", *args)
     assert result.code == 2

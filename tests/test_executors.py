@@ -1,7 +1,10 @@
-"""Executors: the Ray executor gives the local executor's records, shares models through the
-cache's lock, and retries a run whose worker was killed once, then records it as failed.
+"""Executors: the Ray and processes executors give the local executor's records, share models
+through the cache's lock, and retry a run whose worker was killed once, then record it as failed.
 
-One local Ray instance of two CPUs serves the whole module (starting one costs about 5 s).
+One local Ray instance of two CPUs serves the Ray tests (starting one costs about 5 s); they are
+skipped where Ray is not installed. One `processes` executor of two workers serves the processes
+tests (spawning a worker and importing torch in it costs a few seconds). Their method classes are
+defined here: a spawned worker imports this module by name (`sys.path` travels to it).
 """
 
 from __future__ import annotations
@@ -12,20 +15,20 @@ import os
 import signal
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from mubench.artifacts import ModelCache
-from mubench.errors import UnknownNameError
-from mubench.executors import LocalExecutor, RayExecutor, make_executor
+from mubench.errors import MubenchError, UnknownNameError
+from mubench.executors import LocalExecutor, ProcessExecutor, RayExecutor, make_executor
 from mubench.methods import Access, Method, methods, register_method
+from mubench.record import Record, RunConfig
 from mubench.runner import Harness
 from mubench.store import Store
 from mubench.sweep import GridSpec, expand_grid, run_grid
-from tests.helpers import one_torch_thread  # noqa: F401  (autouse fixture)
-
-ray = pytest.importorskip("ray")
+from tests.helpers import debug_config, one_torch_thread  # noqa: F401  (autouse fixture)
 
 # measured, not computed: wall-clock seconds and memory differ between any two runs
 MEASURED = {"cost/seconds", "cost/rte", "cost/peak_mem_mb", "objective/cost"}
@@ -41,6 +44,7 @@ def home(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray instance with two worker CPUs for the module; executors join it (and leave it up)."""
+    ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     yield
     ray.shutdown()
@@ -50,10 +54,27 @@ def computed(metrics: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if k not in MEASURED}
 
 
-def test_ray_gives_the_local_records_same_ids_same_numbers(tmp_path, local_ray, home):
+def small_grid() -> list[RunConfig]:
     configs = expand_grid(GridSpec(tasks=["debug"], scenarios=["random_10", "class_0"],
                                    methods=["identity", "grad_ascent"], seeds=[0, 1], profile="smoke"))
     assert len(configs) == 8
+    return configs
+
+
+def assert_same_records(local: list[Record], remote: list[Record], configs: list[RunConfig]) -> None:
+    assert [r.id for r in remote] == [r.id for r in local] == [c.id for c in configs]
+    for mine, theirs in zip(local, remote):
+        assert theirs.status == mine.status == "ok", theirs.error
+        assert computed(theirs.metrics) == computed(mine.metrics), mine.config.label
+        assert theirs.split_id == mine.split_id
+
+
+def cached_weights(folder: Path) -> dict[str, str]:
+    return {p.stem: json.loads(p.read_text())["sha256"] for p in folder.glob("*.json")}
+
+
+def test_ray_gives_the_local_records_same_ids_same_numbers(tmp_path, local_ray, home):
+    configs = small_grid()
     local = run_grid(configs, Store(tmp_path / "local.sqlite"), Harness(cache=ModelCache(tmp_path / "local-models")))
 
     harness = Harness(cache=ModelCache(tmp_path / "ray-models"))
@@ -63,19 +84,13 @@ def test_ray_gives_the_local_records_same_ids_same_numbers(tmp_path, local_ray, 
         remote = run_grid(configs, Store(tmp_path / "ray.sqlite"), harness,
                           lambda record, skipped: arrived.append(record.id), executor)
 
-    assert [r.id for r in remote] == [r.id for r in local] == [c.id for c in configs]
+    assert_same_records(local, remote, configs)
     assert sorted(arrived) == sorted(r.id for r in local)
-    for mine, theirs in zip(local, remote):
-        assert theirs.status == mine.status == "ok", theirs.error
-        assert computed(theirs.metrics) == computed(mine.metrics), mine.config.label
-        assert theirs.split_id == mine.split_id
     stored = Store(tmp_path / "ray.sqlite")  # the driver stored every record, once
     assert {r.id: r for r in stored.records()} == {r.id: r for r in remote}
     # the workers trained the same originals and oracles into the driver's cache, with the same weights
-    def cached(folder: str) -> dict[str, str]:
-        return {p.stem: json.loads(p.read_text())["sha256"] for p in (tmp_path / folder).glob("*.json")}
-
-    assert cached("ray-models") == cached("local-models") and len(cached("local-models")) == 6
+    local_models = cached_weights(tmp_path / "local-models")
+    assert cached_weights(tmp_path / "ray-models") == local_models and len(local_models) == 6
 
 
 # ---- a worker killed mid-run -------------------------------------------------------------------
@@ -164,3 +179,88 @@ def test_executors_are_found_by_name_and_an_unknown_one_is_refused():
     assert isinstance(make_executor("local", harness), LocalExecutor)
     with pytest.raises(UnknownNameError, match="Did you mean 'ray'"):
         make_executor("rey", harness)
+
+
+# ---- the processes executor --------------------------------------------------------------------
+
+class Raises(Method):
+    """Raises in `unlearn`: the harness in the worker records the run as failed, as it does locally."""
+
+    access = Access.FORGET
+
+    def unlearn(self, model, request, hp):  # type: ignore[no-untyped-def]
+        raise ValueError("this method always fails")
+
+
+@pytest.fixture(scope="module")
+def processes(tmp_path_factory):
+    """Two spawned workers for the module, with a home and a model cache of their own (the
+    executor's settings carry the home to the workers)."""
+    folder = tmp_path_factory.mktemp("processes")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MUBENCH_HOME", str(folder / "home"))
+        patch.setenv("MUBENCH_OFFLINE", "1")
+        harness = Harness(cache=ModelCache(folder / "models"))
+        executor = ProcessExecutor(harness, workers=2)
+    with executor:
+        yield SimpleNamespace(executor=executor, harness=harness, home=folder / "home", models=folder / "models")
+
+
+def test_processes_give_the_local_records_same_ids_same_numbers(tmp_path, processes):
+    configs = small_grid()
+    local = run_grid(configs, Store(tmp_path / "local.sqlite"), Harness(cache=ModelCache(tmp_path / "local-models")))
+
+    arrived: list[str] = []
+    remote = run_grid(configs, Store(tmp_path / "processes.sqlite"), processes.harness,
+                      lambda record, skipped: arrived.append(record.id), processes.executor)
+
+    assert processes.executor.workers == 2
+    assert_same_records(local, remote, configs)
+    assert sorted(arrived) == sorted(r.id for r in local)
+    assert {r.id: r for r in Store(tmp_path / "processes.sqlite").records()} == {r.id: r for r in remote}
+    local_models = cached_weights(tmp_path / "local-models")
+    assert cached_weights(processes.models) == local_models and len(local_models) == 6
+
+
+def test_processes_stop_on_an_error_outside_the_method_as_locally(processes):
+    config = debug_config("identity").model_copy(update={"task": "no_such_task"})
+    with pytest.raises(UnknownNameError, match="no_such_task") as raised:
+        list(processes.executor.map([config]))
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__  # no worker traceback chained
+
+
+def test_processes_record_a_failing_method_and_retry_a_killed_worker_once(tmp_path, processes, killed_methods):
+    register_method("test_raises")(Raises)
+    configs = expand_grid(GridSpec(tasks=["debug"], scenarios=["random_10"], seeds=[0], profile="smoke",
+                                   methods=["identity", "test_raises", "test_killed_once", "test_killed_twice"]))
+    store = Store(tmp_path / "store.sqlite")
+    records = {r.config.method: r for r in run_grid(configs, store, processes.harness, executor=processes.executor)}
+
+    raised = records["test_raises"]
+    assert raised.status == "failed" and raised.error.startswith("ValueError: this method always fails"), raised.error
+    assert raised.split_id == records["identity"].split_id  # a normal failed run: prepared, then the method raised
+    killed_once = records["test_killed_once"]
+    assert killed_once.status == "ok", killed_once.error  # its worker was replaced and the run tried again
+    killed_twice = records["test_killed_twice"]
+    assert killed_twice.status == "failed" and killed_twice.metrics == {}
+    assert killed_twice.error.startswith("worker died on each of 2 attempt(s) (BrokenProcessPool"), killed_twice.error
+    assert len(list(processes.home.glob("killed-test_killed_once-*"))) == 1
+    assert len(list(processes.home.glob("killed-test_killed_twice-*"))) == 2
+    assert records["identity"].status == "ok"  # the other runs went on
+    assert store.count() == 4 and store.get(killed_twice.id) == killed_twice
+
+
+def test_processes_refuse_zero_workers_and_a_class_no_worker_can_import(monkeypatch):
+    with pytest.raises(MubenchError, match="--workers must be at least 1, got 0"):
+        ProcessExecutor(Harness(), workers=0)
+
+    class Nested(Method):
+        access = Access.FORGET
+
+    methods.names()
+    monkeypatch.setattr(methods, "_items", dict(methods._items))
+    register_method("test_nested")(Nested)
+    executor = ProcessExecutor(Harness(), workers=1)
+    with executor, pytest.raises(MubenchError, match="cannot be imported by a worker process.*--executor ray"):
+        list(executor.map([debug_config("test_nested")]))
+    assert executor._pools == [None]  # refused before any worker started
