@@ -1,6 +1,8 @@
 """Retrain from scratch on the retain set: exact unlearning, the oracle every gap is measured
-against. It uses the task's own recipe and the run's seed, so on the CPU it reproduces the
-harness's oracle bit for bit and all of its gaps are zero; its cost is the cost to beat."""
+against. With the task's own recipe, the run's seed and the retain set it is the oracle's training
+exactly, so the harness hands back a copy of the prepared oracle and charges its training seconds
+(`Harness._from_scratch`): all of its gaps are zero on every device, and its cost (the oracle's
+training time) is the cost to beat."""
 
 from __future__ import annotations
 

@@ -12,8 +12,9 @@ on a CPU), it trains the original model of seed 0 with the harness's engine and 
 - the projected wall time of the profile's full leaderboard: every scenario, every applicable
   method, 3 seeds, default hyper-parameters, run one after the other on this device. A split's
   train part is shared by its scenarios, so the originals are one per seed (plus one per poisoning
-  scenario); an oracle per scenario and seed; `retrain` costs one more training per run; every
-  other run costs the measured mean run seconds (without `--methods`: not projected). With
+  scenario); an oracle per scenario and seed; every run, `retrain` included (it reuses the
+  cached oracle and is charged its training seconds: `Harness._from_scratch`), costs the measured
+  mean run seconds (without `--methods`: not projected). With
   `--concurrent K` the runs are also timed K at a time through the Ray executor (K workers, 1/K
   of the GPU each) where Ray is installed, else through the `processes` executor (K worker
   processes sharing the GPU), and the projection uses that effective seconds per run; trainings
@@ -170,9 +171,8 @@ def uncoloured_mnist(harness: Harness, profile: str, overrides: dict[str, Any],
 
 def method_configs(task: Task, profile: str, method_names: list[str] | None) -> list[RunConfig]:
     """One run per applicable method (default hyper-parameters, seed 0) on the task's first
-    scenario, as the sweep expands them; `retrain` is left out (the projection counts it as a
-    training)."""
-    names = [name for name in (method_names or methods.names()) if name != "retrain"]
+    scenario, as the sweep expands them."""
+    names = list(method_names or methods.names())
     return expand_grid(GridSpec(tasks=[task.spec.name], scenarios=[task.spec.scenarios[0].name], methods=names,
                                 seeds=[0], profile=profile))
 
@@ -239,11 +239,9 @@ def projected_hours(task: Task, train_seconds: float, run_seconds: float | None)
     poisoning = sum(1 for s in scenarios if scenario_kinds.get(s.kind).poison is not None)
     applicable = [n for n in methods.names()
                   if supports(methods.get(n), task)]
-    trainings = SEEDS * (1 + poisoning + len(scenarios))  # originals + oracles
-    runs = SEEDS * len(scenarios)
-    retrains = runs if "retrain" in applicable else 0
-    others = runs * len([n for n in applicable if n != "retrain"])
-    return ((trainings + retrains) * train_seconds + others * run_seconds) / 3600
+    trainings = SEEDS * (1 + poisoning + len(scenarios))  # originals + oracles (retrain reuses the oracle)
+    runs = SEEDS * len(scenarios) * len(applicable)
+    return (trainings * train_seconds + runs * run_seconds) / 3600
 
 
 def _sync(device: torch.device) -> None:
