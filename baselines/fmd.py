@@ -109,6 +109,7 @@ def greedy_accept(theta: torch.Tensor, steps: torch.Tensor, first: HeadData, sec
 @register_method("fmd")
 class FMD(Method):
     access = Access.COUNTERFACTUAL
+    mixed_precision = False  # an inverse-Hessian solve: float32 throughout
     targets = frozenset({"class"})
     paper = "Chen et al. 2023 (NeurIPS), FMD; settings of richhh520/model-debias"
     space = {"n_pairs": (500, [100, 500, 1000]),

@@ -36,6 +36,7 @@ from mubench.toolkit.influence import head_data, head_theta, removal_step, set_h
 @register_method("influence_removal")
 class InfluenceRemoval(Method):
     access = Access.RETAIN
+    mixed_precision = False  # an inverse-Hessian solve: float32 throughout
     paper = "Wang, Rockafellar & Ban 2025 (arXiv 2507.17984); Koh & Liang 2017; Guo et al. 2020"
     space = {"damping": (1e-3, [1e-4, 1e-3, 1e-2, 1e-1]),
              "scale": (1.0, [0.5, 1.0, 2.0, 5.0]),

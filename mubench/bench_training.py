@@ -18,7 +18,9 @@ on a CPU), it trains the original model of seed 0 with the harness's engine and 
   `--concurrent K` the runs are also timed K at a time through the Ray executor (K workers, 1/K
   of the GPU each) where Ray is installed, else through the `processes` executor (K worker
   processes sharing the GPU), and the projection uses that effective seconds per run; trainings
-  are still counted one after another.
+  are still counted one after another. `--concurrent 4,8,12` times each level and projects with
+  the fastest. Methods run under the task's engine (bf16 autocast where the recipe trains in
+  bf16: `Engine.hosting`); `--methods-fp32` times them in float32 instead, to compare.
 On a GPU the method runs are timed by default (`--no-methods` skips them), one after another and
 `GPU_CONCURRENCY` (4) at a time. `--set key=value` overrides recipe fields (e.g. `--set epochs=20`) to explore a recipe; figures
 taken with overrides are labelled so. Each figure comes from one run (training is minutes on a
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -51,7 +54,7 @@ from mubench.scenarios import scenario_kinds
 from mubench.splits import make_split
 from mubench.sweep import GridSpec, expand_grid
 from mubench.tasks.base import Task, TaskData, tasks
-from mubench.training import Engine, train_model
+from mubench.training import METHOD_PRECISION_ENV, Engine, train_model
 
 SEEDS = 3  # the full leaderboard's seeds
 GPU_CONCURRENCY = 4  # runs at a time on one GPU by default (the Ray executor's default share is 1/4)
@@ -75,11 +78,20 @@ class TaskFigures:
     overrides: str
     run_breakdown: dict[str, float] = field(default_factory=dict)  # mean seconds per run: method, outputs, metrics
     concurrent_run_seconds: float | None = None  # effective seconds per run with `workers` at a time (--concurrent)
-    workers: int = 1  # runs at a time behind the projection
+    workers: int = 1  # runs at a time behind the projection: the fastest level timed
+    concurrency: dict[str, float] = field(default_factory=dict)  # runs at a time -> effective seconds per run
 
 
 def recipe_with(task: Task, profile: str, overrides: dict[str, Any]):  # noqa: ANN201 - a Recipe
     return task.spec.profile(profile).recipe.model_copy(update=overrides)
+
+
+def _levels(text: str) -> tuple[int, ...]:
+    """`--concurrent 4,8,12`: the numbers of runs at a time to time."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, got {text!r}") from None
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -250,27 +262,32 @@ def _sync(device: torch.device) -> None:
 
 
 def bench_task(harness: Harness, name: str, profile: str, overrides: dict[str, Any], compile: bool | None,
-               with_methods: bool, method_names: list[str] | None, workers: int = 1) -> list[TaskFigures]:
+               with_methods: bool, method_names: list[str] | None, levels: tuple[int, ...] = (1,),
+               label: str = "") -> list[TaskFigures]:
+    """The figures of one task (and, for cmnist, uncoloured MNIST). `levels`: the numbers of runs
+    at a time to time the method runs at besides one after another (1 is the sequential timing);
+    the projection takes the fastest. `label` names settings beyond the recipe overrides."""
     task = tasks.get(name)
     data = harness.task_data(task)
     model, seconds, samples, split = train_original(harness, task, data, profile, overrides, compile)
     recipe = recipe_with(task, profile, overrides)
     metric, value, extra = test_figures(task, data, split, model, profile, harness.device)
-    run_seconds, breakdown, concurrent, configs = None, {}, None, []
+    run_seconds, breakdown, configs, timed = None, {}, [], {}
     if with_methods:
         configs = method_configs(task, profile, method_names)
         run_seconds, breakdown = mean_run_seconds(harness, configs)
-        if workers > 1:
+        for workers in (k for k in levels if k > 1):
             try:
-                concurrent = concurrent_run_seconds(harness, configs, workers)
-            except (OSError, RuntimeError) as exc:  # no worker could start: the sequential figures stand alone
+                timed[workers] = concurrent_run_seconds(harness, configs, workers)
+            except (OSError, RuntimeError) as exc:  # no worker could start: the other figures stand
                 print(f"  {name}: runs not timed {workers} at a time ({type(exc).__name__}: {exc})", flush=True)
-    label = ", ".join(f"{k}={v}" for k, v in overrides.items())
-    effective = concurrent if concurrent is not None else run_seconds
+    label = ", ".join([f"{k}={v}" for k, v in overrides.items()] + ([label] if label else []))
+    best = min(timed, key=timed.__getitem__) if timed else None
+    effective = timed[best] if best is not None else run_seconds
     rows = [TaskFigures(name, profile, task.spec.profile(profile).model, samples, recipe.epochs, seconds,
                         recipe.epochs * samples / seconds, metric, value, extra, run_seconds, len(configs),
-                        projected_hours(task, seconds, effective), label, breakdown, concurrent,
-                        workers if concurrent is not None else 1)]
+                        projected_hours(task, seconds, effective), label, breakdown,
+                        None if best is None else timed[best], best or 1, {str(k): v for k, v in timed.items()})]
     if name == "cmnist":
         mnist_seconds, rate, accuracy = uncoloured_mnist(harness, profile, overrides, compile)
         rows.append(TaskFigures("mnist (cmnist's model and recipe, uncoloured)", profile, rows[0].model, 60_000,
@@ -323,15 +340,20 @@ def main(argv: list[str] | None = None) -> None:
                         help="also time one run of every applicable method (or a comma-separated list); "
                              "the default on a GPU, where the projection is the point")
     parser.add_argument("--no-methods", action="store_true", help="do not time method runs (nor project)")
-    parser.add_argument("--concurrent", type=int, default=None, metavar="K",
+    parser.add_argument("--concurrent", type=_levels, default=None, metavar="K[,K...]",
                         help="with --methods: also time the runs K at a time (Ray, 1/K of a GPU each; without Ray, K "
-                             "worker processes sharing it); the projection then uses the effective seconds per "
-                             "run (default: 4 on a GPU, 1 on a CPU)")
+                             "worker processes sharing it), for each K listed; the projection then uses the "
+                             "fastest effective seconds per run (default: 4 on a GPU, 1 on a CPU)")
+    parser.add_argument("--methods-fp32", action="store_true",
+                        help=f"run the methods' own loops in float32 even where the recipe trains in bf16 "
+                             f"({METHOD_PRECISION_ENV}=fp32), to compare with the default bf16 hosting")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
-    if args.concurrent is not None and args.concurrent < 1:
-        parser.error(f"--concurrent must be at least 1, got {args.concurrent}")
+    if args.concurrent is not None and min(args.concurrent) < 1:
+        parser.error(f"--concurrent must be at least 1, got {min(args.concurrent)}")
     overrides = parse_overrides(args.overrides)
+    if args.methods_fp32:
+        os.environ[METHOD_PRECISION_ENV] = "fp32"  # worker processes inherit MUBENCH_* variables
     with tempfile.TemporaryDirectory(prefix="mubench-bench-") as cache_root:
         harness = Harness(args.device, cache=ModelCache(Path(cache_root)), compile=args.compile or None)
         on_gpu = harness.device.type == "cuda"
@@ -340,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
             args.methods = None
         elif args.methods is None and on_gpu:
             args.methods = "all"
-        concurrent = args.concurrent or (GPU_CONCURRENCY if on_gpu else 1)
+        levels = args.concurrent or ((GPU_CONCURRENCY,) if on_gpu else (1,))
         names = args.tasks.split(",") if args.tasks else [
             n for n in tasks.names() if n != "debug" and tasks.get(n).data_status().complete]
         method_names = None if args.methods in (None, "all") else args.methods.split(",")
@@ -348,7 +370,8 @@ def main(argv: list[str] | None = None) -> None:
         for name in names:
             try:
                 rows.extend(bench_task(harness, name, profile, overrides, args.compile or None,
-                                       args.methods is not None, method_names, concurrent))
+                                       args.methods is not None, method_names, levels,
+                                       "methods fp32" if args.methods_fp32 else ""))
             except MubenchError as exc:
                 print(f"{name}: skipped ({exc})", flush=True)
             for row in rows[-2:]:

@@ -34,7 +34,7 @@ from mubench.request import Request, Subset
 from mubench.scenarios import pixel_scale, scenario_kinds
 from mubench.splits import Split, load_or_make_poisoned_split
 from mubench.tasks.base import Task, TaskData, tasks
-from mubench.training import TRAINER_VERSION, Engine, can_train_batched, train_model, train_models_batched
+from mubench.training import TRAINER_VERSION, Engine, can_train_batched, contiguous, train_model, train_models_batched
 
 
 def derived_seed(*names: object) -> int:
@@ -249,9 +249,12 @@ class Harness:
                           target=task.spec.target_spec, counterfactual=task.counterfactual,
                           sensitive_attributes=task.spec.sensitive_attributes)
         model = copy.deepcopy(prepared.original.model)
+        engine = Engine.for_method(self.device, task.spec.profile(config.profile).recipe, method_cls.mixed_precision)
         with PeakMemory(self.device) as peak:
             started = time.perf_counter()
-            unlearned = method_cls().unlearn(model, request, hp)
+            with engine.hosting(model, self.device):
+                unlearned = method_cls().unlearn(model, request, hp)
+            unlearned = contiguous(unlearned)
             method_seconds = time.perf_counter() - started + sum(charged)
         check_architecture(unlearned, prepared.original.model)
         return unlearned, method_seconds, None if charged else peak.megabytes

@@ -8,16 +8,18 @@ into model inputs batch by batch (`transform`), so a full image dataset occupies
 float32 size. On a GPU the engine also trains in channels_last memory format with fused
 optimisers, and, where the recipe asks for it, under bf16 autocast and `torch.compile`: the speed
 techniques of airbench (Jordan 2024). None of them changes what is computed in exact arithmetic;
-the CPU default path is the plain loop.
+the CPU default path is the plain loop. Unlearning methods' own loops run under the same engine
+(`Engine.hosting`, used by the harness), so they train as fast as the original did.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -32,6 +34,8 @@ from mubench.tasks.spec import Recipe
 TRAINER_VERSION = "2"  # unchanged by the engine options: their defaults train exactly as before
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
+
+METHOD_PRECISION_ENV = "MUBENCH_METHOD_PRECISION"  # "fp32": methods' loops never autocast (Engine.for_method)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,36 @@ class Engine:
             compile = os.environ.get("MUBENCH_COMPILE", "") == "1"
         return cls(channels_last=cuda, autocast=torch.bfloat16 if recipe.precision == "bf16" else None,
                    fused=cuda, compile=compile)
+
+    @classmethod
+    def for_method(cls, device: torch.device, recipe: Recipe, mixed_precision: bool = True) -> Engine:
+        """The engine an unlearning method's own loop runs under (`hosting`): the task's memory
+        format and precision, with autocast dropped for a method that opts out
+        (`Method.mixed_precision`) and for every method under MUBENCH_METHOD_PRECISION=fp32 (to
+        compare; `python -m mubench.bench_training --methods-fp32`). Never compiled: a method's
+        loop is its own code."""
+        engine = cls.for_device(device, recipe, compile=False)
+        if mixed_precision and os.environ.get(METHOD_PRECISION_ENV, "") != "fp32":
+            return engine
+        return replace(engine, autocast=None)
+
+    @contextlib.contextmanager
+    def hosting(self, model: nn.Module, device: torch.device) -> Iterator[None]:
+        """Run a method's own training loop under this engine, as the original was trained: the
+        model's weights in channels_last (convolutions then take that layout; a no-op for models
+        without 4-D weights) and forward passes under bf16 autocast, with weights, optimiser state
+        and autocast's float32 ops (losses, softmax) left in float32. A method inherits the speed
+        of the task's recipe without code of its own. `contiguous` undoes the layout afterwards."""
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+            yield
+
+
+def contiguous(model: nn.Module) -> nn.Module:
+    """`model` with every weight back in the default (contiguous) layout: safetensors, flattened
+    gradients and `.view` need it."""
+    return model.to(memory_format=torch.contiguous_format)
 
 
 def make_optimizer(params: list[nn.Parameter], recipe: Recipe, fused: bool = False) -> torch.optim.Optimizer:
@@ -169,7 +203,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
             if schedule is not None:
                 schedule.step()
     if engine.channels_last and images:
-        model.to(memory_format=torch.contiguous_format)  # safetensors and methods expect contiguous weights
+        contiguous(model)
     model.eval()
     final = float(loss.detach())  # the one synchronisation of the loop: the clock stops after the GPU does
     return TrainStats(time.perf_counter() - start, recipe.epochs * len(y), final)

@@ -4,6 +4,7 @@ projection by hand, and the per-run breakdown of seconds (method, outputs, each 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import pytest
@@ -14,6 +15,7 @@ from mubench.methods import methods
 from mubench.metrics import metrics
 from mubench.runner import Harness, supports
 from mubench.tasks import tasks
+from mubench.training import METHOD_PRECISION_ENV
 from tests.helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
@@ -117,3 +119,33 @@ def test_bench_keeps_the_sequential_projection_when_no_worker_starts(tmp_path, m
     assert row["projected_hours"] == pytest.approx(
         bench_training.projected_hours(tasks.get("debug"), row["train_seconds"], row["run_seconds"]))
     assert "runs not timed 2 at a time (OSError: cannot spawn a process)" in capsys.readouterr().out
+
+
+def test_bench_times_several_concurrency_levels_and_projects_with_the_fastest(tmp_path, monkeypatch):
+    """`--concurrent 2,3`: both levels are timed (the executor is stubbed: its seconds are given),
+    the row keeps each, and the projection and `workers` take the fastest."""
+    monkeypatch.setenv("MUBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MUBENCH_OFFLINE", "1")
+    monkeypatch.setenv(METHOD_PRECISION_ENV, "")  # restored afterwards: --methods-fp32 sets it
+    seen = []
+
+    def timed(harness, configs, workers):  # type: ignore[no-untyped-def]
+        seen.append(workers)
+        return {2: 0.5, 3: 0.25}[workers]
+
+    monkeypatch.setattr(bench_training, "concurrent_run_seconds", timed)
+    out = tmp_path / "figures.json"
+    bench_training.main(["--tasks", "debug", "--profile", "smoke", "--methods", "identity", "--concurrent", "2,3",
+                         "--methods-fp32", "--json", str(out)])
+    (row,) = json.loads(out.read_text())
+    assert seen == [2, 3] and row["concurrency"] == {"2": 0.5, "3": 0.25}
+    assert row["workers"] == 3 and row["concurrent_run_seconds"] == 0.25
+    assert row["projected_hours"] == pytest.approx(bench_training.projected_hours(tasks.get("debug"),
+                                                                                  row["train_seconds"], 0.25))
+    assert row["overrides"] == "methods fp32" and os.environ[METHOD_PRECISION_ENV] == "fp32"
+
+
+def test_bench_refuses_a_concurrency_list_that_is_not_numbers(capsys):
+    with pytest.raises(SystemExit):
+        bench_training.main(["--tasks", "debug", "--concurrent", "4,many"])
+    assert "expected whole numbers separated by commas, got '4,many'" in capsys.readouterr().err

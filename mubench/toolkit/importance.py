@@ -57,7 +57,16 @@ def squared_gradient_importance(model: nn.Module, batches: Iterator[tuple[torch.
 def fisher_diagonal(model: nn.Module, x: torch.Tensor, label_samples: int = 0,
                     generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """E_x sum_y p(y|x) (d log p(y|x)/d theta)^2 over the rows of x, exactly (label_samples 0)
-    or with label_samples draws of y ~ p(y|x) per x. The model is evaluated as it is (eval mode)."""
+    or with label_samples draws of y ~ p(y|x) per x. The model is evaluated as it is (eval mode).
+
+    Always in float32, also inside a method hosted under bf16 autocast (Engine.hosting): a
+    curvature estimate, and vmap's BatchNorm rule refuses bf16 inputs with float32 weights."""
+    with torch.autocast(x.device.type, enabled=False):
+        return _fisher_diagonal(model, x, label_samples, generator)
+
+
+def _fisher_diagonal(model: nn.Module, x: torch.Tensor, label_samples: int,
+                     generator: torch.Generator | None) -> dict[str, torch.Tensor]:
     params = {name: p.detach() for name, p in model.named_parameters()}
     buffers = {name: b.detach() for name, b in model.named_buffers()}
 

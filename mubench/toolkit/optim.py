@@ -14,7 +14,11 @@ BATCHNORM_MODES = ("frozen", "train")
 
 
 def sgd(model: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> torch.optim.SGD:
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    """SGD with momentum; on CUDA the fused single-kernel implementation (the same update, as the
+    training engine uses: mubench.training.make_optimizer)."""
+    params = list(model.parameters())
+    fused = {"fused": True} if params and params[0].is_cuda else {}
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **fused)
 
 
 def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
