@@ -7,6 +7,8 @@ on a GPU machine."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
 from typing import ClassVar
 
 import pytest
@@ -200,3 +202,28 @@ def test_method_precision_fp32_turns_autocast_off_for_every_method(monkeypatch):
     assert Engine.for_method(torch.device("cpu"), bf16) == Engine()
     assert Engine.for_method(torch.device("cuda"), bf16) == Engine(channels_last=True, fused=True)
     assert Engine.for_device(torch.device("cpu"), bf16).autocast == torch.bfloat16  # trainings keep the recipe's
+
+
+def _sgd_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, autocast_each_forward: bool) -> None:
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    for _ in range(5):
+        region = torch.autocast("cpu", dtype=torch.bfloat16) if autocast_each_forward else contextlib.nullcontext()
+        with region:
+            loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def test_a_hosted_loop_trains_exactly_like_autocast_around_each_forward_pass():
+    """The hosting region spans every step, so autocast must not cache the bf16 casts of the
+    weights (it would keep the first step's copies until the region ends and train on them)."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 3, 8, 8, generator=g), torch.randint(0, 2, (32,), generator=g)
+    torch.manual_seed(0)
+    hosted = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    reference = copy.deepcopy(hosted)
+    with Engine(autocast=torch.bfloat16).hosting(hosted, torch.device("cpu")):
+        _sgd_steps(hosted, x, y, autocast_each_forward=False)
+    _sgd_steps(reference, x, y, autocast_each_forward=True)
+    assert all(torch.equal(a, b) for a, b in zip(hosted.parameters(), reference.parameters()))
