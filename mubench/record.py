@@ -63,6 +63,10 @@ class Record(BaseModel):
     git_commit: str
     hardware: str
     device: str
+    # The precision the method's own loop ran in (Engine.hosting): "bf16" under autocast (a bf16
+    # recipe on any device), "fp32" otherwise; empty on records from before it was recorded and
+    # where the run failed before its method started.
+    method_precision: Literal["", "fp32", "bf16"] = ""
     seconds: float = Field(ge=0)
     peak_rss_mb: float = Field(ge=0)
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -209,7 +209,9 @@ class Harness:
     def run(self, config: RunConfig) -> Record:
         start = time.perf_counter()
         prepared = self.prepare(config.task, config.scenario, config.seed, config.profile)
+        precision = ""
         try:
+            precision = "fp32" if self.method_engine(config, prepared.task).autocast is None else "bf16"
             metrics = self._unlearn_and_evaluate(config, prepared)
             status, error = "ok", None
         except Exception as exc:  # noqa: BLE001 - a method's failure is recorded, the sweep goes on
@@ -218,7 +220,7 @@ class Harness:
             id=config.id, config=config, status=status, error=error, metrics=metrics,
             split_id=prepared.split.id, data_source=prepared.task.data_source(), metrics_version=METRICS_VERSION, mia_spec_version=MIA_SPEC_VERSION,
             mubench_version=provenance.mubench_version(), git_commit=provenance.git_commit(),
-            hardware=provenance.hardware(str(self.device)), device=str(self.device),
+            hardware=provenance.hardware(str(self.device)), device=str(self.device), method_precision=precision,
             seconds=time.perf_counter() - start, peak_rss_mb=provenance.peak_rss_mb())
 
     def _unlearn_and_evaluate(self, config: RunConfig, prepared: Prepared) -> dict[str, float]:
@@ -249,7 +251,7 @@ class Harness:
                           target=task.spec.target_spec, counterfactual=task.counterfactual,
                           sensitive_attributes=task.spec.sensitive_attributes)
         model = copy.deepcopy(prepared.original.model)
-        engine = Engine.for_method(self.device, task.spec.profile(config.profile).recipe, method_cls.mixed_precision)
+        engine = self.method_engine(config, task)
         with PeakMemory(self.device) as peak:
             started = time.perf_counter()
             with engine.hosting(model, self.device):
@@ -258,6 +260,12 @@ class Harness:
             method_seconds = time.perf_counter() - started + sum(charged)
         check_architecture(unlearned, prepared.original.model)
         return unlearned, method_seconds, None if charged else peak.megabytes
+
+    def method_engine(self, config: RunConfig, task: Task) -> Engine:
+        """The engine the method of `config` runs under (Engine.for_method: the task's recipe,
+        this device, the method's `mixed_precision`)."""
+        recipe = task.spec.profile(config.profile).recipe
+        return Engine.for_method(self.device, recipe, methods.get(config.method).mixed_precision)
 
     def _from_scratch(self, prepared: Prepared, config: RunConfig, subset: Subset, charged: list[float]) -> nn.Module:
         """`Request.train_from_scratch` of one run. On the split's retain part it is exactly the

@@ -156,6 +156,7 @@ def test_the_harness_runs_a_method_under_the_tasks_precision(probes, tmp_path, m
     record = Harness("cpu").run(_config(method, profile))
     assert record.status == "ok", record.error
     assert Probe.seen == [(autocast, False)]  # channels_last only on CUDA
+    assert record.method_precision == ("bf16" if autocast else "fp32")  # and the record says which
 
 
 def test_the_harness_hands_back_contiguous_weights_after_a_channels_last_run(probes, tmp_path, monkeypatch):
