@@ -25,7 +25,7 @@ from mubench.runner import Harness, supports
 from mubench.tasks import tasks
 from mubench.tasks.base import Pool, Task, TaskData
 from mubench.tasks.spec import ProfileSpec, Recipe, ScenarioSpec, TaskSpec
-from mubench.training import Engine, contiguous
+from mubench.training import Engine, contiguous, train_model
 from tests.helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
 _FAST = Recipe(optimizer="adam", lr=1e-2, epochs=3, batch_size=64)
@@ -228,3 +228,21 @@ def test_a_hosted_loop_trains_exactly_like_autocast_around_each_forward_pass():
         _sgd_steps(hosted, x, y, autocast_each_forward=False)
     _sgd_steps(reference, x, y, autocast_each_forward=True)
     assert all(torch.equal(a, b) for a, b in zip(hosted.parameters(), reference.parameters()))
+
+
+def test_a_training_from_scratch_inside_a_hosted_method_is_the_same_training():
+    """`Request.train_from_scratch` on another subset trains inside the method's autocast region;
+    its per-step regions inherit the disabled cache, so it trains as it would on its own."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 3, 8, 8, generator=g), torch.randint(0, 2, (40,), generator=g)
+    recipe = Recipe(optimizer="sgd", lr=0.5, epochs=2, batch_size=8, precision="bf16")
+    models = []
+    for hosted in (True, False):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+        region = Engine(autocast=torch.bfloat16).hosting(nn.Linear(1, 1), torch.device("cpu")) if hosted \
+            else contextlib.nullcontext()
+        with region:
+            train_model(model, x, y, recipe, torch.Generator().manual_seed(1))
+        models.append(model)
+    assert all(torch.equal(a, b) for a, b in zip(models[0].parameters(), models[1].parameters()))
