@@ -256,10 +256,9 @@ class Harness:
             started = time.perf_counter()
             with engine.hosting(model, self.device):
                 unlearned = method_cls().unlearn(model, request, hp)
-            unlearned = contiguous(unlearned)
             method_seconds = time.perf_counter() - started + sum(charged)
-        check_architecture(unlearned, prepared.original.model)
-        return unlearned, method_seconds, None if charged else peak.megabytes
+        check_architecture(unlearned, prepared.original.model)  # first: it names a result that is no model
+        return contiguous(unlearned), method_seconds, None if charged else peak.megabytes
 
     def method_engine(self, config: RunConfig, task: Task) -> Engine:
         """The engine the method of `config` runs under (Engine.for_method: the task's recipe,
