@@ -93,8 +93,8 @@ class Method(ABC):
     # The target kinds the method is defined for (mubench.targets): a method that relabels with
     # wrong classes has no meaning for regression, one that ascends the task's loss does.
     targets: ClassVar[frozenset[str]] = frozenset({"class", "regression"})
-    # Whether `unlearn` runs under bf16 autocast where the task's recipe trains in bf16 (the
-    # standard profiles of the image tasks; Engine.hosting): forward passes at the speed the
+    # Whether `unlearn` runs under bf16 autocast where the task's recipe trains in bf16 (today the
+    # standard profiles of cmnist and cifar10; Engine.hosting): forward passes at the speed the
     # original was trained at, weights and losses in float32. False keeps every operation in
     # float32, for methods whose core is a numerical solve (curvature, inverse-Hessian products)
     # that bfloat16's 8-bit mantissa would spoil.
