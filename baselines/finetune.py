@@ -1,8 +1,8 @@
 """Fine-tune (FT): keep training the original on the retain set only, relying on catastrophic
 forgetting to erase the forget set (Warnecke et al. 2023; Golatkar et al. 2020 use it as a
 baseline). Canonical setting (SalUn / Unlearn-Sparse, Fan et al. 2024, Jia et al. 2023): SGD,
-lr 0.01, momentum 0.9, weight decay 5e-4, 10 epochs; the default here is 5 epochs because the
-smoke profile's originals train for 5."""
+lr 0.01, momentum 0.9, weight decay 5e-4, 10 epochs: the `standard` profile's default. The
+smoke default is 5 epochs, because the smoke profile's originals train for 5."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class Finetune(Method):
              "batch_size": (128, [128]),
              "weight_decay": (5e-4, [5e-4])}
     intensity = "epochs"
+    profile_defaults = {"standard": {"epochs": 10}}
 
     def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
         model.train()

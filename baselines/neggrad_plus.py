@@ -1,8 +1,9 @@
 """NegGrad+ (Kurmanji et al. 2023, "Towards Unbounded Machine Unlearning"): descend on the
 retain set while ascending on the forget set, loss = alpha * CE(retain) - (1 - alpha) * CE(forget)
 on paired batches (each retain batch with a forget batch, the forget set cycled).
-Setting of the SCRUB repository's small-scale notebook: alpha 0.95, SGD lr 0.01, weight decay 0;
-5 epochs here (10 there) to match the smoke originals' training length. Unlike LoTUS's copy,
+Setting of the SCRUB repository's small-scale notebook: alpha 0.95, SGD lr 0.01, weight decay 0,
+10 epochs (the `standard` profile's default); 5 epochs in the smoke profile, to match the smoke
+originals' training length. Unlike LoTUS's copy,
 whose gradient flip happens before `backward` and so never ascends, the sign here is in the loss."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class NegGradPlus(Method):
              "alpha": (0.95, [0.8, 0.9, 0.95, 0.99]),
              "batch_size": (128, [128])}
     intensity = "alpha"
+    profile_defaults = {"standard": {"epochs": 10}}
 
     def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
         model.train()

@@ -21,8 +21,9 @@ generate_mask.py`, `unlearn/RL.py`).
    update as in the repository.
 
 Settings (SalUn README, CIFAR-10 random 10 %): SGD lr 0.013, momentum 0.9, weight decay 5e-4,
-mask ratio 0.5, 10 epochs, batch 256; here 5 epochs and batch 128 to match the smoke originals'
-training length (as baselines/finetune.py halves FT's 10). Intensity: `mask_ratio` (the share of
+mask ratio 0.5, 10 epochs, batch 256: the `standard` profile's defaults. The smoke profile
+runs 5 epochs of batch 128, to match the smoke originals' training length (as
+baselines/finetune.py halves FT's 10). Intensity: `mask_ratio` (the share of
 weights allowed to move; 1.0 is plain RL)."""
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class SalUn(Method):
              "batch_size": (128, [128]),
              "weight_decay": (5e-4, [5e-4])}
     intensity = "mask_ratio"
+    profile_defaults = {"standard": {"epochs": 10, "batch_size": 256}}
 
     def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
         if not 0.0 < hp.mask_ratio <= 1.0:

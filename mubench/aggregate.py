@@ -100,14 +100,14 @@ def direction_of(key: str) -> str:
     return {"chance": "oracle", "zero": "oracle"}.get(DIRECTIONS.get(key, "info"), DIRECTIONS.get(key, "info"))
 
 
-def registry_defaults() -> dict[str, dict[str, Any]]:
-    """Every registered method's default hyper-parameters (unlearning methods and continual-stream
-    methods), cast as a run's config stores them."""
+def registry_defaults(profile: str | None = None) -> dict[str, dict[str, Any]]:
+    """Every registered method's default hyper-parameters in `profile` (unlearning methods, whose
+    defaults may differ by profile, and continual-stream methods), cast as a run's config stores them."""
     from mubench.continual.methods import continual_methods
     from mubench.methods import methods
 
     defaults = {name: dict(cls.resolve()) for name, cls in continual_methods.items()}
-    defaults.update({name: dict(cls.resolve()) for name, cls in methods.items()})
+    defaults.update({name: dict(cls.resolve(profile=profile)) for name, cls in methods.items()})
     return defaults
 
 
@@ -116,7 +116,7 @@ def select_settings(frame: pd.DataFrame, protocol: str,
     """The rows of a tidy `records_frame` that a selection protocol keeps, and the cells it drops.
 
     `default`: the rows whose hyper-parameters equal the method's defaults (`defaults`, by method
-    name; default: the method registry). `val`: per (task, scenario, method, profile, seed), the
+    name, for every profile; default: the method registry's defaults of each row's profile). `val`: per (task, scenario, method, profile, seed), the
     setting with the highest `val/acc` (ties: the default setting, then the first in canonical JSON
     order; a lone setting is kept without one); the `hparams` column then holds the chosen setting,
     or, where seeds chose differently, the JSON list of their settings in seed order, so that each
@@ -129,10 +129,11 @@ def select_settings(frame: pd.DataFrame, protocol: str,
     omitted_columns = [*CELL, "reason"]
     if frame.empty or protocol == "all":
         return frame, pd.DataFrame(columns=omitted_columns)
-    if defaults is None:
-        defaults = registry_defaults()
-    default_json = {name: canonical_json(dict(values)) for name, values in defaults.items()}
-    is_default = frame["hparams"] == frame["method"].map(default_json)
+    default_json = {(name, profile): canonical_json(dict(values))
+                    for profile in frame["profile"].unique()
+                    for name, values in (registry_defaults(profile) if defaults is None else defaults).items()}
+    is_default = frame["hparams"] == pd.Series([default_json.get(key) for key in zip(frame["method"], frame["profile"])],
+                                               index=frame.index, dtype=object)
     cells = frame[CELL].drop_duplicates()
     if protocol == "default":
         kept = frame[is_default]
@@ -141,7 +142,7 @@ def select_settings(frame: pd.DataFrame, protocol: str,
     dropped = cells.merge(kept[CELL].drop_duplicates(), how="left", indicator=True)
     dropped = dropped[dropped["_merge"] == "left_only"].drop(columns="_merge")
     if protocol == "default":
-        known = dropped["method"].isin(list(default_json))
+        known = dropped["method"].isin({name for name, _ in default_json})
         dropped["reason"] = np.where(known, "no record at its defaults", "defaults unknown (method not registered)")
     else:
         dropped["reason"] = f"several settings and no {SELECT_BY} to choose by"

@@ -190,7 +190,7 @@ def local_submission(method: str, runs: Sequence[Record]) -> Submission:
     settings = sorted({canonical_json(r.config.hparams) for r in runs if r.status == "ok"})
     cls = methods.get(method) if method in methods else None
     sweep = "axes" if len(settings) > 1 else None
-    hparams = json.loads(settings[0]) if len(settings) == 1 else dict(cls.resolve()) if cls else {}
+    hparams = json.loads(settings[0]) if len(settings) == 1 else dict(cls.resolve(profile=runs[0].config.profile)) if cls else {}
     source = inspect.getsourcefile(cls) if cls else None
     info = MethodInfo(
         method=method, version=runs[0].config.method_version, authors=[_plain(a) for a in getattr(cls, "authors", ())],

@@ -1,7 +1,8 @@
 """Faithfulness: our rows of a task and scenario beside a published table, seed spread and all.
 
 `python -m mubench.faithfulness [--table NAME] [--seeds 0,1,2] [--profile P] [--methods a,b]`
-runs each method of a published table through the harness (default hyper-parameters, the task's
+runs each method of a published table through the harness (the method's defaults for the profile,
+which for `standard` are the papers' own settings where they differ from smoke's; the task's
 recipe of `--profile`: `standard` on a GPU, `smoke` on a CPU, where the numbers mean nothing
 beyond "the check runs") and prints, per method and column, our mean and standard deviation over
 the seeds, the published value and whether it lies within the spread. Within = |ours - published|
@@ -61,7 +62,10 @@ TABLES: dict[str, PublishedTable] = {
               "lotus": {"forget": 0.99, "retain": 0.99, "test": 0.91, "mia/entropy_lr": 0.83}},
         notes={"retrain": "LoTUS trains 150 epochs (SGD lr 0.1, batch 512) on the official CIFAR-10 files; ours is "
                           "the task's recipe on the mirror's JPEG copy, whose ceiling is lower",
-               "finetune": "LoTUS: 10 epochs at lr 0.01 on the retain set; ours: the method's defaults"}),
+               "finetune": "LoTUS: 10 epochs at lr 0.01 on the retain set, as our standard profile's defaults "
+                           "(the smoke profile runs 5)",
+               "scrub": "LoTUS follows SCRUB's large-scale setting (SGD, T 4, gamma 0.99, alpha 0.001, msteps 2), "
+                        "as our standard profile's defaults"}),
 }
 
 

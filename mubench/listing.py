@@ -46,11 +46,14 @@ def method_rows() -> list[Row]:
 
     rows = [{"method": name, "kind": "unlearning", "access": cls.access.value, "targets": sorted(cls.targets),
              "tasks": [t for t, task in tasks.items() if cls.inapplicable(task.spec) is None],
-             "version": cls.version, "intensity": cls.intensity, "defaults": cls.defaults(), "paper": cls.paper}
+             "version": cls.version, "intensity": cls.intensity, "defaults": cls.defaults(),
+             "profile_defaults": {profile: ", ".join(f"{k}={v}" for k, v in values.items())
+                                  for profile, values in cls.profile_defaults.items()}, "paper": cls.paper}
             for name, cls in methods.items()]
     rows += [{"method": name, "kind": "stream", "access": "stream: retained tasks' data" if cls.keeps_data else "stream: current task's data",
               "targets": ["class"], "tasks": list(continual_tasks.names()), "version": cls.version,
-              "intensity": getattr(cls, "intensity", None), "defaults": cls.defaults(), "paper": cls.paper}
+              "intensity": getattr(cls, "intensity", None), "defaults": cls.defaults(), "profile_defaults": {},
+              "paper": cls.paper}
              for name, cls in continual_methods.items()]
     return rows
 

@@ -99,6 +99,12 @@ class Method(ABC):
     # float32, for methods whose core is a numerical solve (curvature, inverse-Hessian products)
     # that bfloat16's 8-bit mantissa would spoil.
     mixed_precision: ClassVar[bool] = True
+    # Defaults that differ by profile: {profile: {name: value}} on top of `space`'s defaults. The
+    # space's defaults suit the `smoke` profile (small models trained for a few epochs); where the
+    # paper's own setting is longer or differently configured, `standard` (paper scale) restores it,
+    # e.g. fine-tuning's 10 epochs (Fan et al. 2024) against smoke's 5. Sweeps, the harness and the
+    # leaderboard's `default` selection all read the defaults of the run's profile.
+    profile_defaults: ClassVar[dict[str, dict[str, HParamValue]]] = {}
 
     @abstractmethod
     def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
@@ -115,13 +121,19 @@ class Method(ABC):
         return None
 
     @classmethod
-    def defaults(cls) -> dict[str, HParamValue]:
-        return {name: default for name, (default, _) in cls.space.items()}
+    def defaults(cls, profile: str | None = None) -> dict[str, HParamValue]:
+        """The space's defaults, with `profile_defaults[profile]` on top (None: the space's alone),
+        each of the space default's type (an int written for a float default becomes a float)."""
+        values = {name: default for name, (default, _) in cls.space.items()}
+        for name, value in cls.profile_defaults.get(profile, {}).items() if profile is not None else ():
+            values[name] = type(values[name])(value)
+        return values
 
     @classmethod
-    def resolve(cls, overrides: Mapping[str, Any] | None = None) -> HParams:
-        """Defaults updated with `overrides`, each cast to its default's type; unknown names are errors."""
-        return resolve_hparams(f"method {cls.name!r}", cls.name, cls.defaults(), overrides)
+    def resolve(cls, overrides: Mapping[str, Any] | None = None, profile: str | None = None) -> HParams:
+        """The defaults of `profile` updated with `overrides`, each cast to its default's type;
+        unknown names are errors."""
+        return resolve_hparams(f"method {cls.name!r}", cls.name, cls.defaults(profile), overrides)
 
 
 def resolve_hparams(what: str, name: str, defaults: dict[str, HParamValue],
@@ -164,6 +176,24 @@ def _cast(raw: Any, kind: type, where: str) -> HParamValue:
 methods: Registry[type[Method]] = Registry("method", entry_point_group="mubench.methods")
 
 
+def _check_profile_defaults(name: str, cls: type[Method]) -> None:
+    """Each profile default names a known profile and a hyper-parameter of the space, with a value
+    of its default's type (a typo would otherwise become a silently ignored or crashing run)."""
+    from mubench.profiles import profiles
+
+    for profile, values in cls.profile_defaults.items():
+        if profile not in profiles:
+            raise ValueError(f"method {name}: profile_defaults names unknown profile {profile!r} "
+                             f"(profiles: {', '.join(profiles.names())})")
+        for key, value in values.items():
+            if key not in cls.space:
+                raise ValueError(f"method {name}: profile_defaults[{profile!r}] names {key!r}, not in its space")
+            expected = type(cls.space[key][0])
+            if type(value) is not expected and not (expected is float and type(value) is int):
+                raise ValueError(f"method {name}: profile_defaults[{profile!r}][{key!r}] = {value!r} is not "
+                                 f"a {expected.__name__} like the space's default")
+
+
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
     """Class decorator: validate a Method subclass and register it under `name`."""
 
@@ -175,6 +205,7 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
         for key, entry in cls.space.items():
             if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], list)):
                 raise ValueError(f"method {name}: space[{key!r}] must be (default, [sweep values])")
+        _check_profile_defaults(name, cls)
         if not cls.targets or not cls.targets <= {"class", "regression"}:
             raise ValueError(f"method {name}: targets must be a non-empty subset of {{'class', 'regression'}}")
         if not isinstance(cls.access, Access):

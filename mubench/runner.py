@@ -241,7 +241,7 @@ class Harness:
         """The method of `config` on a copy of the prepared original, given only the data it
         declared: (the checked unlearned model, its seconds, its peak device memory in MB)."""
         method_cls = methods.get(config.method)
-        task, hp = prepared.task, method_cls.resolve(config.hparams)
+        task, hp = prepared.task, method_cls.resolve(config.hparams, config.profile)
         check_target(method_cls, task)
         charged: list[float] = []  # seconds of trainings reused rather than repeated (_from_scratch)
         request = Request({name: prepared.subsets[name] for name in method_cls.access.subsets}, method_cls.access,

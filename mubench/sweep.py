@@ -96,10 +96,10 @@ class GridSpec:
 SWEEP_KINDS = ("axes", "grid")
 
 
-def sweep_points(method_cls: type[Method], kind: str | None) -> list[dict[str, HParamValue]]:
+def sweep_points(method_cls: type[Method], kind: str | None, profile: str | None = None) -> list[dict[str, HParamValue]]:
     """The hyper-parameter settings a sweep of `kind` runs for one method, in a fixed order.
 
-    None: the defaults only. "axes": the defaults first, then, for each hyper-parameter in the
+    The defaults are those of `profile` (`Method.defaults`). None: the defaults only. "axes": the defaults first, then, for each hyper-parameter in the
     order of `space`, each value of its sweep list with the others at their defaults, without
     repeats. "grid": the cross product of the sweep lists (it holds the defaults only where every
     default is in its own list). A method with an empty space has one point, {}. Values are cast to
@@ -107,7 +107,7 @@ def sweep_points(method_cls: type[Method], kind: str | None) -> list[dict[str, H
     """
     if kind is not None and kind not in SWEEP_KINDS:
         raise MubenchError(f"unknown sweep kind {kind!r}. Valid kinds: {', '.join(SWEEP_KINDS)}")
-    defaults = method_cls.defaults()
+    defaults = method_cls.defaults(profile)
     if kind is None:
         points = [defaults]
     elif kind == "axes":
@@ -116,7 +116,7 @@ def sweep_points(method_cls: type[Method], kind: str | None) -> list[dict[str, H
     else:
         names = list(method_cls.space)
         points = [dict(zip(names, combo)) for combo in itertools.product(*(method_cls.space[n][1] for n in names))]
-    return _unique([dict(method_cls.resolve(point)) for point in points])
+    return _unique([dict(method_cls.resolve(point, profile)) for point in points])
 
 
 def _unique(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -185,8 +185,9 @@ def _resolved_points(name: str, grid: GridSpec) -> list[dict[str, HParamValue]]:
     method_cls = methods.get(name)
     kind = grid.sweep if grid.sweep in SWEEP_KINDS else None  # an unknown kind is reported once, above
     overrides = grid.hparams.get(name) or {}
-    method_cls.resolve(overrides)  # an override error is reported as such, not once per point
-    return _unique([dict(method_cls.resolve({**point, **overrides})) for point in sweep_points(method_cls, kind)])
+    method_cls.resolve(overrides, grid.profile)  # an override error is reported as such, not once per point
+    return _unique([dict(method_cls.resolve({**point, **overrides}, grid.profile))
+                    for point in sweep_points(method_cls, kind, grid.profile)])
 
 
 def run_grid(configs: Sequence[RunConfig], store: Store, harness: Harness,

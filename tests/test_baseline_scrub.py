@@ -1,8 +1,10 @@
 """SCRUB (baselines/scrub.py): the tempered KL, the learning-rate schedule, the max-step
-schedule, hyper-parameter checks, and a run through the harness on the debug task."""
+schedule, the two optimisers and the profiles' settings, hyper-parameter checks, and a run
+through the harness on the debug task."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -65,6 +67,51 @@ def test_learning_rate_schedule_matches_the_repository_at_ten_epochs_and_scales(
     assert [scrub_lr(1.0, e, 5) for e in range(1, 6)] == pytest.approx([1, 1, 0.1, 0.1, 0.001])
 
 
+def test_explicit_decay_epochs_count_as_the_repositorys_lr_decay_epochs():
+    # the large-scale configuration's [3, 5, 9]: nothing is passed within its 3 epochs
+    assert [scrub_lr(1.0, e, 3, "3,5,9") for e in range(1, 4)] == pytest.approx([1, 1, 1])
+    assert [scrub_lr(1.0, e, 10, "3,5,9") for e in range(1, 11)] == pytest.approx(
+        [1, 1, 1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01, 0.001])
+    assert [scrub_lr(1.0, e, 10, "5,8,9") for e in range(1, 11)] == pytest.approx(
+        [scrub_lr(1.0, e, 10) for e in range(1, 11)])  # "scaled" at 10 epochs is exactly [5, 8, 9]
+
+
+def test_the_standard_profile_runs_the_large_scale_configuration():
+    smoke, standard = Scrub.resolve(profile="smoke"), Scrub.resolve(profile="standard")
+    assert (smoke.optimizer, smoke.weight_decay, smoke.epochs, smoke.decay_epochs) == ("adam", 0.1, 5, "scaled")
+    assert dict(standard) == {**dict(smoke), "optimizer": "sgd", "lr": 5e-4, "momentum": 0.9, "weight_decay": 5e-4,
+                              "temperature": 4.0, "gamma": 0.99, "alpha": 0.001, "msteps": 2, "epochs": 3,
+                              "decay_epochs": "3,5,9"}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_each_optimiser_takes_the_steps_of_a_hand_written_loop(optimizer):
+    """Two min-steps on the whole retain set (one batch per epoch, no max-step), written out with
+    torch.optim directly: gamma * CE + alpha * KL_T to the frozen original."""
+    hp = Scrub.resolve({"optimizer": optimizer, "epochs": 2, "msteps": 0, "batch_size": 64, "lr": 0.05,
+                        "weight_decay": 5e-4, "momentum": 0.5, "gamma": 0.9, "alpha": 0.3, "temperature": 3.0,
+                        "decay_epochs": "1"})
+    request = tiny_request()
+    reference = tiny_model()
+    teacher = copy.deepcopy(reference)
+    x, y = request.retain.x, request.retain.y
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(reference.parameters(), lr=0.05, momentum=0.5, weight_decay=5e-4)
+    else:
+        opt = torch.optim.Adam(reference.parameters(), lr=0.05, weight_decay=5e-4)
+    for epoch_lr in (0.05, 0.005):  # decay after epoch 1
+        for group in opt.param_groups:
+            group["lr"] = epoch_lr
+        output = reference(x)
+        loss = 0.9 * nn.functional.cross_entropy(output, y) + 0.3 * distill_kl(output, teacher(x).detach(), 3.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    unlearned = Scrub().unlearn(tiny_model(), request, hp)
+    for ours, theirs in zip(unlearned.parameters(), reference.parameters()):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
 def test_max_steps_happen_only_in_the_first_msteps_epochs():
     """A forget set of NaNs poisons the weights exactly when a max-step touches it."""
     poisoned = torch.full((8, 3), float("nan"))
@@ -81,6 +128,8 @@ def test_max_steps_happen_only_in_the_first_msteps_epochs():
 @pytest.mark.parametrize("overrides, word", [
     ({"epochs": 3, "msteps": 4}, "msteps"), ({"msteps": -1}, "msteps"),
     ({"epochs": 0, "msteps": 0}, "epochs"), ({"temperature": 0.0}, "temperature"),
+    ({"optimizer": "adamw"}, "optimizer must be one of adam, sgd"),
+    ({"decay_epochs": "3;5"}, "decay_epochs must be 'scaled' or comma-separated epochs"),
 ])
 def test_bad_hyper_parameters_are_clear_errors(overrides, word):
     with pytest.raises(MubenchError, match=word):

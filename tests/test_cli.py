@@ -128,6 +128,9 @@ def test_list_methods_json_has_access_and_defaults():
     assert listed["identity"] == ("forget", {})
     assert listed["retrain"][0] == "retain"
     assert "lr" in listed["finetune"][1]
+    profile_defaults = {row["method"]: row["profile_defaults"] for row in rows}
+    assert profile_defaults["finetune"] == {"standard": "epochs=10"} and profile_defaults["identity"] == {}
+    assert profile_defaults["uncle"] == {}  # stream rows have the column too, so the table's columns line up
 
 
 def test_list_prints_a_table():

@@ -121,6 +121,47 @@ def test_resolve_does_not_change_the_space():
     assert Sample.resolve().lr == 0.1
 
 
+class PerProfile(Method):
+    name = "per_profile"
+    space = {"lr": (0.1, [0.1, 0.01]), "epochs": (2, [1, 2, 3])}
+    profile_defaults = {"standard": {"epochs": 10, "lr": 1}}
+
+    def unlearn(self, model, request, hp):
+        return model
+
+
+def test_profile_defaults_apply_in_their_profile_only():
+    assert PerProfile.defaults() == PerProfile.defaults("smoke") == {"lr": 0.1, "epochs": 2}
+    assert PerProfile.defaults("standard") == {"lr": 1.0, "epochs": 10}
+    assert dict(PerProfile.resolve(profile="standard")) == {"lr": 1.0, "epochs": 10}
+    assert isinstance(PerProfile.resolve(profile="standard").lr, float)  # cast to the space's type
+    assert dict(PerProfile.resolve({"epochs": 4}, "standard")) == {"lr": 1.0, "epochs": 4}  # overrides win
+    assert dict(PerProfile.resolve({"epochs": 4})) == {"lr": 0.1, "epochs": 4}
+    assert PerProfile.space["epochs"][0] == 2  # the space itself is untouched
+
+
+@pytest.mark.parametrize("profile_defaults, words", [
+    ({"paper": {"epochs": 10}}, "unknown profile 'paper'"),
+    ({"standard": {"epoch": 10}}, "'epoch', not in its space"),
+    ({"standard": {"epochs": "10"}}, "'10' is not a int"),
+    ({"standard": {"epochs": 2.5}}, "2.5 is not a int"),
+], ids=["profile", "name", "str-for-int", "float-for-int"])
+def test_register_rejects_bad_profile_defaults(scratch_registry, profile_defaults, words):
+    name = unique_name()
+    bad = type("BadProfileDefaults", (PerProfile,), {"profile_defaults": profile_defaults})
+    with pytest.raises(ValueError, match=words):
+        register_method(name)(bad)
+    assert name not in scratch_registry
+
+
+def test_every_baseline_profile_default_is_a_smoke_default_changed():
+    """A profile default equal to the space's default would be dead text; each one must change it."""
+    for name, cls in methods.items():
+        for profile, values in cls.profile_defaults.items():
+            base = cls.defaults()
+            assert any(base[key] != value for key, value in values.items()), (name, profile)
+
+
 # ---- register_method --------------------------------------------------------------------------
 
 def test_register_valid_method(scratch_registry):

@@ -149,9 +149,10 @@ def test_select_val_never_looks_at_test_or_forget_metrics(records):
     pd.testing.assert_frame_equal(chosen.reset_index(drop=True), again.reset_index(drop=True))
 
 
-def make(method: str, hparams: dict, seed: int, metrics: dict[str, float], scenario: str = "s") -> Record:
+def make(method: str, hparams: dict, seed: int, metrics: dict[str, float], scenario: str = "s",
+         profile: str = "smoke") -> Record:
     config = RunConfig(task="t", task_version="1", scenario=scenario, method=method, method_version="1",
-                       hparams=hparams, seed=seed, profile="smoke")
+                       hparams=hparams, seed=seed, profile=profile)
     return Record(id=config.id, config=config, status="ok", metrics=metrics, split_id="x", metrics_version="2",
                   mia_spec_version="1", mubench_version="0", git_commit="none", hardware="test", device="cpu",
                   seconds=0.0, peak_rss_mb=0.0)
@@ -182,6 +183,21 @@ def test_select_default_uses_the_registry_and_knows_unregistered_methods(records
     assert set(kept[kept["method"] == "finetune"]["hparams"]) == {canonical_json(dict(methods.get("finetune").resolve()))}
     assert omitted[["method", "reason"]].to_dict(orient="records") == [
         {"method": "not_installed", "reason": "defaults unknown (method not registered)"}]
+
+
+def test_select_default_reads_the_defaults_of_each_records_profile():
+    finetune = methods.get("finetune")
+    smoke, standard = dict(finetune.resolve(profile="smoke")), dict(finetune.resolve(profile="standard"))
+    assert smoke != standard  # fine-tuning's paper setting (10 epochs) is standard's default
+    frame = records_frame([make("finetune", smoke, 0, {"forget/acc": 0.5}, profile="smoke"),
+                           make("finetune", standard, 0, {"forget/acc": 0.4}, profile="smoke"),
+                           make("finetune", smoke, 0, {"forget/acc": 0.3}, profile="standard"),
+                           make("finetune", standard, 0, {"forget/acc": 0.2}, profile="standard")])
+    kept, omitted = select_settings(frame, "default")
+    assert sorted(zip(kept["profile"], kept["value"])) == [("smoke", 0.5), ("standard", 0.2)] and omitted.empty
+    # explicit defaults (a submission's own) hold in every profile
+    kept, _ = select_settings(frame, "default", {"finetune": smoke})
+    assert sorted(zip(kept["profile"], kept["value"])) == [("smoke", 0.5), ("standard", 0.3)]
 
 
 def test_select_all_and_unknown_protocols(records):

@@ -112,14 +112,48 @@ def test_an_unknown_sweep_kind_is_an_error():
         sweep_points(Toy, "random")
 
 
-def test_every_registered_method_has_its_defaults_among_its_axes_points():
+@pytest.mark.parametrize("profile", [None, "smoke", "standard"])
+def test_every_registered_method_has_its_defaults_among_its_axes_points(profile):
     for name, cls in methods.items():
-        axes, grid = sweep_points(cls, "axes"), sweep_points(cls, "grid")
-        assert axes[0] == dict(cls.resolve()), name
+        axes, grid = sweep_points(cls, "axes", profile), sweep_points(cls, "grid", profile)
+        assert axes[0] == dict(cls.resolve(profile=profile)), name
         assert len({json.dumps(p, sort_keys=True) for p in axes}) == len(axes)
         assert len(grid) == len({json.dumps(p, sort_keys=True) for p in grid})
-        expected = 1 + sum(len([v for v in values if v != default]) for default, values in cls.space.values())
+        defaults = cls.resolve(profile=profile)
+        expected = 1 + sum(len({v for v in values if v != defaults[key]}) for key, (_, values) in cls.space.items())
         assert len(axes) == expected, name
+
+
+class PerProfile(Method):
+    """Standard-profile defaults that differ from the space's (smoke) defaults."""
+
+    access = Access.FORGET
+    space = {"lr": (0.1, [0.01, 0.1]), "epochs": (3, [1, 3])}
+    profile_defaults = {"standard": {"epochs": 10}}
+
+    def unlearn(self, model, request, hp):  # type: ignore[no-untyped-def]
+        return model
+
+
+def test_points_sweep_around_the_defaults_of_the_profile():
+    assert sweep_points(PerProfile, None, "smoke") == sweep_points(PerProfile, None) == [{"lr": 0.1, "epochs": 3}]
+    assert sweep_points(PerProfile, None, "standard") == [{"lr": 0.1, "epochs": 10}]
+    assert sweep_points(PerProfile, "axes", "standard") == [{"lr": 0.1, "epochs": 10}, {"lr": 0.01, "epochs": 10},
+                                                            {"lr": 0.1, "epochs": 1}, {"lr": 0.1, "epochs": 3}]
+    assert sweep_points(PerProfile, "grid", "standard") == sweep_points(PerProfile, "grid")  # the lists alone
+
+
+@pytest.mark.parametrize("profile, epochs", [("smoke", 3), ("standard", 10)])
+def test_configs_carry_the_defaults_of_their_profile_and_overrides_win(monkeypatch, profile, epochs):
+    methods.names()
+    monkeypatch.setattr(methods, "_items", dict(methods._items))
+    register_method("test_sweep_grid_per_profile")(PerProfile)
+    grid = GridSpec(tasks=["debug"], scenarios=["class_0"], methods=["test_sweep_grid_per_profile"], seeds=[0],
+                    profile=profile)
+    assert [c.hparams for c in expand_grid(grid)] == [{"lr": 0.1, "epochs": epochs}]
+    grid = GridSpec(tasks=["debug"], scenarios=["class_0"], methods=["test_sweep_grid_per_profile"], seeds=[0],
+                    profile=profile, hparams={"test_sweep_grid_per_profile": {"lr": "0.5"}})
+    assert [c.hparams for c in expand_grid(grid)] == [{"lr": 0.5, "epochs": epochs}]
 
 
 # ---- expansion into configs -------------------------------------------------------------------
