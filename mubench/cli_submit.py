@@ -175,11 +175,12 @@ def smoke_problems(cls: type[Method], limits: Limits | None = None) -> list[str]
     return [] if record.status == "ok" else [f"smoke run on the debug task failed: {record.error}"]
 
 
-def method_info(cls: type[Method], path: Path, authors: list[str]) -> MethodInfo:
+def method_info(cls: type[Method], path: Path, authors: list[str], profile: str | None = None) -> MethodInfo:
+    """The submission's description of `cls`; its hyper-parameters are the defaults of the suite's `profile`."""
     doc = inspect.cleandoc(cls.__doc__ or "")
     return MethodInfo(method=cls.name, version=str(cls.version), authors=authors or list(getattr(cls, "authors", ())),
                       paper=cls.paper, description=doc, source_file=path.name, class_name=cls.__name__,
-                      source_sha256=sha256_file(path), access=cls.access, hparams=dict(cls.resolve()),
+                      source_sha256=sha256_file(path), access=cls.access, hparams=dict(cls.resolve(profile=profile)),
                       intensity=cls.intensity)
 
 
@@ -240,7 +241,7 @@ def submit(
     result_store = Store(store or paths.default_store())
     records = _run_with_progress(configs, result_store, Harness(device="cpu"), False, "local", limits)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    submission = build_submission(records, method_info(cls, path, list(author or [])), suite=suite,
+    submission = build_submission(records, method_info(cls, path, list(author or []), grid.profile), suite=suite,
                                   seeds=grid.seeds, sweep=grid.sweep, verified=True, created_at=created)
     written = write_submission(submission, folder)
     out.print(f"wrote {escape(str(written))} (verified; {len(submission.results)} task x scenario results, "
@@ -304,11 +305,11 @@ def first_paragraph(text: str) -> str:
     return " ".join(inspect.cleandoc(text).split("\n\n")[0].split())
 
 
-def baseline_info(cls: type[Method]) -> MethodInfo:
+def baseline_info(cls: type[Method], profile: str | None = None) -> MethodInfo:
     """A baseline's MethodInfo, read from its class and module: source file `baselines/<module>.py`
     and its sha256, the class's version and `paper` (the baselines' citation convention), the first
     paragraph of the class docstring (else of the module's, where the baselines describe
-    themselves) as description, and the authors "mubench baselines"."""
+    themselves) as description, the authors "mubench baselines", and the defaults of `profile`."""
     source = inspect.getsourcefile(cls)
     if source is None:
         raise MubenchError(f"baseline {cls.name!r}: {cls.__module__} has no Python source file")
@@ -321,7 +322,7 @@ def baseline_info(cls: type[Method]) -> MethodInfo:
     doc = cls.__doc__ or sys.modules[cls.__module__].__doc__ or ""
     return MethodInfo(method=cls.name, version=str(cls.version), authors=list(BASELINE_AUTHORS), paper=cls.paper,
                       description=first_paragraph(doc), source_file=shown, class_name=cls.__name__,
-                      source_sha256=sha256_file(path), access=cls.access, hparams=dict(cls.resolve()),
+                      source_sha256=sha256_file(path), access=cls.access, hparams=dict(cls.resolve(profile=profile)),
                       intensity=cls.intensity)
 
 
@@ -384,7 +385,8 @@ def leaderboard_data(
     built, refused = [], []
     for name in names:
         try:
-            built.append(build_submission(records, baseline_info(baselines[name]), suite=suite, seeds=grid.seeds,
+            built.append(build_submission(records, baseline_info(baselines[name], grid.profile), suite=suite,
+                                          seeds=grid.seeds,
                                           sweep=None, verified=True, created_at=created))
         except SubmissionError as exc:
             refused.append(str(exc))

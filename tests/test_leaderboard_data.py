@@ -168,3 +168,20 @@ def test_submit_by_entry_point_writes_a_verified_entry(plugin, tmp_path):
     assert check_submission(path, tmp_path / "subs", store).submission.verified
     with pytest.raises(SubmissionError, match="either as FILE.py:CLASS or with --entry-point"):
         CliRunner().invoke(app, ["submit"], catch_exceptions=False)
+
+
+def test_a_standard_profile_suite_submits_at_the_standard_profiles_defaults(monkeypatch, tmp_path):
+    """finetune's standard default (10 epochs) differs from smoke's: the entry must declare and keep
+    the standard setting its runs used, not drop them as "not at the defaults"."""
+    monkeypatch.setitem(sweep.SUITES, "tiny_standard", sweep.Suite(
+        "tiny_standard", "debug at the standard profile, finetune", tasks=("debug",), profile="standard",
+        seeds=(0,), scenarios=("class_0",), methods=("finetune",)))
+    subs = tmp_path / "subs"
+    result = CliRunner().invoke(app, ["leaderboard-data", "--suite", "tiny_standard", "--out", str(subs), "--store",
+                                      str(tmp_path / "store.sqlite"), "--no-readme"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    entry = check_submission(subs / "finetune.json", subs, tmp_path / "store.sqlite").submission
+    standard = dict(methods.get("finetune").resolve(profile="standard"))
+    assert standard["epochs"] == 10 and entry.hparams == standard
+    assert [(r.task, r.scenario, r.profile) for r in entry.results] == [("debug", "class_0", "standard")]
+    assert json.loads(entry.results[0].hparams) == standard
