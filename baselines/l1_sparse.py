@@ -12,8 +12,8 @@ refused here instead: no_l1_epochs must be below epochs.
 
 Settings: SGD lr 0.01, momentum 0.9, weight decay 5e-4, 10 epochs, no_l1_epochs 0 (repository
 README and arg_parser), the `standard` profile's defaults; 5 epochs in the smoke profile, to
-match the smoke originals' training length (as baselines/finetune.py). alpha, the intensity: the README passes `--alpha 0.2`, but that flag is
-shared with the Fisher methods ("unlearn noise", the arg_parser default) and its l1 reading is
+match the smoke originals' training length (as baselines/finetune.py). alpha, the intensity:
+the README passes `--alpha 0.2`, but that flag is shared with the Fisher methods ("unlearn noise", the arg_parser default) and its l1 reading is
 implausible: the penalty's gradient alpha * sign(theta) moves every weight by lr * alpha = 2e-3
 per SGD step before momentum, which zeroes a ResNet-18 long before 10 CIFAR-10 epochs (1 760
 steps). The default is 5e-4, the paper's value as recalled in methods.md [UNVERIFIED]. A smoke

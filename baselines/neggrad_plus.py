@@ -3,8 +3,8 @@ retain set while ascending on the forget set, loss = alpha * CE(retain) - (1 - a
 on paired batches (each retain batch with a forget batch, the forget set cycled).
 Setting of the SCRUB repository's small-scale notebook: alpha 0.95, SGD lr 0.01, weight decay 0,
 10 epochs (the `standard` profile's default); 5 epochs in the smoke profile, to match the smoke
-originals' training length. Unlike LoTUS's copy,
-whose gradient flip happens before `backward` and so never ascends, the sign here is in the loss."""
+originals' training length. Unlike LoTUS's copy, whose gradient flip happens before `backward`
+and so never ascends, the sign here is in the loss."""
 
 from __future__ import annotations
 

@@ -27,8 +27,8 @@ Settings, by profile (methods.md section 11):
   small CNN without BatchNorm, its max-steps (an unbounded ascent, 172 SGD steps in a row) blow
   the weights up to non-finite values within the first epoch (measured on the CPU, fp32 and bf16
   alike), and the run fails with that reason. That failure is the setting's, reported as such;
-  `--hparam scrub.optimizer=adam` with the smoke values runs there (and wrecks the model). Choices where the sources are silent or unverified:
-batch sizes 128 (retain) and 32 (forget) are the large-scale config's (`sgda_batch_size`,
+  `--hparam scrub.optimizer=adam` with the smoke values runs there (and wrecks the model).
+Choices where the sources are silent or unverified: batch sizes 128 (retain) and 32 (forget) are the large-scale config's (`sgda_batch_size`,
 `del_batch_size`); the smoothed-SGDA model averaging (`smoothing`) of some notebooks is left out,
 as in the repository's own `scrub.py`, which returns the plain student. "First msteps epochs"
 follows the notebooks' 1-based `epoch <= msteps` (the repository's `scrub.py` loops from 0 and so
@@ -60,11 +60,10 @@ def decay_points(decay_epochs: str, epochs: int) -> tuple[float, ...]:
     if decay_epochs == SCALED:
         return tuple(fraction * epochs for fraction in DECAY_POINTS)
     try:
-        points = tuple(float(int(part)) for part in decay_epochs.split(","))
+        return tuple(float(int(part)) for part in decay_epochs.split(","))
     except ValueError:
         raise MubenchError(f"scrub.decay_epochs must be {SCALED!r} or comma-separated epochs such as '3,5,9', "
                            f"got {decay_epochs!r}") from None
-    return points
 
 
 def scrub_lr(base_lr: float, epoch: int, epochs: int, decay_epochs: str = SCALED) -> float:

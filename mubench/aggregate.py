@@ -116,8 +116,8 @@ def select_settings(frame: pd.DataFrame, protocol: str,
     """The rows of a tidy `records_frame` that a selection protocol keeps, and the cells it drops.
 
     `default`: the rows whose hyper-parameters equal the method's defaults (`defaults`, by method
-    name, for every profile; default: the method registry's defaults of each row's profile). `val`: per (task, scenario, method, profile, seed), the
-    setting with the highest `val/acc` (ties: the default setting, then the first in canonical JSON
+    name, for every profile; default: the method registry's defaults of each row's profile).
+    `val`: per (task, scenario, method, profile, seed), the setting with the highest `val/acc` (ties: the default setting, then the first in canonical JSON
     order; a lone setting is kept without one); the `hparams` column then holds the chosen setting,
     or, where seeds chose differently, the JSON list of their settings in seed order, so that each
     cell aggregates into one row. `all`: everything, unchanged.

@@ -386,8 +386,7 @@ def leaderboard_data(
     for name in names:
         try:
             built.append(build_submission(records, baseline_info(baselines[name], grid.profile), suite=suite,
-                                          seeds=grid.seeds,
-                                          sweep=None, verified=True, created_at=created))
+                                          seeds=grid.seeds, sweep=None, verified=True, created_at=created))
         except SubmissionError as exc:
             refused.append(str(exc))
     for submission in built:  # every entry is built before the first one is written
