@@ -48,6 +48,7 @@ from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request
 from mubench.toolkit.importance import fisher_diagonal
+from mubench.transfer import to_device
 
 
 def noise_variance(fisher: torch.Tensor, alpha: float, num_classes: int) -> torch.Tensor:
@@ -81,13 +82,13 @@ class FisherForgetting(Method):
         model.eval()
         x = request.retain.x
         if 0 < hp.fisher_samples < len(x):
-            chosen = torch.randperm(len(x), generator=request.generator)[:hp.fisher_samples].to(x.device)
+            chosen = to_device(torch.randperm(len(x), generator=request.generator)[:hp.fisher_samples], x.device)
             x = x[chosen]
         fisher = fisher_diagonal(model, x, hp.label_samples, request.generator)
         with torch.no_grad():
             for name, p in model.named_parameters():
                 std = noise_variance(fisher[name], hp.alpha, request.num_classes).sqrt()
-                noise = torch.randn(p.shape, generator=request.generator).to(device=p.device, dtype=p.dtype)
+                noise = to_device(torch.randn(p.shape, generator=request.generator), p.device, p.dtype)
                 p.add_(std * noise)
         model.train(was_training)
         return model

@@ -68,11 +68,12 @@ from mubench.toolkit.adversarial import targeted_l2_pgd
 from mubench.toolkit.distill import frozen_copy
 from mubench.toolkit.importance import anchor_weights, mas_importance
 from mubench.toolkit.optim import BATCHNORM_MODES, sgd, step, train_mode
+from mubench.transfer import to_device
 
 
 def wrong_labels(y: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
     """A label drawn uniformly from the num_classes - 1 classes other than y, per entry."""
-    shift = torch.randint(1, num_classes, y.shape, generator=generator).to(y.device)
+    shift = to_device(torch.randint(1, num_classes, y.shape, generator=generator), y.device)
     return (y + shift) % num_classes
 
 

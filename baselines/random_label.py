@@ -12,11 +12,12 @@ from torch import nn
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request, Subset
 from mubench.toolkit.optim import sgd, step
+from mubench.transfer import to_device
 
 
 def random_wrong_labels(labels: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
     """For each label y, a class drawn uniformly from the other num_classes - 1."""
-    offsets = torch.randint(1, num_classes, labels.shape, generator=generator).to(labels.device)
+    offsets = to_device(torch.randint(1, num_classes, labels.shape, generator=generator), labels.device)
     return (labels + offsets) % num_classes
 
 

@@ -35,6 +35,7 @@ from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request
 from mubench.toolkit.optim import Mask, MaskedSGD, top_share_mask
+from mubench.transfer import to_device
 
 
 def forget_gradient_magnitude(model: nn.Module, request: Request, batch_size: int) -> dict[str, torch.Tensor]:
@@ -90,5 +91,5 @@ class SalUn(Method):
     @staticmethod
     def random_labels(n: int, request: Request) -> torch.Tensor:
         """Uniform labels over all classes (RL.py: `torch.randint(0, num_classes, target.shape)`)."""
-        return torch.randint(0, request.num_classes, (n,), generator=request.generator).to(request.device)
+        return to_device(torch.randint(0, request.num_classes, (n,), generator=request.generator), request.device)
 

@@ -49,6 +49,7 @@ from torch.nn import functional as F
 
 from mubench.continual.methods import ContinualMethod, StreamRequest, register_continual_method
 from mubench.continual.training import masked_logits
+from mubench.transfer import to_device
 
 
 class ChunkedHypernet(nn.Module):
@@ -207,7 +208,7 @@ class UnCLe(ContinualMethod):
         optimizer = torch.optim.Adam(params, lr=self.hp.ulr)
         hnet.train()
         for _ in range(self.n_forget_epochs):
-            noise = torch.randn(int(self.hp.n_sampling), hnet.n_params, generator=request.generator).to(request.device)
+            noise = to_device(torch.randn(int(self.hp.n_sampling), hnet.n_params, generator=request.generator), request.device)
             loss = self.hp.gamma * noise_alignment(hnet(task_id), noise)
             if remember:
                 loss = loss + output_regulariser(hnet, targets) / len(remember)

@@ -21,6 +21,8 @@ on a CPU), it trains the original model of seed 0 with the harness's engine and 
   are still counted one after another. `--concurrent 4,8,12` times each level and projects with
   the fastest. Methods run under the task's engine (bf16 autocast where the recipe trains in
   bf16: `Engine.hosting`); `--methods-fp32` times them in float32 instead, to compare.
+  `--sync-audit` (CUDA) counts each method's synchronising calls and names the lines making
+  most of them: a wait on the GPU every step is what bounds small models on a large GPU.
 On a GPU the method runs are timed by default (`--no-methods` skips them), one after another and
 `GPU_CONCURRENCY` (4) at a time. `--set key=value` overrides recipe fields (e.g. `--set epochs=20`) to explore a recipe; figures
 taken with overrides are labelled so. Each figure comes from one run (training is minutes on a
@@ -34,6 +36,7 @@ import json
 import os
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,7 @@ from mubench.splits import make_split
 from mubench.sweep import GridSpec, expand_grid
 from mubench.tasks.base import Task, TaskData, tasks
 from mubench.training import METHOD_PRECISION_ENV, Engine, train_model
+from mubench.transfer import recording_synchronisations, synchronize
 
 SEEDS = 3  # the full leaderboard's seeds
 GPU_CONCURRENCY = 4  # runs at a time on one GPU by default (the Ray executor's default share is 1/4)
@@ -80,6 +84,7 @@ class TaskFigures:
     concurrent_run_seconds: float | None = None  # effective seconds per run with `workers` at a time (--concurrent)
     workers: int = 1  # runs at a time behind the projection: the fastest level timed
     concurrency: dict[str, float] = field(default_factory=dict)  # runs at a time -> effective seconds per run
+    synchronisations: dict[str, int] = field(default_factory=dict)  # method -> synchronising calls (--sync-audit)
 
 
 def recipe_with(task: Task, profile: str, overrides: dict[str, Any]):  # noqa: ANN201 - a Recipe
@@ -134,7 +139,7 @@ def warm_up(device: torch.device, task: Task, profile: str, recipe: Any, x: torc
     throwaway = build_model(task.spec, profile, 0).to(device)
     train_model(throwaway, x[:n], y[:n], recipe.model_copy(update={"epochs": 1}), torch.Generator().manual_seed(0),
                 task.spec.target_spec, transform=task.to_inputs, engine=Engine.for_device(device, recipe, False))
-    _sync(device)
+    synchronize(device)
 
 
 def test_figures(task: Task, data: TaskData, split: Any, model: torch.nn.Module, profile: str,
@@ -201,13 +206,43 @@ def mean_run_seconds(harness: Harness, configs: list[RunConfig]) -> tuple[float,
     for config in configs:
         start = time.perf_counter()
         record = harness.run(config)
-        _sync(harness.device)
+        synchronize(harness.device)
         seconds.append(time.perf_counter() - start)
         status = "ok" if record.status == "ok" else f"failed: {record.error}"
         print(f"  {config.task} {config.method}: {seconds[-1]:.2f} s ({status})", flush=True)
     breakdown = {key: value / len(seconds) for key, value in harness.run_seconds.items()}
     harness.run_seconds = None
     return sum(seconds) / len(seconds), breakdown
+
+
+def method_synchronisations(harness: Harness, configs: list[RunConfig], top: int = 3) -> dict[str, int]:
+    """Per method, the synchronising CUDA calls of one unlearning on the prepared split
+    (`Harness.unlearn`, recorded by mubench.transfer.recording_synchronisations), printed with the
+    `top` lines that made most of them. A handful per run is the harness's own (the memory meter,
+    the clock, the finite-weights check); hundreds mean a wait on the GPU every step, which on a
+    small model can cost as much as the step."""
+    if not configs:
+        return {}
+    prepared = harness.prepare(configs[0].task, configs[0].scenario, configs[0].seed, configs[0].profile)
+    counts: dict[str, int] = {}
+    for config in configs:
+        try:
+            with recording_synchronisations() as sites:
+                harness.unlearn(config, prepared)
+        except Exception as exc:  # noqa: BLE001 - a failing method is reported in the timings; go on
+            print(f"  {config.task} {config.method}: not audited ({type(exc).__name__}: {exc})", flush=True)
+            continue
+        counts[config.method] = len(sites)
+        most = Counter(_short(site) for site in sites).most_common(top)
+        print(f"  {config.task} {config.method}: {len(sites)} synchronising calls"
+              + (": " + ", ".join(f"{site} x{n}" for site, n in most) if most else ""), flush=True)
+    return counts
+
+
+def _short(site: str) -> str:
+    """file:line relative to the package's parent folder where it lies there."""
+    root = str(Path(__file__).resolve().parents[1]) + os.sep
+    return site[len(root):] if site.startswith(root) else site
 
 
 def concurrent_run_seconds(harness: Harness, configs: list[RunConfig], workers: int) -> float:
@@ -256,26 +291,24 @@ def projected_hours(task: Task, train_seconds: float, run_seconds: float | None)
     return (trainings * train_seconds + runs * run_seconds) / 3600
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def bench_task(harness: Harness, name: str, profile: str, overrides: dict[str, Any], compile: bool | None,
                with_methods: bool, method_names: list[str] | None, levels: tuple[int, ...] = (1,),
-               label: str = "") -> list[TaskFigures]:
+               label: str = "", sync_audit: bool = False) -> list[TaskFigures]:
     """The figures of one task (and, for cmnist, uncoloured MNIST). `levels`: the numbers of runs
     at a time to time the method runs at besides one after another (1 is the sequential timing);
-    the projection takes the fastest. `label` names settings beyond the recipe overrides."""
+    the projection takes the fastest. `label` names settings beyond the recipe overrides.
+    `sync_audit`: also count each method's synchronising CUDA calls (`method_synchronisations`)."""
     task = tasks.get(name)
     data = harness.task_data(task)
     model, seconds, samples, split = train_original(harness, task, data, profile, overrides, compile)
     recipe = recipe_with(task, profile, overrides)
     metric, value, extra = test_figures(task, data, split, model, profile, harness.device)
-    run_seconds, breakdown, configs, timed = None, {}, [], {}
+    run_seconds, breakdown, configs, timed, syncs = None, {}, [], {}, {}
     if with_methods:
         configs = method_configs(task, profile, method_names)
         run_seconds, breakdown = mean_run_seconds(harness, configs)
+        if sync_audit:
+            syncs = method_synchronisations(harness, configs)
         for workers in (k for k in levels if k > 1):
             try:
                 timed[workers] = concurrent_run_seconds(harness, configs, workers)
@@ -287,7 +320,8 @@ def bench_task(harness: Harness, name: str, profile: str, overrides: dict[str, A
     rows = [TaskFigures(name, profile, task.spec.profile(profile).model, samples, recipe.epochs, seconds,
                         recipe.epochs * samples / seconds, metric, value, extra, run_seconds, len(configs),
                         projected_hours(task, seconds, effective), label, breakdown,
-                        None if best is None else timed[best], best or 1, {str(k): v for k, v in timed.items()})]
+                        None if best is None else timed[best], best or 1, {str(k): v for k, v in timed.items()},
+                        syncs)]
     if name == "cmnist":
         mnist_seconds, rate, accuracy = uncoloured_mnist(harness, profile, overrides, compile)
         rows.append(TaskFigures("mnist (cmnist's model and recipe, uncoloured)", profile, rows[0].model, 60_000,
@@ -347,6 +381,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods-fp32", action="store_true",
                         help=f"run the methods' own loops in float32 even where the recipe trains in bf16 "
                              f"({METHOD_PRECISION_ENV}=fp32), to compare with the default bf16 hosting")
+    parser.add_argument("--sync-audit", action="store_true",
+                        help="with --methods on CUDA: count each method's synchronising CUDA calls and print the "
+                             "lines that make most of them (torch.cuda.set_sync_debug_mode)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     if args.concurrent is not None and min(args.concurrent) < 1:
@@ -357,6 +394,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="mubench-bench-") as cache_root:
         harness = Harness(args.device, cache=ModelCache(Path(cache_root)), compile=args.compile or None)
         on_gpu = harness.device.type == "cuda"
+        if args.sync_audit and not on_gpu:
+            parser.error("--sync-audit needs a CUDA device (nothing synchronises on a CPU)")
         profile = args.profile or ("standard" if on_gpu else "smoke")
         if args.no_methods:
             args.methods = None
@@ -371,7 +410,7 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 rows.extend(bench_task(harness, name, profile, overrides, args.compile or None,
                                        args.methods is not None, method_names, levels,
-                                       "methods fp32" if args.methods_fp32 else ""))
+                                       "methods fp32" if args.methods_fp32 else "", args.sync_audit))
             except MubenchError as exc:
                 print(f"{name}: skipped ({exc})", flush=True)
             for row in rows[-2:]:

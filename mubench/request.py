@@ -16,6 +16,7 @@ from torch import nn
 from mubench.errors import AccessError
 from mubench.methods import Access
 from mubench.targets import CLASSIFICATION, Target
+from mubench.transfer import to_device
 
 # Task.counterfactual: (model-ready inputs, their attributes, a CPU generator) -> counterfactual inputs or None
 Counterfactual = Callable[[torch.Tensor, dict[str, torch.Tensor], torch.Generator], torch.Tensor | None]
@@ -110,8 +111,7 @@ class Request:
     def batches_of(self, subset: Subset, batch_size: int = 128, epochs: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Shuffled mini-batches of any subset a method built itself (e.g. relabelled forget data)."""
         for _ in range(epochs):
-            for index in torch.randperm(len(subset), generator=self.generator).split(batch_size):
-                index = index.to(subset.y.device)
+            for index in shuffled(len(subset), self.generator, subset.y.device).split(batch_size):
                 yield subset.x[index], subset.y[index]
 
     def train_from_scratch(self, name: str = "retain") -> nn.Module:
@@ -123,6 +123,12 @@ class Request:
 
 def _cycle(subset: Subset, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     while True:
-        for index in torch.randperm(len(subset), generator=generator).split(batch_size):
-            index = index.to(subset.y.device)
+        for index in shuffled(len(subset), generator, subset.y.device).split(batch_size):
             yield subset.x[index], subset.y[index]
+
+
+def shuffled(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """A permutation of range(n) drawn on the CPU from `generator` (the same on every device),
+    moved to `device` once per pass and without waiting on it (mubench.transfer): batches are then
+    sliced on the device, and the loop never synchronises with the GPU."""
+    return to_device(torch.randperm(n, generator=generator), device)

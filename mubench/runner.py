@@ -35,6 +35,7 @@ from mubench.scenarios import pixel_scale, scenario_kinds
 from mubench.splits import Split, load_or_make_poisoned_split
 from mubench.tasks.base import Task, TaskData, tasks
 from mubench.training import TRAINER_VERSION, Engine, can_train_batched, contiguous, train_model, train_models_batched
+from mubench.transfer import synchronize
 
 
 def derived_seed(*names: object) -> int:
@@ -256,6 +257,7 @@ class Harness:
             started = time.perf_counter()
             with engine.hosting(model, self.device):
                 unlearned = method_cls().unlearn(model, request, hp)
+            synchronize(self.device)  # the method's loop may return with steps still queued
             method_seconds = time.perf_counter() - started + sum(charged)
         check_architecture(unlearned, prepared.original.model)  # first: it names a result that is no model
         return contiguous(unlearned), method_seconds, None if charged else peak.megabytes

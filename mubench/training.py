@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from mubench.targets import CLASSIFICATION, Target
 from mubench.tasks.spec import Recipe
+from mubench.transfer import to_device
 
 
 # Part of every cached model's key: bump it when training changes what is cached (weights or
@@ -150,7 +151,7 @@ def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torc
     dy = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator)
     dx = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator)
     flip = torch.rand(n, 1, generator=generator) < 0.5
-    draws = torch.cat([dy, dx, flip.long()], dim=1).to(x.device)  # one host-to-device copy per batch
+    draws = to_device(torch.cat([dy, dx, flip.long()], dim=1), x.device)  # one copy per batch, no wait
     dy, dx, flip = draws[:, :1], draws[:, 1:2], draws[:, 2:].bool()
     rows = dy + torch.arange(h, device=x.device)
     cols = dx + torch.arange(w, device=x.device)
@@ -192,7 +193,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
     loss_fn = training_loss(target, recipe)
     loss = torch.zeros(())
     for _ in range(recipe.epochs):
-        permutation = torch.randperm(len(y), generator=generator).to(device)
+        permutation = to_device(torch.randperm(len(y), generator=generator), device)
         for offset in range(0, len(y), recipe.batch_size):
             batch = permutation[offset:offset + recipe.batch_size]
             inputs = x[batch] if transform is None else transform(x[batch])
@@ -258,7 +259,7 @@ def train_models_batched(models: list[nn.Module], x: torch.Tensor, y: torch.Tens
     batched_forward = vmap(forward)
     loss = torch.zeros(())
     for _ in range(recipe.epochs):
-        permutations = [torch.randperm(len(y), generator=g).to(device) for g in generators]
+        permutations = [to_device(torch.randperm(len(y), generator=g), device) for g in generators]
         for offset in range(0, len(y), recipe.batch_size):
             batches = [p[offset:offset + recipe.batch_size] for p in permutations]
             inputs = []

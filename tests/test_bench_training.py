@@ -149,3 +149,45 @@ def test_bench_refuses_a_concurrency_list_that_is_not_numbers(capsys):
     with pytest.raises(SystemExit):
         bench_training.main(["--tasks", "debug", "--concurrent", "4,many"])
     assert "expected whole numbers separated by commas, got '4,many'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_bench_refuses_a_sync_audit_without_cuda(capsys):
+    with pytest.raises(SystemExit):
+        bench_training.main(["--tasks", "debug", "--methods", "identity", "--sync-audit"])
+    assert "--sync-audit needs a CUDA device" in capsys.readouterr().err
+
+
+def test_sync_audit_counts_each_methods_synchronisations_and_names_the_busiest_lines(tmp_path, monkeypatch, capsys):
+    """The recorder is stubbed (no CUDA here): each method's unlearning "synchronises" at given
+    lines; the audit counts them per method, prints the busiest first, and reports a method that
+    fails instead of stopping."""
+    import contextlib
+
+    from mubench import runner
+
+    made: list[str] = []
+
+    def unlearn(self, config, prepared):  # type: ignore[no-untyped-def]
+        made.append(config.method)
+        if config.method == "retrain":
+            raise RuntimeError("boom")
+
+    monkeypatch.setattr(runner.Harness, "unlearn", unlearn)
+
+    @contextlib.contextmanager
+    def recorder():  # type: ignore[no-untyped-def]
+        sites: list[str] = []
+        yield sites
+        sites.extend({"identity": [], "finetune": ["/x/request.py:10"] * 5 + ["/x/optim.py:3"] * 2}[made[-1]])
+
+    monkeypatch.setenv("MUBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MUBENCH_OFFLINE", "1")
+    monkeypatch.setattr(bench_training, "recording_synchronisations", recorder)
+    configs = bench_training.method_configs(tasks.get("debug"), "smoke", ["identity", "finetune", "retrain"])
+    counts = bench_training.method_synchronisations(Harness(cache=ModelCache(tmp_path / "models")), configs)
+    assert counts == {"identity": 0, "finetune": 7}
+    out = capsys.readouterr().out
+    assert "debug identity: 0 synchronising calls\n" in out
+    assert "debug finetune: 7 synchronising calls: /x/request.py:10 x5, /x/optim.py:3 x2" in out
+    assert "debug retrain: not audited (RuntimeError: boom)" in out

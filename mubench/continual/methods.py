@@ -33,6 +33,7 @@ from mubench.continual.training import StreamSubset, fit, task_loss
 from mubench.errors import AccessError
 from mubench.methods import HParams, HParamValue, resolve_hparams
 from mubench.registry import Registry
+from mubench.request import shuffled
 from mubench.tasks.spec import Recipe
 
 
@@ -81,8 +82,7 @@ class StreamRequest:
                    epochs: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Shuffled mini-batches (x, y, task) of `data`, drawn from the request's generator."""
         for _ in range(epochs):
-            for index in torch.randperm(len(data), generator=self.generator).split(batch_size):
-                index = index.to(data.y.device)
+            for index in shuffled(len(data), self.generator, data.y.device).split(batch_size):
                 yield data.x[index], data.y[index], data.task[index]
 
     # -- training --------------------------------------------------------------------------------

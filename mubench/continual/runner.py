@@ -36,6 +36,7 @@ from mubench.hashing import sha256_arrays
 from mubench.record import Record, RunConfig
 from mubench.runner import check_architecture, derived_seed, resolve_device
 from mubench.tasks.base import TaskData
+from mubench.transfer import synchronize
 
 ORACLE_TRAINER_VERSION = "1"  # part of every cached oracle's key: bump when training changes
 
@@ -172,6 +173,7 @@ class StreamHarness:
             started = time.perf_counter()
             serve = method.learn if state.step.op == "learn" else method.unlearn
             model = serve(model, state.step.task, request)
+            synchronize(self.device)  # count the queued steps too
             seconds.append(time.perf_counter() - started)
             request.end()
             check_architecture(model, reference)

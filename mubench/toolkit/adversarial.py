@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mubench.transfer import to_device
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -62,8 +64,8 @@ def targeted_l2_pgd(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps
     the L2-normalised gradient, projecting onto ||delta||_2 <= eps after each; random start inside
     the ball (a uniform direction times eps * u, u ~ U(0, 1); draws from `generator`, on the CPU).
     No pixel clamp: x is on the model-input scale. The model's parameters get no gradient."""
-    direction = torch.randn(x.shape, generator=generator).to(x)
-    radius = torch.rand(len(x), generator=generator).to(x).view(-1, *([1] * (x.dim() - 1)))
+    direction = to_device(torch.randn(x.shape, generator=generator), x.device, x.dtype)
+    radius = to_device(torch.rand(len(x), generator=generator), x.device, x.dtype).view(-1, *([1] * (x.dim() - 1)))
     delta = direction / _per_sample_norm(direction) * eps * radius
     for _ in range(steps):
         delta.requires_grad_(True)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mubench.request import Request, Subset
+from mubench.transfer import to_device
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:
@@ -76,7 +77,7 @@ def gumbel_noise(shape: torch.Size, generator: torch.Generator, like: torch.Tens
     device and dtype: the noise of Gumbel-softmax sampling (Jang et al. 2017), as LoTUS
     (Spartalis et al. 2025) uses it for its targets."""
     u = torch.rand(shape, generator=generator, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
-    return (-torch.log(-torch.log(u))).to(device=like.device, dtype=like.dtype)
+    return to_device(-torch.log(-torch.log(u)), like.device, like.dtype)
 
 
 def bad_teacher_loss(student_logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
