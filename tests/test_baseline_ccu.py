@@ -163,3 +163,22 @@ def test_forgets_class_0_of_cmnist_keeping_the_retain_set(harness):
     # CE on the retain batch is in every step and (c) keeps retain classes compact: within
     # 2 points (~180 of the ~9000 retain samples; measured 0.998 against 0.998)
     assert record.metrics["retain/acc"] > identity.metrics["retain/acc"] - 0.02
+
+
+def test_contrastive_loss_without_positives_is_zero_with_finite_gradients():
+    """No anchor has a positive (and one has no valid pair at all): the loss is 0 and backward
+    gives zero, not NaN, gradients, now that no branch returns early; one positive is enough to
+    make that anchor count again."""
+    from mubench.toolkit.contrastive import contrastive_loss
+
+    anchors = torch.tensor(ZF, requires_grad=True)
+    contrast = torch.tensor(ZR)
+    valid = torch.ones(3, 4, dtype=torch.bool)
+    valid[2] = False
+    loss = contrastive_loss(anchors, contrast, torch.zeros(3, 4, dtype=torch.bool), valid, TAU)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(anchors.grad, torch.zeros_like(anchors))
+    positive = torch.zeros(3, 4, dtype=torch.bool)
+    positive[0, 1] = True
+    expected = supcon_by_loop(ZF[:1], ZR, lambda i, a: a == 1, lambda i, a: True, TAU)
+    assert contrastive_loss(torch.tensor(ZF), contrast, positive, valid, TAU).item() == pytest.approx(expected, rel=1e-9)

@@ -55,11 +55,13 @@ def masked_distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     """T^2 * KL(softmax(t/T) || softmax(s/T)) over the classes other than y (y's logit removed
     from both), summed over classes and averaged over the batch; 0 when student == teacher.
     PTE's pull term (Chen, Li & Tang 2025): the teacher's "dark knowledge" over the retained
-    classes, without the true class (as DELETE's masked distillation, Zhou et al. 2025)."""
-    n, classes = student_logits.shape
-    keep = ~F.one_hot(y, classes).bool()
-    student = student_logits[keep].view(n, classes - 1) / temperature
-    teacher = teacher_logits[keep].view(n, classes - 1) / temperature
+    classes, without the true class (as DELETE's masked distillation, Zhou et al. 2025). The other
+    classes are gathered by index, in order, rather than picked by a boolean mask, whose variable
+    size would make the host wait for the GPU every step (mubench.transfer)."""
+    others = torch.arange(student_logits.shape[1] - 1, device=y.device)
+    index = others + (others >= y[:, None])  # row i: every class but y_i, in increasing order
+    student = student_logits.gather(1, index) / temperature
+    teacher = teacher_logits.gather(1, index) / temperature
     return distill_kl(student, teacher, 1.0) * temperature**2
 
 
