@@ -128,18 +128,28 @@ _worker_harnesses: dict[WorkerSettings, Harness] = {}
 
 def _worker_harness(settings: WorkerSettings) -> Harness:
     """This worker process's harness for `settings`, built once and kept between tasks."""
-    import torch
-
     from mubench.artifacts import ModelCache
 
     for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
         del os.environ[key]
     os.environ.update(dict(settings.env))
-    torch.set_num_threads(settings.torch_threads)
+    limit_native_threads(settings.torch_threads)
     if settings not in _worker_harnesses:
         _worker_harnesses.clear()  # one sweep at a time per worker: drop the last one's data
         _worker_harnesses[settings] = Harness(settings.device, ModelCache(settings.cache_root), settings.shadow_models)
     return _worker_harnesses[settings]
+
+
+def limit_native_threads(threads: int) -> None:
+    """At most `threads` threads in each of this process's native thread pools: torch's, and the
+    BLAS and OpenMP pools that numpy, scipy and scikit-learn use (the attacks' fits), through
+    threadpoolctl. A worker is promised that many CPUs; without the limit each of K workers would
+    start one BLAS thread per core of the machine and K of them would fight over the cores."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=threads)
 
 
 def _register_driver_methods(classes: dict[str, type[Method]]) -> None:

@@ -264,3 +264,22 @@ def test_processes_refuse_zero_workers_and_a_class_no_worker_can_import(monkeypa
     with executor, pytest.raises(MubenchError, match="cannot be imported by a worker process.*--executor ray"):
         list(executor.map([debug_config("test_nested")]))
     assert executor._pools == [None]  # refused before any worker started
+
+
+def test_a_worker_limits_every_native_thread_pool_to_its_threads():
+    """A worker promised one CPU keeps one thread in torch's pool and in each BLAS / OpenMP pool
+    (numpy, scipy, scikit-learn: the attacks' fits), however many cores the machine has. Checked
+    in a fresh interpreter, so this process's pools stay as they are."""
+    import subprocess
+    import sys
+
+    script = ("import json, torch, mubench.runner\n"
+              "from threadpoolctl import threadpool_info\n"
+              "from mubench.executors import limit_native_threads\n"
+              "limit_native_threads(1)\n"
+              "print(json.dumps([torch.get_num_threads()] + [p['num_threads'] for p in threadpool_info()]))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"})
+    assert done.returncode == 0, done.stderr
+    threads = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(threads) > 2 and threads == [1] * len(threads)  # torch, and the pools of numpy/scipy/sklearn
