@@ -14,19 +14,21 @@ on a CPU), it trains the original model of seed 0 with the harness's engine and 
   train part is shared by its scenarios, so the originals are one per seed (plus one per poisoning
   scenario); an oracle per scenario and seed; every run, `retrain` included (it reuses the
   cached oracle and is charged its training seconds: `Harness._from_scratch`), costs the measured
-  mean run seconds (without `--methods`: not projected). With
-  `--concurrent K` the runs are also timed K at a time through the Ray executor (K workers, 1/K
-  of the GPU each) where Ray is installed, else through the `processes` executor (K worker
-  processes sharing the GPU), and the projection uses that effective seconds per run; trainings
-  are still counted one after another. `--concurrent 4,8,12` times each level and projects with
-  the fastest. Methods run under the task's engine (bf16 autocast where the recipe trains in
-  bf16: `Engine.hosting`); `--methods-fp32` times them in float32 instead, to compare.
-  `--sync-audit` (CUDA) counts each method's synchronising calls and names the lines making
-  most of them: a wait on the GPU every step is what bounds small models on a large GPU.
-On a GPU the method runs are timed by default (`--no-methods` skips them), one after another and
-`GPU_CONCURRENCY` (4) at a time. `--set key=value` overrides recipe fields (e.g. `--set epochs=20`) to explore a recipe; figures
-taken with overrides are labelled so. Each figure comes from one run (training is minutes on a
-CPU); hardware and torch version are printed with them.
+  mean run seconds (without `--methods`: not projected). With `--concurrent K` the runs are
+  also timed K at a time through the Ray executor (K workers, 1/K of the GPU each) where Ray is
+  installed, else through the `processes` executor (K worker processes sharing the GPU); trainings
+  are still counted one after another. `--concurrent 4,8,12` times each level. `--overlap` (the
+  default on a GPU) also times the runs one after another with each run's outputs-only metrics
+  (the attacks' CPU fits) in a thread beside the next run's method (`LocalExecutor(overlap=True)`).
+  The projection uses the fastest way timed (`projected_with`). Methods run under the task's
+  engine (bf16 autocast where the recipe trains in bf16: `Engine.hosting`); `--methods-fp32`
+  times them in float32 instead, to compare. `--sync-audit` (CUDA) counts each method's
+  synchronising calls and names the lines making most of them: a wait on the GPU every step is
+  what bounds small models on a large GPU.
+On a GPU the method runs are timed by default (`--no-methods` skips them), one after another, with
+overlap, and `GPU_CONCURRENCY` (4) at a time. `--set key=value` overrides recipe fields (e.g.
+`--set epochs=20`) to explore a recipe; figures taken with overrides are labelled so. Each figure
+comes from one run (training is minutes on a CPU); hardware and torch version are printed with them.
 """
 
 from __future__ import annotations
@@ -82,9 +84,14 @@ class TaskFigures:
     overrides: str
     run_breakdown: dict[str, float] = field(default_factory=dict)  # mean seconds per run: method, outputs, metrics
     concurrent_run_seconds: float | None = None  # effective seconds per run with `workers` at a time (--concurrent)
-    workers: int = 1  # runs at a time behind the projection: the fastest level timed
+    workers: int = 1  # the fastest of the --concurrent levels timed (1: none)
     concurrency: dict[str, float] = field(default_factory=dict)  # runs at a time -> effective seconds per run
     synchronisations: dict[str, int] = field(default_factory=dict)  # method -> synchronising calls (--sync-audit)
+    overlapped_run_seconds: float | None = None  # effective seconds per run, one at a time with overlap (--overlap)
+    # mean cost/seconds of those runs, and of the same runs one after another (the contention's share)
+    overlapped_method_seconds: float | None = None
+    method_seconds: float | None = None
+    projected_with: str | None = None  # the fastest way timed, behind the projection: "1", "1+overlap" or K
 
 
 def recipe_with(task: Task, profile: str, overrides: dict[str, Any]):  # noqa: ANN201 - a Recipe
@@ -194,25 +201,27 @@ def method_configs(task: Task, profile: str, method_names: list[str] | None) -> 
                                 seeds=[0], profile=profile))
 
 
-def mean_run_seconds(harness: Harness, configs: list[RunConfig]) -> tuple[float, dict[str, float]]:
-    """Mean seconds of one run (method plus every metric), one after another, and their mean
-    breakdown (Harness.run_seconds); the split's original and oracle are prepared first and not
-    counted."""
+def mean_run_seconds(harness: Harness, configs: list[RunConfig]) -> tuple[float, dict[str, float], float | None]:
+    """Mean seconds of one run (method plus every metric), one after another, their mean
+    breakdown (Harness.run_seconds) and the runs' mean `cost/seconds`; the split's original and
+    oracle are prepared first and not counted."""
     if not configs:
-        return 0.0, {}
+        return 0.0, {}, None
     harness.prepare(configs[0].task, configs[0].scenario, configs[0].seed, configs[0].profile)
-    seconds = []
+    seconds, method = [], []
     harness.run_seconds = {}
     for config in configs:
         start = time.perf_counter()
         record = harness.run(config)
         synchronize(harness.device)
         seconds.append(time.perf_counter() - start)
+        if "cost/seconds" in record.metrics:
+            method.append(record.metrics["cost/seconds"])
         status = "ok" if record.status == "ok" else f"failed: {record.error}"
         print(f"  {config.task} {config.method}: {seconds[-1]:.2f} s ({status})", flush=True)
     breakdown = {key: value / len(seconds) for key, value in harness.run_seconds.items()}
     harness.run_seconds = None
-    return sum(seconds) / len(seconds), breakdown
+    return sum(seconds) / len(seconds), breakdown, sum(method) / len(method) if method else None
 
 
 def method_synchronisations(harness: Harness, configs: list[RunConfig], top: int = 3) -> dict[str, int]:
@@ -268,6 +277,27 @@ def concurrent_run_seconds(harness: Harness, configs: list[RunConfig], workers: 
     return wall / len(configs)
 
 
+def overlapped_run_seconds(harness: Harness, configs: list[RunConfig]) -> tuple[float, float | None]:
+    """Effective seconds per run, one after another in this process, each run's host phase (its
+    outputs-only metrics) in a thread beside the next run's device phase: the wall time of all
+    `configs` over their number (the split is already prepared, as for `mean_run_seconds`); and
+    the mean of the runs' `cost/seconds`, to compare with the method's seconds one after another
+    (what the contention adds to a leaderboard's cost column)."""
+    from mubench.executors import LocalExecutor
+
+    if not configs:
+        return 0.0, None
+    start = time.perf_counter()
+    records = list(LocalExecutor(harness, overlap=True).map(configs))
+    synchronize(harness.device)
+    wall = time.perf_counter() - start
+    method = [r.metrics["cost/seconds"] for r in records if "cost/seconds" in r.metrics]
+    failed = sum(r.status != "ok" for r in records)
+    print(f"  {configs[0].task}: {len(configs)} runs one after another, host phases overlapped: {wall:.2f} s "
+          f"({failed} failed)" + (f"; mean method seconds {sum(method) / len(method):.3f}" if method else ""), flush=True)
+    return wall / len(configs), sum(method) / len(method) if method else None
+
+
 def _concurrent_executor(harness: Harness, workers: int) -> tuple[str, dict[str, Any]]:
     """Ray where it is installed (an optional extra), else the standard library's processes."""
     try:
@@ -293,22 +323,27 @@ def projected_hours(task: Task, train_seconds: float, run_seconds: float | None)
 
 def bench_task(harness: Harness, name: str, profile: str, overrides: dict[str, Any], compile: bool | None,
                with_methods: bool, method_names: list[str] | None, levels: tuple[int, ...] = (1,),
-               label: str = "", sync_audit: bool = False) -> list[TaskFigures]:
+               label: str = "", sync_audit: bool = False, overlap: bool = False) -> list[TaskFigures]:
     """The figures of one task (and, for cmnist, uncoloured MNIST). `levels`: the numbers of runs
     at a time to time the method runs at besides one after another (1 is the sequential timing);
     the projection takes the fastest. `label` names settings beyond the recipe overrides.
-    `sync_audit`: also count each method's synchronising CUDA calls (`method_synchronisations`)."""
+    `sync_audit`: also count each method's synchronising CUDA calls (`method_synchronisations`).
+    `overlap`: also time the runs one after another with host phases overlapped (a level of its own,
+    named "1+overlap" in `concurrency`). The projection takes the fastest way timed."""
     task = tasks.get(name)
     data = harness.task_data(task)
     model, seconds, samples, split = train_original(harness, task, data, profile, overrides, compile)
     recipe = recipe_with(task, profile, overrides)
     metric, value, extra = test_figures(task, data, split, model, profile, harness.device)
     run_seconds, breakdown, configs, timed, syncs = None, {}, [], {}, {}
+    overlapped = overlapped_method = plain_method = None
     if with_methods:
         configs = method_configs(task, profile, method_names)
-        run_seconds, breakdown = mean_run_seconds(harness, configs)
+        run_seconds, breakdown, plain_method = mean_run_seconds(harness, configs)
         if sync_audit:
             syncs = method_synchronisations(harness, configs)
+        if overlap:
+            overlapped, overlapped_method = overlapped_run_seconds(harness, configs)
         for workers in (k for k in levels if k > 1):
             try:
                 timed[workers] = concurrent_run_seconds(harness, configs, workers)
@@ -316,12 +351,15 @@ def bench_task(harness: Harness, name: str, profile: str, overrides: dict[str, A
                 print(f"  {name}: runs not timed {workers} at a time ({type(exc).__name__}: {exc})", flush=True)
     label = ", ".join([f"{k}={v}" for k, v in overrides.items()] + ([label] if label else []))
     best = min(timed, key=timed.__getitem__) if timed else None
-    effective = timed[best] if best is not None else run_seconds
+    levels_timed = {str(k): v for k, v in timed.items()} | ({"1+overlap": overlapped} if overlapped is not None else {})
+    every = ({"1": run_seconds} if run_seconds is not None else {}) | levels_timed
+    fastest = min(every, key=every.__getitem__) if every else None
     rows = [TaskFigures(name, profile, task.spec.profile(profile).model, samples, recipe.epochs, seconds,
                         recipe.epochs * samples / seconds, metric, value, extra, run_seconds, len(configs),
-                        projected_hours(task, seconds, effective), label, breakdown,
-                        None if best is None else timed[best], best or 1, {str(k): v for k, v in timed.items()},
-                        syncs)]
+                        projected_hours(task, seconds, every.get(fastest)), label, breakdown,
+                        None if best is None else timed[best], best or 1, levels_timed, syncs,
+                        overlapped_run_seconds=overlapped, projected_with=fastest,
+                        overlapped_method_seconds=overlapped_method, method_seconds=plain_method)]
     if name == "cmnist":
         mnist_seconds, rate, accuracy = uncoloured_mnist(harness, profile, overrides, compile)
         rows.append(TaskFigures("mnist (cmnist's model and recipe, uncoloured)", profile, rows[0].model, 60_000,
@@ -335,13 +373,14 @@ def print_figures(rows: list[TaskFigures], device: torch.device) -> None:
 
     table = Table(title=f"mubench bench_training; {provenance.hardware(str(device))}; torch {torch.__version__}")
     for column in ("task", "profile", "model", "train samples", "epochs", "train s", "samples/s", "test",
-                   "run s (mean)", "run s (concurrent)", "leaderboard h", "overrides"):
+                   "run s (mean)", "run s (overlap)", "run s (concurrent)", "leaderboard h", "overrides"):
         table.add_column(column)
     for r in rows:
         test = f"{r.test_metric} {r.test_value:.4f}" + "".join(f"; {k} {v:.4f}" for k, v in r.extra.items())
         table.add_row(r.task, r.profile, r.model, f"{r.train_samples:,}", str(r.epochs), f"{r.train_seconds:.2f}",
                       f"{r.samples_per_second:,.0f}", test,
                       "-" if r.run_seconds is None else f"{r.run_seconds:.2f} ({r.methods_measured})",
+                      "-" if r.overlapped_run_seconds is None else f"{r.overlapped_run_seconds:.2f}",
                       "-" if r.concurrent_run_seconds is None else f"{r.concurrent_run_seconds:.2f} ({r.workers} at a time)",
                       "-" if r.projected_hours is None else f"{r.projected_hours:.3f}", r.overrides or "-")
     total = [r.projected_hours for r in rows if r.projected_hours is not None]
@@ -384,6 +423,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sync-audit", action="store_true",
                         help="with --methods on CUDA: count each method's synchronising CUDA calls and print the "
                              "lines that make most of them (torch.cuda.set_sync_debug_mode)")
+    parser.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=None,
+                        help="with --methods: also time the runs one after another with each run's outputs-only "
+                             "metrics in a thread beside the next run's method (default: on a GPU)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     if args.concurrent is not None and min(args.concurrent) < 1:
@@ -410,7 +452,8 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 rows.extend(bench_task(harness, name, profile, overrides, args.compile or None,
                                        args.methods is not None, method_names, levels,
-                                       "methods fp32" if args.methods_fp32 else "", args.sync_audit))
+                                       "methods fp32" if args.methods_fp32 else "", args.sync_audit,
+                                       on_gpu if args.overlap is None else args.overlap))
             except MubenchError as exc:
                 print(f"{name}: skipped ({exc})", flush=True)
             for row in rows[-2:]:

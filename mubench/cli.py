@@ -120,6 +120,7 @@ def run(
     address: Annotated[Optional[str], typer.Option("--address", help="ray: the cluster to join (default: start a local instance)")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="processes: worker processes; ray: CPUs of the local instance (default: all cores)")] = None,
     gpus_per_run: Annotated[Optional[float], typer.Option("--gpus-per-run", min=0, help="ray: GPU share of each run (default 0.25 on CUDA, 0 on the CPU)")] = None,
+    overlap: Annotated[bool, typer.Option("--overlap", help="local: compute each run's outputs-only metrics (the attacks' CPU fits) in a thread beside the next run's method: more runs per hour on a GPU, method seconds that include the contention")] = False,
     isolate: Annotated[bool, typer.Option("--isolate", help="run each method in its own process under --time-limit and --memory-limit (mubench.sandbox)")] = False,
     time_limit: Annotated[float, typer.Option("--time-limit", min=0.001, help="--isolate: seconds each run's method and evaluation may take")] = 3600.0,
     memory_limit: Annotated[Optional[int], typer.Option("--memory-limit", min=1, help="--isolate: MB of address space the method may add (default: no limit)")] = None,
@@ -147,6 +148,8 @@ def run(
         raise MubenchError("--address and --gpus-per-run apply to --executor ray")
     if executor is ExecutorKind.local and workers:
         raise MubenchError("--workers applies to --executor processes and ray")
+    if overlap and (executor is not ExecutorKind.local or isolate):
+        raise MubenchError("--overlap applies to --executor local without --isolate")
     if isolate and executor is not ExecutorKind.local:
         raise MubenchError("--isolate runs each run in a child process of this machine: use it with --executor local")
     result_store = Store(store or paths.default_store())  # a read-only or full location fails here, before any work
@@ -154,7 +157,7 @@ def run(
     from mubench.executors import make_executor
 
     options = {"ray": {"address": address, "workers": workers, "gpus_per_run": gpus_per_run},
-               "processes": {"workers": workers}}.get(executor.value, {})
+               "processes": {"workers": workers}, "local": {"overlap": overlap}}.get(executor.value, {})
     with make_executor(executor.value, harness, **options) as runner:
         records = _run_with_progress(configs, result_store, harness, as_json, runner, _limits(isolate, time_limit, memory_limit))
     if not as_json:

@@ -10,7 +10,9 @@ evaluated. A method that fails yields a failed record with the reason; the sweep
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
+import math
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -59,6 +61,22 @@ class Prepared:
     oracle_outputs: dict[str, Outputs]
     shadow_outputs: dict[str, list[Outputs]] = field(default_factory=dict)  # "in"/"out": forget-set outputs (mia/ulira)
     attack: AttackBudget | None = None  # the scenario's FGSM budget (fgsm_poison), for robust/fgsm_acc
+
+
+@dataclass
+class PendingRun:
+    """A run whose device phase is done (`Harness.begin`); `Harness.finish` makes its record.
+    `context` holds the unlearned, oracle and original outputs without models or subsets (None
+    when the run failed: `error` says why); `values` are the device phase's metrics."""
+
+    config: RunConfig
+    split_id: str
+    data_source: str
+    precision: str
+    context: EvaluationContext | None
+    values: dict[str, float]
+    error: str | None
+    device_seconds: float
 
 
 class Harness:
@@ -208,23 +226,52 @@ class Harness:
 
     # -- one run ----------------------------------------------------------------------------------
     def run(self, config: RunConfig) -> Record:
+        """The record of one run: its device phase, then its host phase (`begin`, `finish`)."""
+        return self.finish(self.begin(config))
+
+    def begin(self, config: RunConfig) -> PendingRun:
+        """A run's device phase: prepare the split (once per split), unlearn, compute the unlearned
+        model's outputs and the metrics that read a model. What is left, the outputs-only metrics
+        (the attacks' scikit-learn fits on the CPU), is `finish`'s; the local executor runs it in a
+        thread while the next run's device phase goes on (`LocalExecutor(overlap=True)`). An error
+        outside the method (data missing, a bad config) is raised here, as by `run`."""
         start = time.perf_counter()
         prepared = self.prepare(config.task, config.scenario, config.seed, config.profile)
-        precision = ""
+        precision, context, values, error = "", None, {}, None
         try:
             precision = "fp32" if self.method_engine(config, prepared.task).autocast is None else "bf16"
-            metrics = self._unlearn_and_evaluate(config, prepared)
-            status, error = "ok", None
+            context, values = self._unlearn_and_evaluate(config, prepared)
         except Exception as exc:  # noqa: BLE001 - a method's failure is recorded, the sweep goes on
-            metrics, status, error = {}, "failed", _reason(exc)
-        return Record(
-            id=config.id, config=config, status=status, error=error, metrics=metrics,
-            split_id=prepared.split.id, data_source=prepared.task.data_source(), metrics_version=METRICS_VERSION, mia_spec_version=MIA_SPEC_VERSION,
-            mubench_version=provenance.mubench_version(), git_commit=provenance.git_commit(),
-            hardware=provenance.hardware(str(self.device)), device=str(self.device), method_precision=precision,
-            seconds=time.perf_counter() - start, peak_rss_mb=provenance.peak_rss_mb())
+            error = _reason(exc)
+        return PendingRun(config, prepared.split.id, prepared.task.data_source(), precision, context, values, error,
+                          time.perf_counter() - start)
 
-    def _unlearn_and_evaluate(self, config: RunConfig, prepared: Prepared) -> dict[str, float]:
+    def finish(self, pending: PendingRun) -> Record:
+        """A run's host phase and its record: the outputs-only metrics, computed from the outputs,
+        attributes and costs alone (no model, no device), then the check that every value is finite."""
+        start = time.perf_counter()
+        metrics, status, error = {}, "failed", pending.error
+        if pending.context is not None:
+            try:
+                values = {**pending.values, **compute_metrics(pending.context, self.run_seconds, "host")}
+                bad = sorted(k for k, v in values.items() if not math.isfinite(v))
+                if bad:
+                    raise MethodOutputError(f"the unlearned model gives non-finite metrics {bad}")
+                metrics, status = in_registry_order(values), "ok"
+            except Exception as exc:  # noqa: BLE001 - as in the device phase: recorded, the sweep goes on
+                error = _reason(exc)
+        return Record(
+            id=pending.config.id, config=pending.config, status=status, error=error, metrics=metrics,
+            split_id=pending.split_id, data_source=pending.data_source, metrics_version=METRICS_VERSION,
+            mia_spec_version=MIA_SPEC_VERSION, mubench_version=provenance.mubench_version(),
+            git_commit=provenance.git_commit(), hardware=provenance.hardware(str(self.device)),
+            device=str(self.device), method_precision=pending.precision,
+            seconds=pending.device_seconds + time.perf_counter() - start, peak_rss_mb=provenance.peak_rss_mb())
+
+    def _unlearn_and_evaluate(self, config: RunConfig, prepared: Prepared) -> tuple[EvaluationContext, dict[str, float]]:
+        """The device phase's work: the unlearned model, its outputs, the model-reading metrics; and
+        the context the host phase reads, without the models and subsets (their memory is free
+        once this returns, and no outputs-only metric can reach the device)."""
         started = time.perf_counter()
         unlearned, method_seconds, peak_mb = self.unlearn(config, prepared)
         unlearned_at = time.perf_counter()  # the breakdown takes wall time: a reused oracle is charged, not spent
@@ -232,11 +279,8 @@ class Harness:
         if self.run_seconds is not None:
             for key, seconds in (("method", unlearned_at - started), ("outputs", time.perf_counter() - unlearned_at)):
                 self.run_seconds[key] = self.run_seconds.get(key, 0.0) + seconds
-        values = compute_metrics(context, self.run_seconds)
-        bad = sorted(k for k, v in values.items() if v != v or v in (float("inf"), float("-inf")))
-        if bad:
-            raise MethodOutputError(f"the unlearned model gives non-finite metrics {bad}")
-        return values
+        values = compute_metrics(context, self.run_seconds, "device")
+        return dataclasses.replace(context, models={}, subsets={}, counterfactual=None), values
 
     def unlearn(self, config: RunConfig, prepared: Prepared) -> tuple[nn.Module, float, float | None]:
         """The method of `config` on a copy of the prepared original, given only the data it
@@ -343,6 +387,12 @@ def _description(task: Task, profile: str, seed: int, role: str, indices_id: str
     if poison:
         description["poison"] = poison
     return description
+
+
+def in_registry_order(values: dict[str, float]) -> dict[str, float]:
+    """The metrics in the order the registry computes them (by name), whichever phase computed
+    them: a record reads the same with or without overlap."""
+    return dict(sorted(values.items()))
 
 
 def _indices_id(split: Split, part: str) -> str:

@@ -79,9 +79,11 @@ def test_bench_times_runs_concurrently_and_projects_with_the_effective_seconds(t
                          "--concurrent", "2", "--json", str(out)])
     (row,) = json.loads(out.read_text())
     assert row["workers"] == 2 and row["concurrent_run_seconds"] > 0
-    sequential = bench_training.projected_hours(tasks.get("debug"), row["train_seconds"], row["run_seconds"])
-    concurrent = bench_training.projected_hours(tasks.get("debug"), row["train_seconds"], row["concurrent_run_seconds"])
-    assert row["projected_hours"] == pytest.approx(concurrent) and concurrent != pytest.approx(sequential)
+    assert row["concurrency"] == {"2": row["concurrent_run_seconds"]}  # no --overlap on the CPU by default
+    faster = "2" if row["concurrent_run_seconds"] < row["run_seconds"] else "1"
+    assert row["projected_with"] == faster
+    assert row["projected_hours"] == pytest.approx(bench_training.projected_hours(
+        tasks.get("debug"), row["train_seconds"], min(row["run_seconds"], row["concurrent_run_seconds"])))
 
 
 def test_bench_refuses_a_concurrency_below_one(capsys):
@@ -131,18 +133,38 @@ def test_bench_times_several_concurrency_levels_and_projects_with_the_fastest(tm
 
     def timed(harness, configs, workers):  # type: ignore[no-untyped-def]
         seen.append(workers)
-        return {2: 0.5, 3: 0.25}[workers]
+        return {2: 0.002, 3: 0.001}[workers]  # faster than any real run
 
     monkeypatch.setattr(bench_training, "concurrent_run_seconds", timed)
     out = tmp_path / "figures.json"
     bench_training.main(["--tasks", "debug", "--profile", "smoke", "--methods", "identity", "--concurrent", "2,3",
                          "--methods-fp32", "--json", str(out)])
     (row,) = json.loads(out.read_text())
-    assert seen == [2, 3] and row["concurrency"] == {"2": 0.5, "3": 0.25}
-    assert row["workers"] == 3 and row["concurrent_run_seconds"] == 0.25
+    assert seen == [2, 3] and row["concurrency"] == {"2": 0.002, "3": 0.001}
+    assert row["workers"] == 3 and row["concurrent_run_seconds"] == 0.001
+    assert row["projected_with"] == "3"
     assert row["projected_hours"] == pytest.approx(bench_training.projected_hours(tasks.get("debug"),
-                                                                                  row["train_seconds"], 0.25))
+                                                                                  row["train_seconds"], 0.001))
     assert row["overrides"] == "methods fp32" and os.environ[METHOD_PRECISION_ENV] == "fp32"
+
+
+def test_bench_times_overlapped_runs_and_projects_with_the_fastest_way(tmp_path, monkeypatch, capsys):
+    """`--overlap`: the runs are timed again one after another with each run's host phase in a
+    thread beside the next run's method; the row keeps it as the "1+overlap" level and the
+    projection takes the fastest way timed."""
+    monkeypatch.setenv("MUBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MUBENCH_OFFLINE", "1")
+    out = tmp_path / "figures.json"
+    bench_training.main(["--tasks", "debug", "--profile", "smoke", "--methods", "identity,grad_ascent", "--overlap",
+                         "--json", str(out)])
+    (row,) = json.loads(out.read_text())
+    overlapped = row["overlapped_run_seconds"]
+    assert overlapped > 0 and row["concurrency"] == {"1+overlap": overlapped}
+    assert row["projected_with"] == ("1+overlap" if overlapped < row["run_seconds"] else "1")
+    assert row["projected_hours"] == pytest.approx(bench_training.projected_hours(
+        tasks.get("debug"), row["train_seconds"], min(overlapped, row["run_seconds"])))
+    assert "debug: 2 runs one after another, host phases overlapped: " in capsys.readouterr().out
+    assert row["overlapped_method_seconds"] > 0 and row["method_seconds"] > 0  # mean cost/seconds, both ways
 
 
 def test_bench_refuses_a_concurrency_list_that_is_not_numbers(capsys):

@@ -189,6 +189,14 @@ def test_run_on_worker_processes_gives_the_local_records(debug_run, tmp_path):
     assert Store(tmp_path / "store.sqlite").count() == 4
 
 
+def test_run_with_overlap_gives_the_local_records_in_order(debug_run, tmp_path):
+    result = invoke(*RUN_ARGS, "--overlap", "--store", tmp_path / "store.sqlite")
+    assert result.exit_code == 0, result.stderr
+    records, local = json_records(result.stdout), json_records(debug_run.first.stdout)
+    assert [r.id for r in records] == [r.id for r in local] and all(r.status == "ok" for r in records)
+    assert all(mine.metrics["mia/svc"] == theirs.metrics["mia/svc"] for mine, theirs in zip(records, local))
+
+
 def test_retrain_has_every_gap_exactly_zero(debug_run):
     retrains = [r for r in json_records(debug_run.first.stdout) if r.config.method == "retrain"]
     assert len(retrains) == 2
@@ -312,8 +320,11 @@ def test_results_from_a_missing_store_through_the_console_script():
     (["--scenario", "[/bold]"], ["unknown scenario '[/bold]'"]),  # brackets are not rich markup
     (["--executor", "processes", "--address", "HOST:6379"], ["--address and --gpus-per-run apply to --executor ray"]),
     (["--workers", "2"], ["--workers applies to --executor processes and ray"]),
+    (["--executor", "processes", "--overlap"], ["--overlap applies to --executor local without --isolate"]),
+    (["--isolate", "--overlap"], ["--overlap applies to --executor local without --isolate"]),
 ], ids=["method", "scenario", "hparam-name", "hparam-form", "hparam-method", "hparam-unused", "hparam-value",
-        "seed", "profile", "device", "markup", "address-processes", "workers-local"])
+        "seed", "profile", "device", "markup", "address-processes", "workers-local", "overlap-processes",
+        "overlap-isolated"])
 def test_bad_run_options_exit_2_with_a_clear_message(monkeypatch, capsys, home, args, expected):
     result = main_in_process(monkeypatch, capsys, "run", "--task", "debug", *args)
     assert result.code == 2

@@ -19,12 +19,12 @@ def accuracy_gap(ctx: EvaluationContext, part: str) -> float:
 def _accuracy_metric(part: str) -> Metric:
     return Metric(f"{part}/acc", ACCURACY_PARTS[part],
                   lambda ctx: ctx.unlearned[part].accuracy if part in ctx.unlearned else None,
-                  f"accuracy on the {part} set")
+                  f"accuracy on the {part} set", outputs_only=True)
 
 
 def _gap_metric(part: str) -> Metric:
     return Metric(f"gap/{part}_acc", "lower", lambda ctx: accuracy_gap(ctx, part),
-                  f"|{part} accuracy - the oracle's| (same split and seed)")
+                  f"|{part} accuracy - the oracle's| (same split and seed)", outputs_only=True)
 
 
 for _part in ACCURACY_PARTS:
@@ -52,12 +52,14 @@ def subgroup_accuracy(outputs: Outputs, mask: torch.Tensor) -> float | None:
     return float(outputs.correct[mask].float().mean()) if bool(mask.any()) else None
 
 
-@add_metric("js/oracle", "lower", "mean Jensen-Shannon divergence to the oracle's outputs on the forget set")
+@add_metric("js/oracle", "lower", "mean Jensen-Shannon divergence to the oracle's outputs on the forget set",
+            outputs_only=True)
 def js_to_oracle(ctx: EvaluationContext) -> float:
     return float(jensen_shannon(ctx.unlearned["forget"].probs, ctx.oracle["forget"].probs).mean())
 
 
-@add_metric("tow", "higher", "tug-of-war: product over forget, retain, test of (1 - |accuracy gap to the oracle|)")
+@add_metric("tow", "higher", "tug-of-war: product over forget, retain, test of (1 - |accuracy gap to the oracle|)",
+            outputs_only=True)
 def tug_of_war(ctx: EvaluationContext) -> float:
     """ToW (Zhao et al. 2024, "What makes unlearning hard and what to do about it", eq. 1):
     prod_{S in forget, retain, test} (1 - |acc(unlearned, S) - acc(oracle, S)|); 1 for the oracle."""
@@ -67,6 +69,7 @@ def tug_of_war(ctx: EvaluationContext) -> float:
     return score
 
 
-@add_metric("signal/forget_acc", "info", "|original - oracle| forget accuracy: how much there is to forget")
+@add_metric("signal/forget_acc", "info", "|original - oracle| forget accuracy: how much there is to forget",
+            outputs_only=True)
 def signal_forget_acc(ctx: EvaluationContext) -> float:
     return abs(ctx.original["forget"].accuracy - ctx.oracle["forget"].accuracy)

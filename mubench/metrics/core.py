@@ -6,6 +6,13 @@ to zero); "info": context, not a score. A metric returns None where it does not 
 metrics on a task without a bias attribute); it is then absent from the record. Each metric names
 the target kinds it is defined for (`targets`): classification only unless it says otherwise, so
 a metric written for classifiers never runs on a regression task's outputs.
+
+A metric computed from the context's outputs, attributes and costs alone, never a model or a
+subset, says so (`outputs_only=True`). Such metrics are the host phase of a run: they need no
+device, so a run's host phase may go on in a CPU thread while the next run's method uses the GPU
+(`Harness.begin` / `Harness.finish`, the local executor's `overlap`). The others (relearning,
+representations, FGSM, counterfactuals, parameters changed) are the device phase. A metric that
+does not say is in the device phase: the safe place for one that reads a model.
 """
 
 from __future__ import annotations
@@ -33,29 +40,40 @@ class Metric:
     compute: MetricFunction
     description: str
     targets: frozenset[str] = CLASS_ONLY
+    outputs_only: bool = False  # reads outputs, attributes and costs only: may run beside the next run
 
 
 metrics: Registry[Metric] = Registry("metric")
 
 
-def add_metric(key: str, direction: Direction, description: str,
-               targets: frozenset[str] = CLASS_ONLY) -> Callable[[MetricFunction], MetricFunction]:
+def add_metric(key: str, direction: Direction, description: str, targets: frozenset[str] = CLASS_ONLY,
+               outputs_only: bool = False) -> Callable[[MetricFunction], MetricFunction]:
     """Decorator registering a metric function under `key`."""
 
     def decorate(fn: MetricFunction) -> MetricFunction:
-        metrics.add(key, Metric(key, direction, fn, description, targets))
+        metrics.add(key, Metric(key, direction, fn, description, targets, outputs_only))
         return fn
 
     return decorate
 
 
-def compute_metrics(ctx: EvaluationContext, seconds: dict[str, float] | None = None) -> dict[str, float]:
-    """Every metric defined for the task's target kind. `seconds`, when given, gains each metric's
-    wall time under its key (added to what it holds: a profile over many runs, `bench_training`).
-    Metrics sharing a cached value (an attack and its gap) charge it to the first one computed."""
+Phase = Literal["all", "device", "host"]
+
+
+def in_phase(metric: Metric, phase: Phase) -> bool:
+    """`host`: the outputs-only metrics; `device`: the others; `all`: every metric."""
+    return phase == "all" or metric.outputs_only == (phase == "host")
+
+
+def compute_metrics(ctx: EvaluationContext, seconds: dict[str, float] | None = None,
+                    phase: Phase = "all") -> dict[str, float]:
+    """Every metric of `phase` defined for the task's target kind. `seconds`, when given, gains each
+    metric's wall time under its key (added to what it holds: a profile over many runs,
+    `bench_training`). Metrics sharing a cached value (an attack and its gap) charge it to the first
+    one computed."""
     values: dict[str, float | None] = {}
     for key, metric in metrics.items():
-        if ctx.target.kind not in metric.targets:
+        if ctx.target.kind not in metric.targets or not in_phase(metric, phase):
             continue
         started = time.perf_counter()
         values[key] = metric.compute(ctx)

@@ -6,17 +6,17 @@ from mubench.evaluation import EvaluationContext
 from mubench.metrics.core import ANY_TARGET, add_metric
 
 
-@add_metric("cost/seconds", "lower", "wall-clock seconds of the method's unlearn call", ANY_TARGET)
+@add_metric("cost/seconds", "lower", "wall-clock seconds of the method's unlearn call", ANY_TARGET, outputs_only=True)
 def cost_seconds(ctx: EvaluationContext) -> float:
     return ctx.method_seconds
 
 
-@add_metric("cost/rte", "lower", "method seconds over the oracle's training seconds (run-time efficiency)", ANY_TARGET)
+@add_metric("cost/rte", "lower", "method seconds over the oracle's training seconds (run-time efficiency)", ANY_TARGET, outputs_only=True)
 def cost_rte(ctx: EvaluationContext) -> float | None:
     return ctx.method_seconds / ctx.oracle_seconds if ctx.oracle_seconds > 0 else None
 
 
-@add_metric("cost/peak_mem_mb", "lower", "memory the unlearn call allocated at its peak, MiB (CUDA allocator; on CPU the sampled C heap)", ANY_TARGET)
+@add_metric("cost/peak_mem_mb", "lower", "memory the unlearn call allocated at its peak, MiB (CUDA allocator; on CPU the sampled C heap)", ANY_TARGET, outputs_only=True)
 def cost_peak_memory(ctx: EvaluationContext) -> float | None:
     return ctx.method_peak_memory_mb
 

@@ -142,25 +142,25 @@ def _group_metric(ctx: EvaluationContext, fn) -> float | None:
 
 
 @add_metric("fair/dp", "lower", "demographic parity difference over the first sensitive attribute "
-            "(test; multiclass: mean over classes, one-vs-rest)")
+            "(test; multiclass: mean over classes, one-vs-rest)", outputs_only=True)
 def fair_dp(ctx: EvaluationContext) -> float | None:
     return _group_metric(ctx, demographic_parity_difference)
 
 
 @add_metric("fair/eod", "lower", "equalised odds difference, max(TPR, FPR difference), over the first "
-            "sensitive attribute (test; multiclass: mean over classes, one-vs-rest)")
+            "sensitive attribute (test; multiclass: mean over classes, one-vs-rest)", outputs_only=True)
 def fair_eod(ctx: EvaluationContext) -> float | None:
     return _group_metric(ctx, equalized_odds_difference)
 
 
 @add_metric("fair/eopp", "lower", "equal opportunity (TPR) difference over the first sensitive attribute "
-            "(test; multiclass: mean over classes, one-vs-rest)")
+            "(test; multiclass: mean over classes, one-vs-rest)", outputs_only=True)
 def fair_eopp(ctx: EvaluationContext) -> float | None:
     return _group_metric(ctx, equal_opportunity_difference)
 
 
 @add_metric("fair/worst_group_acc", "higher", "lowest test accuracy over groups (label x first sensitive "
-            "attribute) with a sample (Sagawa et al. 2020)")
+            "attribute) with a sample (Sagawa et al. 2020)", outputs_only=True)
 def fair_worst_group_acc(ctx: EvaluationContext) -> float | None:
     return _group_metric(ctx, lambda predictions, labels, groups, _: worst_group_accuracy(predictions, labels, groups))
 

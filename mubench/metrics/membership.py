@@ -121,7 +121,7 @@ def loss_auc(outputs: dict[str, Outputs]) -> float:
 
 
 @add_metric("signal/mia_loss_auc", "info", "original's mia/loss_auc minus the oracle's: membership signal to remove",
-            ANY_TARGET)
+            ANY_TARGET, outputs_only=True)
 def signal_mia(ctx: EvaluationContext) -> float:
     return loss_auc(ctx.original) - loss_auc(ctx.oracle)
 
@@ -240,8 +240,9 @@ def register_attack(name: str, attack: Attack, description: str, targets: frozen
         unlearned, oracle = attack(ctx.unlearned), attack(ctx.oracle)
         return None if unlearned is None or oracle is None else abs(unlearned - oracle)
 
-    metrics.add(f"mia/{name}", Metric(f"mia/{name}", "oracle", value, description, targets))
-    metrics.add(f"gap/mia_{name}", Metric(f"gap/mia_{name}", "lower", gap, f"|mia/{name} - the oracle's|", targets))
+    metrics.add(f"mia/{name}", Metric(f"mia/{name}", "oracle", value, description, targets, outputs_only=True))
+    metrics.add(f"gap/mia_{name}", Metric(f"gap/mia_{name}", "lower", gap, f"|mia/{name} - the oracle's|", targets,
+                                          outputs_only=True))
 
 
 register_attack("loss_auc", loss_auc, "loss-attack AUC, forget set vs held-out samples of the same population",
@@ -314,7 +315,8 @@ def ulira_auc(unlearned: Outputs, oracle: Outputs, shadow_in: list[Outputs], sha
 
 
 @add_metric("mia/ulira", "oracle", "U-LiRA-style likelihood-ratio attack with shadow models: AUC of the "
-                                   "unlearned model's forget-set scores over the oracle's (the oracle: 0.5)")
+                                   "unlearned model's forget-set scores over the oracle's (the oracle: 0.5)",
+            outputs_only=True)
 def mia_ulira(ctx: EvaluationContext) -> float | None:
     shadow_in, shadow_out = ctx.shadow_outputs.get("in", []), ctx.shadow_outputs.get("out", [])
     if not (shadow_in and shadow_out and _usable(ctx.unlearned, "forget") and _usable(ctx.oracle, "forget")):
@@ -322,7 +324,8 @@ def mia_ulira(ctx: EvaluationContext) -> float | None:
     return ulira_auc(ctx.unlearned["forget"], ctx.oracle["forget"], shadow_in, shadow_out)
 
 
-@add_metric("gap/mia_ulira", "lower", "|mia/ulira - 0.5|: the oracle's own value is 0.5 by construction")
+@add_metric("gap/mia_ulira", "lower", "|mia/ulira - 0.5|: the oracle's own value is 0.5 by construction",
+            outputs_only=True)
 def mia_ulira_gap(ctx: EvaluationContext) -> float | None:
     value = mia_ulira(ctx)
     return None if value is None else abs(value - 0.5)

@@ -23,7 +23,8 @@ OBJECTIVES = ("objective/utility", "objective/forgetting", "objective/cost")
 
 
 @add_metric("objective/utility", "higher", "min(1, test accuracy / the oracle's) (regression: min(1, the "
-            "oracle's test MAE / test MAE)): utility relative to retraining", ANY_TARGET)
+            "oracle's test MAE / test MAE)): utility relative to retraining", ANY_TARGET,
+            outputs_only=True)
 def utility(ctx: EvaluationContext) -> float | None:
     if ctx.regression:
         ours, oracle = regression_error(ctx.unlearned["test"], "mae"), regression_error(ctx.oracle["test"], "mae")
@@ -46,7 +47,7 @@ def forget_gap(ctx: EvaluationContext) -> float | None:
 
 
 @add_metric("objective/forgetting", "higher", "1 - mean(forget accuracy gap (regression: relative MAE gap), "
-            "2 x loss-attack AUC gap, capped at 1)", ANY_TARGET)
+            "2 x loss-attack AUC gap, capped at 1)", ANY_TARGET, outputs_only=True)
 def forgetting(ctx: EvaluationContext) -> float | None:
     gap = forget_gap(ctx)
     if gap is None:
@@ -55,6 +56,7 @@ def forgetting(ctx: EvaluationContext) -> float | None:
     return 1.0 - (gap + mia_gap) / 2
 
 
-@add_metric("objective/cost", "higher", "max(0, 1 - method seconds / oracle training seconds)", ANY_TARGET)
+@add_metric("objective/cost", "higher", "max(0, 1 - method seconds / oracle training seconds)", ANY_TARGET,
+            outputs_only=True)
 def cost(ctx: EvaluationContext) -> float | None:
     return max(0.0, 1.0 - ctx.method_seconds / ctx.oracle_seconds) if ctx.oracle_seconds > 0 else None

@@ -77,22 +77,22 @@ def _register() -> None:
             metrics.add(f"{part}/{error}", Metric(
                 f"{part}/{error}", direction,
                 lambda ctx, part=part, error=error: regression_error(ctx.unlearned[part], error),
-                f"{error.upper()} on the {part} set, missing targets masked", REGRESSION_ONLY))
+                f"{error.upper()} on the {part} set, missing targets masked", REGRESSION_ONLY, outputs_only=True))
             if part in HORIZON_PARTS:
                 for h in HORIZONS:
                     metrics.add(f"{part}/{error}_h{h}", Metric(
                         f"{part}/{error}_h{h}", direction,
                         lambda ctx, part=part, error=error, h=h: regression_error(ctx.unlearned[part], error, h),
-                        f"{error.upper()} on the {part} set at horizon {h} (the {h}th step ahead)", REGRESSION_ONLY))
+                        f"{error.upper()} on the {part} set at horizon {h} (the {h}th step ahead)", REGRESSION_ONLY, outputs_only=True))
             if part in GAP_PARTS:
                 metrics.add(f"gap/{part}_{error}", Metric(
                     f"gap/{part}_{error}", "lower", lambda ctx, part=part, error=error: error_gap(ctx, part, error),
-                    f"|{part} {error.upper()} - the oracle's| (same split and seed)", REGRESSION_ONLY))
+                    f"|{part} {error.upper()} - the oracle's| (same split and seed)", REGRESSION_ONLY, outputs_only=True))
     metrics.add("signal/forget_mae", Metric(
         "signal/forget_mae", "info",
         lambda ctx: _abs_difference(regression_error(ctx.original["forget"], "mae"),
                                     regression_error(ctx.oracle["forget"], "mae")),
-        "|original - oracle| forget MAE: how much there is to forget", REGRESSION_ONLY))
+        "|original - oracle| forget MAE: how much there is to forget", REGRESSION_ONLY, outputs_only=True))
 
 
 def _abs_difference(a: float | None, b: float | None) -> float | None:
