@@ -54,24 +54,17 @@ def computed(values: dict[str, float]) -> dict[str, float]:
 
 
 @pytest.fixture
-def temporary():
-    """Register methods and metrics for one test and remove them afterwards."""
-    added_methods: list[str] = []
-    added_metrics: list[str] = []
+def temporary(monkeypatch):
+    """Register methods and metrics for one test: the registries are global, so each is swapped
+    for a copy that vanishes afterwards."""
+    for registry in (methods, metrics):
+        registry.names()  # entry points first, so they are in the copy
+        monkeypatch.setattr(registry, "_items", dict(registry._items))
 
-    def method(name: str, cls: type[Method]) -> None:
-        register_method(name)(cls)
-        added_methods.append(name)
+    def metric(key: str, compute) -> None:  # type: ignore[no-untyped-def]
+        metrics.add(key, Metric(key, "info", compute, "a test's probe", outputs_only=True))
 
-    def metric(key: str, compute, outputs_only: bool = True) -> None:  # type: ignore[no-untyped-def]
-        metrics.add(key, Metric(key, "info", compute, "a test's probe", outputs_only=outputs_only))
-        added_metrics.append(key)
-
-    yield SimpleNamespace(method=method, metric=metric)
-    for name in added_methods:
-        methods._items.pop(name, None)
-    for key in added_metrics:
-        metrics._items.pop(key, None)
+    return SimpleNamespace(method=lambda name, cls: register_method(name)(cls), metric=metric)
 
 
 # ---- which metrics are outputs-only --------------------------------------------------------------
