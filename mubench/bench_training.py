@@ -52,7 +52,7 @@ from mubench.errors import MubenchError
 from mubench.evaluation import compute_outputs
 from mubench.methods import methods
 from mubench.models import build_model
-from mubench.record import RunConfig
+from mubench.record import Record, RunConfig
 from mubench.request import Subset
 from mubench.runner import Harness, derived_seed, supports
 from mubench.scenarios import scenario_kinds
@@ -208,20 +208,25 @@ def mean_run_seconds(harness: Harness, configs: list[RunConfig]) -> tuple[float,
     if not configs:
         return 0.0, {}, None
     harness.prepare(configs[0].task, configs[0].scenario, configs[0].seed, configs[0].profile)
-    seconds, method = [], []
+    seconds, records = [], []
     harness.run_seconds = {}
     for config in configs:
         start = time.perf_counter()
         record = harness.run(config)
         synchronize(harness.device)
         seconds.append(time.perf_counter() - start)
-        if "cost/seconds" in record.metrics:
-            method.append(record.metrics["cost/seconds"])
+        records.append(record)
         status = "ok" if record.status == "ok" else f"failed: {record.error}"
         print(f"  {config.task} {config.method}: {seconds[-1]:.2f} s ({status})", flush=True)
     breakdown = {key: value / len(seconds) for key, value in harness.run_seconds.items()}
     harness.run_seconds = None
-    return sum(seconds) / len(seconds), breakdown, sum(method) / len(method) if method else None
+    return sum(seconds) / len(seconds), breakdown, mean_method_seconds(records)
+
+
+def mean_method_seconds(records: list[Record]) -> float | None:
+    """The mean `cost/seconds` of the records that have it (None if none does)."""
+    method = [r.metrics["cost/seconds"] for r in records if "cost/seconds" in r.metrics]
+    return sum(method) / len(method) if method else None
 
 
 def method_synchronisations(harness: Harness, configs: list[RunConfig], top: int = 3) -> dict[str, int]:
@@ -291,11 +296,11 @@ def overlapped_run_seconds(harness: Harness, configs: list[RunConfig]) -> tuple[
     records = list(LocalExecutor(harness, overlap=True).map(configs))
     synchronize(harness.device)
     wall = time.perf_counter() - start
-    method = [r.metrics["cost/seconds"] for r in records if "cost/seconds" in r.metrics]
+    method = mean_method_seconds(records)
     failed = sum(r.status != "ok" for r in records)
     print(f"  {configs[0].task}: {len(configs)} runs one after another, host phases overlapped: {wall:.2f} s "
-          f"({failed} failed)" + (f"; mean method seconds {sum(method) / len(method):.3f}" if method else ""), flush=True)
-    return wall / len(configs), sum(method) / len(method) if method else None
+          f"({failed} failed)" + (f"; mean method seconds {method:.3f}" if method is not None else ""), flush=True)
+    return wall / len(configs), method
 
 
 def _concurrent_executor(harness: Harness, workers: int) -> tuple[str, dict[str, Any]]:
