@@ -313,17 +313,60 @@ def _concurrent_executor(harness: Harness, workers: int) -> tuple[str, dict[str,
     return "ray", {"workers": workers, "gpus_per_run": gpus}
 
 
+@dataclass(frozen=True)
+class LeaderboardSize:
+    """How much work one task's full leaderboard is: `trainings` from scratch (an original per seed,
+    plus one per poisoning scenario, and an oracle per scenario and seed) and method `runs` (every
+    scenario x applicable method x seed, `retrain` included: it reuses the cached oracle)."""
+
+    task: str
+    scenarios: int
+    methods: int
+    trainings: int
+    runs: int
+
+
+def leaderboard_size(task: Task) -> LeaderboardSize:
+    """The full leaderboard of `task` under the registries as they stand (`SEEDS` seeds)."""
+    scenarios = task.spec.scenarios
+    poisoning = sum(1 for s in scenarios if scenario_kinds.get(s.kind).poison is not None)
+    applicable = [n for n in methods.names() if supports(methods.get(n), task)]
+    return LeaderboardSize(task.spec.name, len(scenarios), len(applicable),
+                           trainings=SEEDS * (1 + poisoning + len(scenarios)),
+                           runs=SEEDS * len(scenarios) * len(applicable))
+
+
 def projected_hours(task: Task, train_seconds: float, run_seconds: float | None) -> float | None:
     """The full leaderboard of one task on this device, in hours (see the module docstring)."""
     if run_seconds is None:
         return None
-    scenarios = task.spec.scenarios
-    poisoning = sum(1 for s in scenarios if scenario_kinds.get(s.kind).poison is not None)
-    applicable = [n for n in methods.names()
-                  if supports(methods.get(n), task)]
-    trainings = SEEDS * (1 + poisoning + len(scenarios))  # originals + oracles (retrain reuses the oracle)
-    runs = SEEDS * len(scenarios) * len(applicable)
-    return (trainings * train_seconds + runs * run_seconds) / 3600
+    size = leaderboard_size(task)
+    return (size.trainings * train_seconds + size.runs * run_seconds) / 3600
+
+
+def print_plan(names: list[str], budget_hours: float) -> list[LeaderboardSize]:
+    """`--plan`: the size of the full leaderboard per task, measured nothing, and what a budget of
+    `budget_hours` leaves each job (a training or a run) if every job cost the same: the figure a
+    method run's seconds, trainings included, must beat for the leaderboard to fit the budget."""
+    from rich.console import Console
+    from rich.table import Table
+
+    sizes = [leaderboard_size(tasks.get(n)) for n in names]
+    table = Table(title=f"the full leaderboard: {SEEDS} seeds, every scenario and applicable method")
+    for column in ("task", "scenarios", "methods", "trainings", "runs", "share of runs"):
+        table.add_column(column, justify="left" if column == "task" else "right")
+    runs = sum(s.runs for s in sizes)
+    trainings = sum(s.trainings for s in sizes)
+    for s in sizes:
+        table.add_row(s.task, str(s.scenarios), str(s.methods), str(s.trainings), f"{s.runs:,}",
+                      f"{s.runs / runs:.1%}" if runs else "-")
+    table.add_row("total", str(sum(s.scenarios for s in sizes)), "", str(trainings), f"{runs:,}", "")
+    Console(width=160).print(table)
+    jobs = runs + trainings
+    if jobs:
+        print(f"a budget of {budget_hours:g} h over {jobs:,} jobs ({trainings:,} trainings, {runs:,} runs) "
+              f"leaves {budget_hours * 3600 / jobs:.3f} s per job", flush=True)
+    return sizes
 
 
 def bench_task(harness: Harness, name: str, profile: str, overrides: dict[str, Any], compile: bool | None,
@@ -432,7 +475,23 @@ def main(argv: list[str] | None = None) -> None:
                         help="with --methods: also time the runs one after another with each run's outputs-only "
                              "metrics in a thread beside the next run's method (default: on a GPU)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
+    parser.add_argument("--plan", action="store_true",
+                        help="train and time nothing: print the full leaderboard's size per task (trainings, runs) "
+                             "and the seconds per job that --budget-hours allows")
+    parser.add_argument("--budget-hours", type=float, default=1.0, help="with --plan (default: 1, issue 9's target)")
     args = parser.parse_args(argv)
+    if args.budget_hours <= 0:
+        parser.error(f"--budget-hours must be positive, got {args.budget_hours:g}")
+    names = args.tasks.split(",") if args.tasks else [
+        n for n in tasks.names() if n != "debug" and tasks.get(n).data_status().complete]
+    if args.plan:
+        unknown = [n for n in names if n not in tasks.names()]
+        if unknown:
+            parser.error(f"--tasks: unknown task(s) {', '.join(unknown)}; registered: {', '.join(tasks.names())}")
+        sizes = print_plan(names, args.budget_hours)
+        if args.json:
+            args.json.write_text(json.dumps([asdict(s) for s in sizes], indent=1))
+        return
     if args.concurrent is not None and min(args.concurrent) < 1:
         parser.error(f"--concurrent must be at least 1, got {min(args.concurrent)}")
     overrides = parse_overrides(args.overrides)
@@ -449,8 +508,6 @@ def main(argv: list[str] | None = None) -> None:
         elif args.methods is None and on_gpu:
             args.methods = "all"
         levels = args.concurrent or ((GPU_CONCURRENCY,) if on_gpu else (1,))
-        names = args.tasks.split(",") if args.tasks else [
-            n for n in tasks.names() if n != "debug" and tasks.get(n).data_status().complete]
         method_names = None if args.methods in (None, "all") else args.methods.split(",")
         rows: list[TaskFigures] = []
         for name in names:

@@ -213,3 +213,32 @@ def test_sync_audit_counts_each_methods_synchronisations_and_names_the_busiest_l
     assert "debug identity: 0 synchronising calls\n" in out
     assert "debug finetune: 7 synchronising calls: /x/request.py:10 x5, /x/optim.py:3 x2" in out
     assert "debug retrain: not audited (RuntimeError: boom)" in out
+
+
+def test_plan_counts_the_full_leaderboard_by_hand_and_trains_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench_training, "Harness", None)  # --plan must not build a harness, let alone train
+    bench_training.main(["--plan", "--tasks", "debug,cifar10", "--budget-hours", "2", "--json", str(tmp_path / "p.json")])
+    sizes = {s["task"]: s for s in json.loads((tmp_path / "p.json").read_text())}
+    for name in ("debug", "cifar10"):
+        task = tasks.get(name)
+        scenarios = task.spec.scenarios
+        applicable = [n for n in methods.names() if supports(methods.get(n), task)]
+        poisoning = sum(s.kind == "fgsm_poison" for s in scenarios)
+        assert sizes[name] == {"task": name, "scenarios": len(scenarios), "methods": len(applicable),
+                               "trainings": 3 * (1 + poisoning + len(scenarios)),
+                               "runs": 3 * len(scenarios) * len(applicable)}
+    # the projection counts the same jobs: 1 s a training and 0 s a run is the trainings in hours
+    assert bench_training.projected_hours(tasks.get("cifar10"), 3600.0, 0.0) == sizes["cifar10"]["trainings"]
+    jobs = sum(s["runs"] + s["trainings"] for s in sizes.values())
+    out = capsys.readouterr().out
+    assert f"leaves {2 * 3600 / jobs:.3f} s per job" in out and "total" in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--plan", "--tasks", "debug,nope"], "unknown task(s) nope"),
+    (["--plan", "--budget-hours", "-1"], "--budget-hours must be positive"),
+])
+def test_plan_refuses_bad_input_by_name(args, message, capsys):
+    with pytest.raises(SystemExit):
+        bench_training.main(args)
+    assert message in capsys.readouterr().err
