@@ -48,7 +48,7 @@ import torch
 import mubench.tasks  # noqa: F401  (registers every task)
 from mubench import provenance
 from mubench.artifacts import ModelCache
-from mubench.errors import MubenchError
+from mubench.errors import MubenchError, UnknownNameError
 from mubench.evaluation import compute_outputs
 from mubench.methods import methods
 from mubench.models import build_model
@@ -485,10 +485,10 @@ def main(argv: list[str] | None = None) -> None:
     names = args.tasks.split(",") if args.tasks else [
         n for n in tasks.names() if n != "debug" and tasks.get(n).data_status().complete]
     if args.plan:
-        unknown = [n for n in names if n not in tasks.names()]
-        if unknown:
-            parser.error(f"--tasks: unknown task(s) {', '.join(unknown)}; registered: {', '.join(tasks.names())}")
-        sizes = print_plan(names, args.budget_hours)
+        try:
+            sizes = print_plan(names, args.budget_hours)
+        except UnknownNameError as exc:  # the registry's message names the task and the registered ones
+            parser.error(f"--tasks: {exc}")
         if args.json:
             args.json.write_text(json.dumps([asdict(s) for s in sizes], indent=1))
         return

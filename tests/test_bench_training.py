@@ -235,7 +235,7 @@ def test_plan_counts_the_full_leaderboard_by_hand_and_trains_nothing(tmp_path, m
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--plan", "--tasks", "debug,nope"], "unknown task(s) nope"),
+    (["--plan", "--tasks", "debug,nope"], "--tasks: unknown task 'nope'"),
     (["--plan", "--budget-hours", "-1"], "--budget-hours must be positive"),
 ])
 def test_plan_refuses_bad_input_by_name(args, message, capsys):
