@@ -21,9 +21,9 @@ test: install
 	$(BIN)/python -m pytest
 
 bench: install
-	$(BIN)/python -m mubench.bench
-	$(BIN)/python -m mubench.bench --executors
-	$(BIN)/python -m mubench.bench_training  # per task: training speed and accuracy (standard on a GPU, smoke on a CPU); on a GPU also method runs (1 at a time, with overlap, and 4 at a time) and the projected leaderboard
+	$(BIN)/python -m mubench.bench.speed
+	$(BIN)/python -m mubench.bench.speed --executors
+	$(BIN)/python -m mubench.bench.training  # per task: training speed and accuracy (standard on a GPU, smoke on a CPU); on a GPU also method runs (1 at a time, with overlap, and 4 at a time) and the projected leaderboard
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -7,7 +7,7 @@ softmax(competent(x)/T); loss = KL(target || softmax(student(x)/T)), averaged ov
 Labels are never used: only the forget/retain flag.
 
 Settings from the SSD repository's `blindspot` (if-loops/selective-synaptic-dampening, which
-imports the authors' `UnlearnerLoss`; methods.md section 11): T 1, Adam lr 1e-4, 1 epoch,
+imports the authors' `UnlearnerLoss`; see docs/methods.md, bad_teacher): T 1, Adam lr 1e-4, 1 epoch,
 batch 256, over the whole forget set plus a random 30 % of the retain set, shuffled together.
 Choices: the 30 % subset is drawn without replacement with `request.rng`; the incompetent
 teacher is the original deep-copied with every module's `reset_parameters` re-run under

@@ -1,5 +1,5 @@
 """Bias-aware teacher-student unlearning (Aylapuram et al. 2025, arXiv 2509.07456, the
-"Teacher-Student distillation" variant; methods.md section 6): the student starts from the
+"Teacher-Student distillation" variant; see docs/methods.md, bias_distill): the student starts from the
 original; the teacher is the frozen original on retain samples and a neutral target, the uniform
 distribution over classes, on forget (bias-aligned) samples. Per sample,
     target = 1/C for forget samples, softmax(original(x)/T) for retain samples,

@@ -1,5 +1,5 @@
 """Bias-aware gradient ascent (Aylapuram et al. 2025, arXiv 2509.07456, the "GA" variant;
-methods.md section 6): maximise the task's loss on the forget set, which in the bias scenarios
+see docs/methods.md, bias_ga): maximise the task's loss on the forget set, which in the bias scenarios
 is the bias-aligned subgroup (e.g. cmnist `bias_aligned`: digit 0 in its stereotyped colour),
 with SGD, few epochs and a small learning rate. Forget-set only.
 

@@ -1,5 +1,5 @@
 """Bias-aware LoRA unlearning (Aylapuram et al. 2025, arXiv 2509.07456, the "LoRA" variant;
-methods.md section 6): the backbone is frozen, rank-r LoRA adapters (Hu et al. 2022) on every
+see docs/methods.md, bias_lora): the backbone is frozen, rank-r LoRA adapters (Hu et al. 2022) on every
 Linear and convolution layer (mubench.toolkit.lora) are trained with the unlearning objective,
 then merged into the base weights, so the returned model has the original's exact architecture.
 

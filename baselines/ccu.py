@@ -1,7 +1,7 @@
 """CCU (Xu et al. 2025, "Preserving Cross-Modal Stability for Visual Unlearning in Multimodal
 Scenarios", arXiv 2509.23895), reduced to one modality.
 
-No public code was found and only the abstract was read (methods.md section 9): the paper names
+No public code was found and only the abstract was read (see docs/methods.md, ccu): the paper names
 three loss terms, (a) selective unlearning by inverse contrastive learning, (b) cross-modal
 knowledge retention, (c) dual-set contrastive separation, with weights, temperatures and
 architectures unverified. What follows is a RECONSTRUCTION, not the paper's algorithm.
@@ -33,7 +33,8 @@ s(i, j) = <z_i, z_j> / tau:
   stand-in, but it would be a second, invented retention term, so it is left out.)
 
 Settings ([UNVERIFIED], chosen for the smoke profile): tau 0.5, lambda_a 1, lambda_c 1, SGD
-lr 0.01 momentum 0.9 (the classic fine-tuning setting of methods.md section 11), 5 epochs over
+lr 0.01 momentum 0.9 (the classic fine-tuning setting of SalUn / Unlearn-Sparse, as
+baselines/finetune.py), 5 epochs over
 the forget set, batch 128 for both sets (a forget set of one batch, e.g. cwru's class_0 with 34
 samples, makes only 5 steps and needs about 30 epochs; 30 is in the epochs sweep). Intensity: lambda_a, the weight of the forgetting term.
 Classification only (class labels define the contrastive positives).

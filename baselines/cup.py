@@ -2,7 +2,7 @@
 2510.19226): unlearning as a two-objective problem (forgetting on the forget set, fidelity on the
 retain set) whose whole trade-off front is walked by one "unlearning intensity" rho in [0, 1].
 
-No public code was found and only the abstract was read (methods.md section 4), so the update
+No public code was found and only the abstract was read (see docs/methods.md, cup), so the update
 below is a RECONSTRUCTION of the "pivoting" idea, not the paper's algorithm. Per step, on a forget
 batch paired with a retain batch (the retain set cycled), with all parameters flattened:
 
@@ -13,8 +13,8 @@ batch paired with a retain batch (the retain set cycled), with all parameters fl
   g_f_perp = g_f - min(0, <g_f, g_r>) / |g_r|^2 g_r, so <g_f_perp, g_r> = max(0, <g_f, g_r>)
   >= 0 and a forget step never raises the retain loss to first order;
 - pivot: d = normalize((1 - rho) * unit(g_r) + rho * unit(g_f_perp)). Both terms have a
-  non-negative inner product with g_r, so <d, g_r> >= 0 for every rho (the property methods.md's
-  reconstruction asks for); rho = 0 is pure retain descent, rho = 1 pure (projected) forgetting,
+  non-negative inner product with g_r, so <d, g_r> >= 0 for every rho (the safeguard this
+  reconstruction is built around); rho = 0 is pure retain descent, rho = 1 pure (projected) forgetting,
   and rho in between rotates the direction from one to the other;
 - theta <- theta - lr * d with SGD (the parameter step has length lr whatever rho is, so the
   intensity changes only the direction of the step, not its size).

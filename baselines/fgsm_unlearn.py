@@ -1,9 +1,10 @@
 """FGSM unlearning, after Khorasani, Jahanian & Rastgarpour 2025 ("Protecting the Neural Networks
 against FGSM Attack Using Machine Unlearning", arXiv 2511.01377). No code is published and the
-update rule, eps and number of iterations are not given in what could be read (methods.md sec. 8
-marks them unverified): this is a reconstruction of the described loop "attack, then unlearn,
-repeated", for the fgsm_poison resilience scenarios, where the forget set is the FGSM-perturbed,
-mislabelled samples mixed into training.
+update rule, eps and number of iterations are not given in what could be read (the abstract and
+third-party summaries; [UNVERIFIED], see docs/methods.md, fgsm_unlearn): this is a
+reconstruction of the described loop "attack, then unlearn, repeated", for the fgsm_poison
+resilience scenarios, where the forget set is the FGSM-perturbed, mislabelled samples mixed into
+training.
 
 Each of `rounds` rounds (the intensity) is one pass over the retain set in mini-batches, each
 retain batch (x_r, y_r) paired with a forget batch (x_f, y_f) (the forget set cycled), with

@@ -20,7 +20,7 @@ notebook):
     theta <- theta + sqrt(var) * N(0, I)
 
 alpha = 1e-6 (the value the SSD repository and the SCRUB notebook call it with); alpha is the
-intensity. methods.md writes `var = alpha / (F + 1e-8)` clamped to <= 1e3; the code clamps
+intensity. Summaries of the method write `var = alpha / (F + 1e-8)` clamped to <= 1e3; the code clamps
 *before* multiplying by alpha (so with alpha 1e-6 the noise std is at most ~0.03, 0.01 for the
 classifier), and that is what is implemented: clamping after alpha would let a parameter with
 zero Fisher (a dead unit) receive noise of std 10 and would make the clamps idle otherwise.

@@ -2,7 +2,7 @@
 
 FMD removes a bias by "unlearning" bias-aligned samples and learning their counterfactuals with
 one Newton step on the head per counterfactual pair, taken from a small external counterfactual
-set instead of the training data (methods.md section 1; settings read from richhh520/model-debias,
+set instead of the training data (see docs/methods.md, fmd; settings read from richhh520/model-debias,
 `cmnist_removal.py` and `celeba_removal.py`, which adapt facebookresearch/certified-removal and
 do not run as published, so they are a specification only). Per pair (x, x_bar), same label y:
 

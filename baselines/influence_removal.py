@@ -3,10 +3,10 @@
 Wang, Rockafellar & Ban (2025, arXiv 2507.17984, "Machine Unlearning of Traffic State Estimation
 and Prediction") unlearn by sensitivity analysis of the trained model's optimality conditions:
 the solution's derivative with respect to a sample's weight gives the parameter update that
-removes it. Their equations and code are not public (methods.md section 7, [UNVERIFIED]); as
-methods.md allows, this is the unconstrained form of that analysis, the influence-function
-Newton step (Koh & Liang 2017) applied, as certified removal does (Guo et al. 2020), to the head
-only, on the frozen penultimate features. For J(theta) = (1/n) sum l + (damping/2)|theta|^2 the
+removes it. Their code is not public and their equations could not be read ([UNVERIFIED]; see
+docs/methods.md, influence_removal), so this is the unconstrained form of that analysis, the
+influence-function Newton step (Koh & Liang 2017) applied, as certified removal does (Guo et
+al. 2020), to the head only, on the frozen penultimate features. For J(theta) = (1/n) sum l + (damping/2)|theta|^2 the
 retain objective's minimiser is, to second order (mubench.toolkit.influence.removal_step),
 
     theta_head <- theta_head + scale * H_r^-1 (1/r) [sum_forget grad l(z_f) + |forget| damping theta_head],

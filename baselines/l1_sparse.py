@@ -16,7 +16,8 @@ match the smoke originals' training length (as baselines/finetune.py). alpha, th
 the README passes `--alpha 0.2`, but that flag is shared with the Fisher methods ("unlearn noise", the arg_parser default) and its l1 reading is
 implausible: the penalty's gradient alpha * sign(theta) moves every weight by lr * alpha = 2e-3
 per SGD step before momentum, which zeroes a ResNet-18 long before 10 CIFAR-10 epochs (1 760
-steps). The default is 5e-4, the paper's value as recalled in methods.md [UNVERIFIED]. A smoke
+steps). The default is 5e-4, recalled as the paper's value but not checked against the paper
+[UNVERIFIED; see docs/methods.md, l1_sparse]. A smoke
 run makes far fewer steps than 10 CIFAR-10 epochs, so at 5e-4 the penalty barely acts there (on
 `debug` the result is close to finetune's); the sweep therefore runs up to the README's 0.2,
 where the penalty dominates (on `debug`/class_0 forget accuracy falls to ~0 and retain accuracy

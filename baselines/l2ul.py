@@ -1,6 +1,6 @@
 """L2UL, "Learning to Unlearn: Instance-wise Unlearning for Pre-trained Classifiers" (Cha, Cho,
 Hwang, Lee, Moon, Lee; AAAI 2024), as in the official code csm9493/L2UL
-(`main_unlearn_cifar10_mixed_label_resnet18.py`, `utils.py`; methods.md section 2). Forget-only:
+(`main_unlearn_cifar10_mixed_label_resnet18.py`, `utils.py`; see docs/methods.md, l2ul). Forget-only:
 it uses the original model and the forget set, nothing else.
 
 1. Adversarial examples. For every forget sample, `num_adv_images` targeted L2-PGD examples made

@@ -12,7 +12,7 @@ targets are softened while the student still knows the forget set better than un
 unlearning stops once it knows it no worse (the paper's "taste of uncertainty").
 
 Settings read from cspartalis/LoTUS (HEAD 35ae25e; src/unlearning_methods/lotus_class.py,
-src/bash_scripts/reproduce_results.sh, helpers/config.py; methods.md section 10a, [code]):
+src/bash_scripts/reproduce_results.sh, helpers/config.py; see docs/methods.md, lotus):
 ResNet-18: up to 10 epochs, AdamW lr 1e-4, weight decay 5e-4, batch 128, retain subset 0.3,
 alpha 8 on CIFAR-10 and 2 on CIFAR-100 / MUFAC / Tiny-ImageNet. `prob_transformer="softmax"` is
 the code's `--probTransformer softmax` (targets softmax(t/tau) and one-hot argmax, no noise).

@@ -1,6 +1,6 @@
 """PTE, "Probing then Editing: A Push-Pull Framework for Retain-Free Machine Unlearning in
 Industrial IoT" (Jiao Chen, Weihua Li, Jianhua Tang; arXiv 2511.09414). No public code; what is
-known comes from the abstract and third-party summaries (methods.md section 3). Forget-only: the
+known comes from the abstract and third-party summaries (see docs/methods.md, pte). Forget-only: the
 original model and the forget set.
 
 1. Probe (once, with the original frozen in eval mode): for each forget (x, y), L-inf projected

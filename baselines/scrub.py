@@ -11,7 +11,7 @@ KL_T is RepDistiller's `DistillKL`, which SCRUB uses (meghdadk/SCRUB, `helper/KD
 KL(softmax(t/T) || softmax(s/T)) summed over classes, averaged over the batch, times T^2.
 Both steps share one optimiser, as in the repository's `train_distill` loops.
 
-Settings, by profile (methods.md section 11):
+Settings, by profile (see docs/methods.md, scrub):
 - smoke: the repository's small-scale notebooks, Adam, gamma 1, alpha 0.5, T 2, msteps 3 of 10
   epochs, lr 5e-4 decayed x0.1 after epochs 5, 8 and 9, weight decay 0.1 (Adam's coupled L2),
   scaled to the smoke originals (about 5 epochs of training): 5 epochs with msteps 2, and the

@@ -17,7 +17,7 @@ intensity; values below lambda add nothing (a parameter with []_f <= lambda []_D
 When the forget set is a large share of D (a whole class of a 4-class task) []_f / []_D rarely
 reaches 10, and the canonical setting barely changes the model: sweep alpha down for such cases.
 
-Choices (methods.md gives the rule and lambda/alpha, not the loader details; read from the
+Choices (the rule and lambda/alpha leave the loader details open; these are read from the
 repository): batches of 128 in the stored order, unshuffled, as the repository's `full_train_dl`
 (a ConcatDataset of retain then forget, no shuffle) and `forget_train_dl` are, so the method
 uses no randomness (one batch of D straddles the end of the retain set and the start of the

@@ -2,7 +2,7 @@
 unlearned task's generated weights with Gaussian noise (Adhikari, Kumaravelu & Srijith 2025, "An
 Unlearning Framework for Continual Learning", arXiv 2509.17530; settings read from the code,
 visprasadh/uncle: main.py, toolbox/regularisation.py, hypernet/hnet/layer_chunked_hypernet_yaml.py,
-config/main/*.yaml; /work/shared/methods.md section 5).
+config/main/*.yaml; see docs/methods.md, uncle).
 
 Model: a chunked hypernetwork h_phi(e_t, c_j), an MLP with ReLU on the task embedding e_t joined
 to the chunk embedding c_j, emits chunk j of the flat parameter vector of the target network (the

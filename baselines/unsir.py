@@ -7,8 +7,8 @@ itself from vikram2000b/Fast-Machine-Unlearning):
    `noise_steps` = 25 steps, the model frozen) to minimise
        -CE(f(N), c) + noise_penalty * mean_i ||N_i||^2      (noise_penalty 0.1),
    i.e. to MAXIMISE the cross-entropy of the forget class c while the squared norm is a penalty
-   that keeps the noise small (the repository's loss; methods.md's "max CE + 0.1 mean||noise||^2"
-   reads as the objective's two terms, the norm entering with the opposite sign to the CE).
+   that keeps the noise small (the repository's loss; a summary as "max CE + 0.1 mean||noise||^2"
+   names the objective's two terms, the norm entering with the opposite sign to the CE).
 2. impair: one epoch, batch 32, Adam lr 1e-4, CE over the noise (labelled c, repeated
    `noise_copies` times) shuffled together with a retain subset of up to 500 samples per class
    (drawn with request.rng).
@@ -17,7 +17,8 @@ itself from vikram2000b/Fast-Machine-Unlearning):
 Choices where the sources are silent or odd:
 - Several forget classes (random-instance forgetting): the class-wise recipe is applied to every
   class present in the forget set at once: one noise batch per present class, all noise batches
-  in the one impair epoch. (methods.md's instance-wise variant of LoTUS/MUFAC is not implemented.)
+  in the one impair epoch. (The instance-wise variant of the LoTUS/MUFAC re-implementations, per-batch
+  noise that maximises the MSE to the forget logits, is not implemented.)
 - Noise copies: the repository repeats the noise 80 times (num_noise_batches = 80) but its loop
   `for i in range(batch[0].size(0))` runs over the first sample's channel count, so in effect it
   adds 80 copies of only the first 3 noise images (240 samples). We add `noise_copies` copies of

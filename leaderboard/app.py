@@ -2,7 +2,7 @@
 
 Started by `mubench leaderboard`, or `streamlit run leaderboard/app.py` with MUBENCH_SUBMISSIONS
 (default leaderboard/submissions) and optionally MUBENCH_STORE in the environment. Every table
-comes from mubench.board; this file only lays them out. Pages (a sidebar radio, which
+comes from mubench.board.tables; this file only lays them out. Pages (a sidebar radio, which
 streamlit.testing's AppTest drives directly): Overview, Trade-offs, Method, Task.
 
 Nothing from a submission is ever rendered as Markdown or HTML: names and texts go through
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # figures.py beside th
 import figures  # noqa: E402
 
 import mubench.tasks  # noqa: E402,F401  (registers the tasks check_submission looks up)
-from mubench import board as bd  # noqa: E402
+from mubench.board import tables as bd  # noqa: E402
 from mubench.methods import Access  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,7 +173,7 @@ def method_page(board: bd.Board) -> None:
 
 
 def task_page() -> None:
-    from mubench.listing import every_task, scenario_rows
+    from mubench.board.listing import every_task, scenario_rows
 
     names = sorted(every_task())
     task = st.selectbox("Task", names, key="task")

@@ -1,8 +1,8 @@
-"""The leaderboard's figures, drawn from board tables (mubench.board) rather than from records.
+"""The leaderboard's figures, drawn from board tables (mubench.board.tables) rather than from records.
 
 Submission files carry the trade-off points and hypervolumes, not the records, so the drawing of
-mubench/plots.py (`tradeoff`, `hypervolume`) is repeated here on those tables with the same
-encodings: Okabe-Ito colours and one marker per method (`mubench.plots.style`), marker area by
+mubench/results/plots.py (`tradeoff`, `hypervolume`) is repeated here on those tables with the same
+encodings: Okabe-Ito colours and one marker per method (`mubench.results.plots.style`), marker area by
 seconds relative to the oracle's training, each method's Pareto front as a line, bars with 95 %
 intervals clipped to [0, 1]. Functions return figures; the app shows and closes them.
 """
@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mubench.plots import style
-from mubench.tradeoff import pareto_front
+from mubench.results.plots import style
+from mubench.results.tradeoff import pareto_front
 
 
 def tradeoff_figure(points: pd.DataFrame, title: str) -> plt.Figure:

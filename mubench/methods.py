@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
+from mubench.access import Access
 from mubench.errors import MubenchError
 from mubench.registry import Registry
 
@@ -23,37 +23,6 @@ if TYPE_CHECKING:
     from mubench.tasks.spec import TaskSpec
 
 HParamValue = int | float | str | bool
-
-
-class Access(str, Enum):
-    """The data a method may touch; the runner hands it nothing else. Levels, each a superset of
-    the one before (design.md: `forget` only, `+retain`, `+unseen`, `+counterfactual`):
-
-    FORGET: the forget set only.
-    RETAIN: the forget set and the retain set (the rest of the training data).
-    UNSEEN: also `unseen`, samples of the training distribution the model never saw: the
-        validation part of the split minus the held-out samples the membership attacks use as
-        non-members (so a method that trains on `unseen` cannot blur the attack). LoTUS
-        (Spartalis et al. 2025) reads its temperature from the original's accuracy on such data.
-    COUNTERFACTUAL: also the sensitive attributes of the `unseen` samples and the task's
-        counterfactual builder (Request.counterfactual): FMD (Chen et al. 2023) debiases with a
-        small external counterfactual set.
-    """
-
-    FORGET = "forget"
-    RETAIN = "retain"
-    UNSEEN = "unseen"
-    COUNTERFACTUAL = "counterfactual"
-
-    @property
-    def subsets(self) -> frozenset[str]:
-        return {Access.FORGET: frozenset({"forget"}), Access.RETAIN: frozenset({"forget", "retain"})}.get(
-            self, frozenset({"forget", "retain", "unseen"}))
-
-    @property
-    def level(self) -> int:
-        """0 (forget only) to 3 (+counterfactual): leaderboards compare methods of one level."""
-        return list(Access).index(self)
 
 
 class HParams(Mapping[str, HParamValue]):

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from mubench.errors import AccessError
-from mubench.methods import Access
+from mubench.access import Access
 from mubench.targets import CLASSIFICATION, Target
 from mubench.transfer import to_device
 

@@ -13,7 +13,7 @@ buffer alive until the copy has run, so the caller may drop it at once.
 
 A loop that no longer waits for the device each step leaves work queued when it returns, so a
 clock around it must `synchronize` before it is read. `recording_synchronisations` lists the
-synchronising calls a piece of code makes on CUDA (`python -m mubench.bench_training
+synchronising calls a piece of code makes on CUDA (`python -m mubench.bench.training
 --sync-audit` runs it around every method).
 """
 

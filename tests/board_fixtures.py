@@ -23,9 +23,9 @@ from pathlib import Path
 
 from mubench.methods import Access
 from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION
-from mubench.record import Record, RunConfig
-from mubench.store import Store
-from mubench.submission import MethodInfo, Submission, build_submission, write_submission
+from mubench.harness.record import Record, RunConfig
+from mubench.orchestration.store import Store
+from mubench.board.submission import MethodInfo, Submission, build_submission, write_submission
 
 GAPS = {("alpha", "class_0"): (0.08, 0.12), ("beta", "class_0"): (0.2, 0.2), ("gamma", "class_0"): (0.1, 0.1),
         ("alpha", "random_10"): (0.25, 0.35), ("beta", "random_10"): (0.04, 0.06)}
@@ -36,7 +36,7 @@ INJECTION = "**bold** [x](javascript:alert(1)) # not a heading"
 @lru_cache(maxsize=None)
 def split_id(scenario: str, seed: int) -> str:
     import mubench.tasks  # noqa: F401  (registers the tasks)
-    from mubench.submission import current_split_id
+    from mubench.board.submission import current_split_id
     from mubench.tasks.base import tasks
 
     task = tasks.get("debug")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from mubench.record import RunConfig
+    from mubench.harness.record import RunConfig
 
 REAL_MIRROR = Path(os.environ.get("MUBENCH_MIRROR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 HAS_REAL_MNIST = (REAL_MIRROR / "mnist").is_dir()
@@ -32,7 +32,7 @@ def null_auc_tolerance(n_members: int, n_nonmembers: int, z: float = 3.0) -> flo
 def debug_config(method: str, scenario: str = "class_0", seed: int = 0, **hparams: object) -> RunConfig:
     """The RunConfig of `method` (its defaults updated with `hparams`) on the debug task, smoke profile."""
     from mubench.methods import methods
-    from mubench.record import RunConfig
+    from mubench.harness.record import RunConfig
     from mubench.tasks import tasks
 
     cls = methods.get(method)
@@ -100,7 +100,7 @@ def assert_unlearns_debug_original(harness, method_cls: type, scenario: str = "c
     the data its access declares, returns the same architecture with changed weights."""
     import torch
 
-    from mubench.runner import check_architecture
+    from mubench.harness.runner import check_architecture
 
     original, unlearned = unlearn_debug(harness, method_cls, scenario, seed=0)
     check_architecture(unlearned, original)

@@ -12,9 +12,9 @@ from torch import nn
 
 from mubench.errors import AccessError
 from mubench.methods import Access, HParams, Method, methods, register_method
-from mubench.record import RunConfig
+from mubench.harness.record import RunConfig
 from mubench.request import Request, Subset
-from mubench.runner import Harness
+from mubench.harness.runner import Harness
 from mubench.tasks import tasks
 from tests.helpers import shared_home
 

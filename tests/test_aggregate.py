@@ -1,4 +1,4 @@
-"""Aggregation over seeds (mubench.aggregate) on hand-built records: means, t-intervals, groups,
+"""Aggregation over seeds (mubench.results.aggregate) on hand-built records: means, t-intervals, groups,
 low-signal scenarios and the wide table the reports are made from."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import pytest
 from rich.console import Console
 from scipy import stats
 
-from mubench.aggregate import GROUP, low_signal_scenarios, records_frame, summarise, wide
+from mubench.results.aggregate import GROUP, low_signal_scenarios, records_frame, summarise, wide
 from mubench.hashing import canonical_json
-from mubench.record import Record, RunConfig
-from mubench.report import render
+from mubench.harness.record import Record, RunConfig
+from mubench.results.report import render
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Whole-batch crop-and-flip augmentation (mubench/training.py)."""
+"""Whole-batch crop-and-flip augmentation (mubench/harness/training.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from mubench.tasks.spec import Recipe
-from mubench.training import crop_flip, train_model
+from mubench.harness.training import crop_flip, train_model
 
 
 def test_each_image_is_a_padded_crop_possibly_mirrored():

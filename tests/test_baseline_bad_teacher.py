@@ -16,9 +16,9 @@ import baselines.bad_teacher  # noqa: F401  (registers "bad_teacher")
 from baselines.bad_teacher import BadTeacher, mixed_targets
 from mubench.errors import MubenchError
 from mubench.methods import Access
-from mubench.record import RunConfig
+from mubench.harness.record import RunConfig
 from mubench.request import Request, Subset
-from mubench.runner import Harness, check_architecture
+from mubench.harness.runner import Harness, check_architecture
 from mubench.toolkit.distill import bad_teacher_loss, incompetent_teacher, unlearning_data
 from tests.helpers import assert_seed_reproducible, assert_unlearns_debug_original, debug_config, shared_home
 

@@ -26,8 +26,8 @@ import pytest
 
 import baselines  # noqa: F401 - registers every baseline
 from mubench.methods import methods
-from mubench.record import RunConfig
-from mubench.runner import Harness
+from mubench.harness.record import RunConfig
+from mubench.harness.runner import Harness
 from mubench.tasks import tasks
 from tests.helpers import HAS_REAL_MNIST, REAL_MIRROR, shared_home
 

@@ -22,9 +22,9 @@ from baselines.bias_lora import BiasLoRA
 from baselines.grad_ascent import GradAscent
 from mubench.errors import MubenchError
 from mubench.methods import Access
-from mubench.record import RunConfig
+from mubench.harness.record import RunConfig
 from mubench.request import Request, Subset
-from mubench.runner import Harness, check_architecture
+from mubench.harness.runner import Harness, check_architecture
 from mubench.tasks import tasks
 from mubench.toolkit.distill import neutral_targets
 from mubench.toolkit.lora import LoRA, add_lora, merge_lora

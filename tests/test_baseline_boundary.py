@@ -12,8 +12,8 @@ from torch.nn import functional as F
 import baselines.boundary as boundary
 from mubench.errors import MubenchError
 from mubench.methods import methods
-from mubench.record import RunConfig
-from mubench.runner import Harness, check_architecture
+from mubench.harness.record import RunConfig
+from mubench.harness.runner import Harness, check_architecture
 from tests.helpers import debug_config, shared_home, unlearn_debug
 
 

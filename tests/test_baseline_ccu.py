@@ -17,9 +17,9 @@ import baselines.identity  # noqa: F401  (registers "identity")
 from baselines.ccu import CCU, inverse_contrastive_loss, separation_loss
 from mubench.errors import MubenchError
 from mubench.methods import Access
-from mubench.record import RunConfig
+from mubench.harness.record import RunConfig
 from mubench.request import Request, Subset
-from mubench.runner import Harness
+from mubench.harness.runner import Harness
 from mubench.tasks import tasks
 from tests.helpers import assert_seed_reproducible, assert_unlearns_debug_original, debug_config, needs_real_mnist, shared_home
 
@@ -143,7 +143,7 @@ def test_runs_on_random_10(harness):
 
 
 def test_is_defined_for_classification_tasks_only():
-    from mubench.runner import supports
+    from mubench.harness.runner import supports
     assert supports(CCU, tasks.get("debug")) and not supports(CCU, tasks.get("metr_la"))
 
 

@@ -17,9 +17,9 @@ import baselines.identity  # noqa: F401  (registers "identity")
 from baselines.cup import CUP, pivot_direction
 from mubench.errors import MubenchError
 from mubench.methods import Access
-from mubench.record import RunConfig
+from mubench.harness.record import RunConfig
 from mubench.request import Request, Subset
-from mubench.runner import Harness
+from mubench.harness.runner import Harness
 from mubench.targets import Target
 from mubench.tasks import tasks
 from tests.helpers import assert_seed_reproducible, assert_unlearns_debug_original, debug_config, needs_real_mnist, shared_home

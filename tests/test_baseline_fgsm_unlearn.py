@@ -13,7 +13,7 @@ from torch.nn import functional as F
 import baselines.fgsm_unlearn  # noqa: F401  (registers the method)
 from mubench.methods import Access, methods
 from mubench.request import Request, Subset
-from mubench.runner import Harness
+from mubench.harness.runner import Harness
 from tests.helpers import debug_config, needs_real_mnist, shared_home
 from tests.test_fgsm_scenario import VECTORS  # noqa: F401  (registers the poisoned debug task)
 
@@ -97,7 +97,7 @@ def test_cmnist_fgsm_poison_forgets_the_poison_and_regains_robustness(tmp_path_f
     retain accuracy (0.99 when written; we ask 0.95). Clean test accuracy is not asserted: on this
     colour-biased task adversarial retain batches push the model toward the colour shortcut, which
     the colour-decorrelated test set punishes (0.353 -> 0.23 when written; see the report)."""
-    from mubench.record import RunConfig
+    from mubench.harness.record import RunConfig
     from mubench.tasks import tasks
 
     def config(method: str) -> RunConfig:

@@ -14,9 +14,9 @@ from torch.nn import functional as F
 import baselines.fisher as fisher
 from mubench.errors import MubenchError
 from mubench.methods import Access, methods
-from mubench.record import RunConfig
+from mubench.harness.record import RunConfig
 from mubench.request import Request, Subset
-from mubench.runner import Harness
+from mubench.harness.runner import Harness
 from tests.helpers import debug_config, shared_home
 
 

@@ -16,9 +16,9 @@ import baselines.identity  # noqa: F401
 from baselines.fmd import FMD, counterfactual_pairs, greedy_accept
 from mubench.errors import MubenchError
 from mubench.methods import Access, methods
-from mubench.record import RunConfig
+from mubench.harness.record import RunConfig
 from mubench.request import Request, Subset
-from mubench.runner import Harness, check_architecture
+from mubench.harness.runner import Harness, check_architecture
 from mubench.targets import CLASSIFICATION
 from mubench.tasks import tasks
 from mubench.toolkit.influence import HeadData, augment, hessian, per_sample_gradients, solve
@@ -131,7 +131,7 @@ def harness(tmp_path_factory):
 def test_fmd_does_not_apply_to_a_task_without_a_sensitive_attribute(harness):
     """debug declares no sensitive attribute: listed and swept as not applicable, and a run
     asked for explicitly fails saying why."""
-    from mubench.listing import method_rows
+    from mubench.board.listing import method_rows
     from mubench.tasks import tasks
 
     assert "sensitive attribute" in FMD.inapplicable(tasks.get("debug").spec)

@@ -16,10 +16,10 @@ import baselines.influence_removal  # noqa: F401  (registers "influence_removal"
 from baselines.influence_removal import InfluenceRemoval
 from mubench.errors import MubenchError
 from mubench.methods import Access, methods
-from mubench.models import SpeedScale
-from mubench.record import RunConfig
+from mubench.harness.models import SpeedScale
+from mubench.harness.record import RunConfig
 from mubench.request import Request, Subset
-from mubench.runner import Harness, check_architecture
+from mubench.harness.runner import Harness, check_architecture
 from mubench.targets import CLASSIFICATION, Target
 from mubench.tasks import tasks
 from mubench.toolkit.influence import HeadData, augment, hessian, per_sample_gradients, solve
@@ -81,7 +81,7 @@ def test_step_is_scale_times_the_newton_removal_on_the_head():
 
 
 def test_method_matches_retraining_a_logistic_regression_model():
-    """adult_logreg's model (mubench.models.logistic) at the exact optimum of the regularised
+    """adult_logreg's model (mubench.harness.models.logistic) at the exact optimum of the regularised
     loss: the removal must close 95 % of the distance to the retrained optimum (the Newton step's
     error is quadratic in the shift, see tests/test_toolkit_influence.py)."""
     g = torch.Generator().manual_seed(2)

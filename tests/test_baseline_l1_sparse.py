@@ -13,9 +13,9 @@ import baselines.l1_sparse  # noqa: F401  (registers "l1_sparse")
 from baselines.l1_sparse import L1Sparse, l1_coefficient, l1_norm
 from mubench.errors import MubenchError
 from mubench.methods import Access
-from mubench.record import RunConfig
+from mubench.harness.record import RunConfig
 from mubench.request import Request, Subset
-from mubench.runner import Harness
+from mubench.harness.runner import Harness
 from tests.helpers import debug_config
 
 

@@ -12,9 +12,9 @@ from torch import nn
 
 import baselines.l2ul as l2ul
 from mubench.methods import methods
-from mubench.record import RunConfig
+from mubench.harness.record import RunConfig
 from mubench.request import Subset
-from mubench.runner import Harness, check_architecture
+from mubench.harness.runner import Harness, check_architecture
 from mubench.tasks import tasks
 from tests.helpers import HAS_REAL_MNIST, debug_config, shared_home, unlearn_debug
 

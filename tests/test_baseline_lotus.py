@@ -28,9 +28,9 @@ from baselines.lotus import (
 )
 from mubench.errors import MubenchError
 from mubench.methods import Access, methods
-from mubench.record import RunConfig
+from mubench.harness.record import RunConfig
 from mubench.request import Request, Subset
-from mubench.runner import Harness, check_architecture
+from mubench.harness.runner import Harness, check_architecture
 from mubench.tasks import tasks
 from mubench.toolkit.distill import gumbel_noise
 from tests.helpers import debug_config, needs_real_mnist, shared_home

@@ -14,9 +14,9 @@ import baselines.salun  # noqa: F401  (registers "salun")
 from baselines.salun import SalUn, forget_gradient_magnitude, saliency_mask
 from mubench.errors import MubenchError
 from mubench.methods import Access
-from mubench.record import RunConfig
+from mubench.harness.record import RunConfig
 from mubench.request import Request, Subset
-from mubench.runner import Harness
+from mubench.harness.runner import Harness
 from mubench.toolkit.optim import MaskedSGD, top_share_mask
 from tests.helpers import debug_config
 

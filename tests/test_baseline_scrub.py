@@ -15,9 +15,9 @@ import baselines.scrub  # noqa: F401  (registers "scrub")
 from baselines.scrub import Scrub, scrub_lr
 from mubench.errors import MubenchError
 from mubench.methods import Access
-from mubench.record import RunConfig
+from mubench.harness.record import RunConfig
 from mubench.request import Request, Subset
-from mubench.runner import Harness
+from mubench.harness.runner import Harness
 from mubench.toolkit.distill import distill_kl
 from tests.helpers import assert_seed_reproducible, assert_unlearns_debug_original, debug_config, shared_home
 

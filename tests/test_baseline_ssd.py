@@ -12,9 +12,9 @@ from torch import nn
 import baselines.ssd as ssd
 from mubench.errors import MubenchError
 from mubench.methods import Access, methods
-from mubench.record import RunConfig
+from mubench.harness.record import RunConfig
 from mubench.request import Request, Subset
-from mubench.runner import Harness
+from mubench.harness.runner import Harness
 from mubench.targets import Target
 from tests.helpers import debug_config, shared_home
 

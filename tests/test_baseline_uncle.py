@@ -21,8 +21,8 @@ from mubench.continual.training import StreamSubset, class_mask, fresh_model
 from mubench.data.idx import write_idx
 from mubench.data.mnist import PARTS, MnistSource, PinnedIdx
 from mubench.hashing import sha256_file
-from mubench.record import RunConfig
-from mubench.runner import check_architecture
+from mubench.harness.record import RunConfig
+from mubench.harness.runner import check_architecture
 from mubench.tasks.spec import Recipe
 from tests.helpers import REAL_MIRROR, needs_real_mnist, one_torch_thread  # noqa: F401  (one_torch_thread: an autouse fixture)
 

@@ -13,9 +13,9 @@ from torch.nn import functional as F
 
 import baselines.unsir as unsir
 from mubench.methods import Access
-from mubench.record import RunConfig
+from mubench.harness.record import RunConfig
 from mubench.request import Request, Subset
-from mubench.runner import Harness, check_architecture
+from mubench.harness.runner import Harness, check_architecture
 from tests.helpers import debug_config, shared_home
 
 

@@ -1,4 +1,4 @@
-"""`python -m mubench.bench_training` on the synthetic `debug` task: the figures it writes, the
+"""`python -m mubench.bench.training` on the synthetic `debug` task: the figures it writes, the
 projection by hand, and the per-run breakdown of seconds (method, outputs, each metric)."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from mubench import bench_training
-from mubench.artifacts import ModelCache
+from mubench.bench import training as bench_training
+from mubench.harness.artifacts import ModelCache
 from mubench.methods import methods
 from mubench.metrics import metrics
-from mubench.runner import Harness, supports
+from mubench.harness.runner import Harness, supports
 from mubench.tasks import tasks
-from mubench.training import METHOD_PRECISION_ENV
+from mubench.harness.training import METHOD_PRECISION_ENV
 from tests.helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
@@ -186,8 +186,7 @@ def test_sync_audit_counts_each_methods_synchronisations_and_names_the_busiest_l
     fails instead of stopping."""
     import contextlib
 
-    from mubench import runner
-
+    from mubench.harness import runner
     made: list[str] = []
 
     def unlearn(self, config, prepared):  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""The leaderboard's data layer (mubench.board) on fabricated submissions whose ranks are worked
+"""The leaderboard's data layer (mubench.board.tables) on fabricated submissions whose ranks are worked
 out by hand in tests/board_fixtures.py: checks, statuses, ranks, filters, mean ranks, method
 details, trade-off points, local store entries (read without writing)."""
 
@@ -11,9 +11,9 @@ import pytest
 
 from board_fixtures import board_environment, made_folder, record
 from helpers import one_torch_thread, shared_home  # noqa: F401  (autouse fixture)
-from mubench import board as bd
+from mubench.board import tables as bd
 from mubench.errors import MubenchError
-from mubench.store import Store
+from mubench.orchestration.store import Store
 
 
 @pytest.fixture(scope="module")

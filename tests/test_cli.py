@@ -1,6 +1,6 @@
 """The `mubench` command line: list, run, results, data status, and its errors.
 
-Commands run in-process through typer's CliRunner (or through `mubench.cli.main`, the console
+Commands run in-process through typer's CliRunner (or through `mubench.cli.app.main`, the console
 script's entry point, where the exit code and message of a MubenchError matter); a few run the
 installed console script in a subprocess, end to end. Everything that trains uses the `debug`
 task; `cmnist` appears only where no data is read (data status, missing files, grid expansion).
@@ -24,12 +24,12 @@ import torch
 from scipy import stats
 from typer.testing import CliRunner
 
-from mubench import cli
-from mubench.cli import app
+from mubench.cli import app as cli
+from mubench.cli.app import app
 from mubench.methods import methods
-from mubench.record import Record
-from mubench.store import Store
-from mubench.sweep import GridSpec, Suite, expand_grid
+from mubench.harness.record import Record
+from mubench.orchestration.store import Store
+from mubench.orchestration.sweep import GridSpec, Suite, expand_grid
 from mubench.tasks import tasks
 
 MUBENCH = Path(sys.executable).with_name("mubench")
@@ -66,7 +66,7 @@ def invoke(*args: object):  # type: ignore[no-untyped-def]
 
 
 def main_in_process(monkeypatch, capsys, *args: str) -> SimpleNamespace:
-    """`mubench ARGS` through `mubench.cli.main` (what the console script calls)."""
+    """`mubench ARGS` through `mubench.cli.app.main` (what the console script calls)."""
     monkeypatch.setattr(sys, "argv", ["mubench", *args])
     with pytest.raises(SystemExit) as exit_info:
         cli.main()
@@ -257,7 +257,7 @@ def test_results_json_markdown_and_table(debug_run):
 # ---- suites -----------------------------------------------------------------------------------
 
 def test_quick_suite_covers_every_task_with_every_method():
-    from mubench.sweep import QUICK_SCENARIOS
+    from mubench.orchestration.sweep import QUICK_SCENARIOS
 
     configs = expand_grid(GridSpec.from_suite("quick"))
     by_task: dict[str, set[str]] = {}
@@ -280,7 +280,7 @@ def test_quick_suite_covers_every_task_with_every_method():
 
 def test_a_suite_skips_and_names_tasks_without_data(home, monkeypatch, tmp_path):
     monkeypatch.setenv("MUBENCH_MIRROR", str(tmp_path / "empty-mirror"))
-    monkeypatch.setattr("mubench.sweep.SUITES", {"tiny": Suite("tiny", "debug and cmnist", ("debug", "cmnist"), "smoke",
+    monkeypatch.setattr("mubench.orchestration.sweep.SUITES", {"tiny": Suite("tiny", "debug and cmnist", ("debug", "cmnist"), "smoke",
                                                                (0,), methods=("identity",))})
     result = invoke("run", "--suite", "tiny", "--store", str(tmp_path / "r.sqlite"))
     assert result.exit_code == 0, result.output

@@ -16,8 +16,8 @@ import torch
 from typer.testing import CliRunner
 
 import baselines.continual  # noqa: F401  (registers the continual baselines; the entry point does so once installed)
-from mubench.aggregate import records_frame, summarise
-from mubench.cli import app
+from mubench.results.aggregate import records_frame, summarise
+from mubench.cli.app import app
 from mubench.continual.methods import (ContinualMethod, StreamRequest, continual_methods,
                                        register_continual_method)
 from mubench.continual.runner import StreamHarness, make_config
@@ -29,8 +29,8 @@ from mubench.data.idx import write_idx
 from mubench.data.mnist import PARTS, MnistSource, PinnedIdx
 from mubench.errors import AccessError, MubenchError
 from mubench.hashing import sha256_file
-from mubench.record import RunConfig
-from mubench.store import Store
+from mubench.harness.record import RunConfig
+from mubench.orchestration.store import Store
 from mubench.tasks.spec import Recipe
 from tests.helpers import REAL_MIRROR, needs_real_mnist
 

@@ -1,4 +1,4 @@
-"""Data cards (mubench/datacard.py, `mubench data card`): rendered from the spec plus statistics.
+"""Data cards (mubench/board/datacard.py, `mubench data card`): rendered from the spec plus statistics.
 
 The committed cards in data_cards/ are compared with a fresh rendering: the spec part for every
 task shipped with mubench (cheap, no data is read), the statistics part where the task's data is
@@ -17,7 +17,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mubench import cli, datacard
+from mubench.cli import app as cli
+
+from mubench.board import datacard
 from mubench.data.files import DataFile, FileForm
 from mubench.tasks import tasks
 from mubench.tasks.base import Pool, Task, TaskData

@@ -9,7 +9,7 @@ import torch
 from mubench import evaluation
 from mubench.evaluation import evaluated_sample
 from mubench.request import Subset
-from mubench.runner import Harness
+from mubench.harness.runner import Harness
 from tests.helpers import debug_config
 
 

@@ -20,14 +20,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mubench.artifacts import ModelCache
+from mubench.harness.artifacts import ModelCache
 from mubench.errors import MubenchError, UnknownNameError
-from mubench.executors import LocalExecutor, ProcessExecutor, RayExecutor, make_executor
+from mubench.orchestration.executors import LocalExecutor, ProcessExecutor, RayExecutor, make_executor
 from mubench.methods import Access, Method, methods, register_method
-from mubench.record import Record, RunConfig
-from mubench.runner import Harness
-from mubench.store import Store
-from mubench.sweep import GridSpec, expand_grid, run_grid
+from mubench.harness.record import Record, RunConfig
+from mubench.harness.runner import Harness
+from mubench.orchestration.store import Store
+from mubench.orchestration.sweep import GridSpec, expand_grid, run_grid
 from tests.helpers import debug_config, one_torch_thread  # noqa: F401  (autouse fixture)
 
 # measured, not computed: wall-clock seconds and memory differ between any two runs
@@ -273,9 +273,9 @@ def test_a_worker_limits_every_native_thread_pool_to_its_threads():
     import subprocess
     import sys
 
-    script = ("import json, torch, mubench.runner\n"
+    script = ("import json, torch, mubench.harness.runner\n"
               "from threadpoolctl import threadpool_info\n"
-              "from mubench.executors import limit_native_threads\n"
+              "from mubench.orchestration.executors import limit_native_threads\n"
               "limit_native_threads(1)\n"
               "print(json.dumps([torch.get_num_threads()] + [p['num_threads'] for p in threadpool_info()]))\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,

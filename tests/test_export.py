@@ -12,8 +12,8 @@ import typer
 from typer.testing import CliRunner
 
 from board_fixtures import board_environment, made_folder
-from mubench import cli_board
-from mubench.cli_board import (README_END, README_START, ExportFormat, markdown_table, readme_block, render_export,
+from mubench.cli import board as cli_board
+from mubench.cli.board import (README_END, README_START, ExportFormat, markdown_table, readme_block, render_export,
                                replace_readme_block, to_html, to_latex)
 from mubench.errors import MubenchError
 

@@ -23,9 +23,9 @@ from mubench.metrics.fairness import (
     worst_group_accuracy,
 )
 from mubench.methods import methods
-from mubench.record import RunConfig
+from mubench.harness.record import RunConfig
 from mubench.request import Subset
-from mubench.runner import Harness
+from mubench.harness.runner import Harness
 from mubench.tasks import tasks
 from mubench.tasks.colored_mnist import GREY_ERROR, PALETTE, ColoredMNIST, colourise, recolour, recover_grey
 from tests.helpers import REAL_MIRROR, needs_real_mnist

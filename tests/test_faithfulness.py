@@ -1,4 +1,4 @@
-"""`python -m mubench.faithfulness`: the spread rule by hand, the measures against the harness's
+"""`python -m mubench.bench.faithfulness`: the spread rule by hand, the measures against the harness's
 own numbers and invariants on `debug` (retrain reproduces the oracle, identity the original), and
 clear errors for a bad table."""
 
@@ -9,10 +9,10 @@ import json
 import pytest
 import torch
 
-from mubench import faithfulness
+from mubench.bench import faithfulness
 from mubench.evaluation import EvaluationContext, Outputs
-from mubench.faithfulness import Cell, PublishedTable, clean_test_accuracy
-from mubench.runner import Harness
+from mubench.bench.faithfulness import Cell, PublishedTable, clean_test_accuracy
+from mubench.harness.runner import Harness
 
 DEBUG_TABLE = PublishedTable(source="a made-up table", task="debug", scenario="random_10",
                              rows={"retrain": {"forget": 0.5, "test": 0.5, "mia/svc": 0.5},

@@ -20,14 +20,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mubench import store as store_module
-from mubench.artifacts import ModelCache
-from mubench.cli import app
+from mubench.orchestration import store as store_module
+from mubench.harness.artifacts import ModelCache
+from mubench.cli.app import app
 from mubench.errors import StoreError
 from mubench.hashing import sha256_file
-from mubench.record import Record
-from mubench.runner import Harness
-from mubench.store import Store
+from mubench.harness.record import Record
+from mubench.harness.runner import Harness
+from mubench.orchestration.store import Store
 from tests.helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
@@ -44,7 +44,7 @@ def home(tmp_path, monkeypatch):
 # the driver can be killed while runs are in flight. Ray ships the class to its workers by value.
 DRIVER = textwrap.dedent("""
     import sys, time
-    from mubench.cli import main
+    from mubench.cli.app import main
     from mubench.methods import Access, Method, register_method
 
     @register_method("test_sleepy")
@@ -118,7 +118,7 @@ def test_a_corrupted_cached_model_is_detected_and_retrained(home, damage, caplog
     else:
         weights.write_bytes(good_bytes[: len(good_bytes) // 2])
 
-    with caplog.at_level(logging.WARNING, logger="mubench.artifacts"):
+    with caplog.at_level(logging.WARNING, logger="mubench.harness.artifacts"):
         rebuilt, key_again, from_cache = _original(Harness())
     assert key_again == key and not from_cache  # retrained, not loaded
     assert any(str(weights) in message and "retraining" in message for message in caplog.messages)

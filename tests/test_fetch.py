@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mubench import cli
+from mubench.cli import app as cli
 from mubench.data.files import DataFile, FileForm
 from mubench.tasks import tasks
 from mubench.tasks.base import Pool, Task, TaskData
@@ -68,7 +68,7 @@ def register(server: RangeServer, digests: dict[str, str] | None = None, names: 
 
 
 def mubench(monkeypatch, capsys, *args: str) -> SimpleNamespace:
-    """`mubench ARGS` through `mubench.cli.main`, the console script's entry point."""
+    """`mubench ARGS` through `mubench.cli.app.main`, the console script's entry point."""
     monkeypatch.setattr(sys, "argv", ["mubench", *args])
     with pytest.raises(SystemExit) as exit_info:
         cli.main()

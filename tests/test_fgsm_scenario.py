@@ -9,14 +9,14 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from mubench.artifacts import ModelCache
+from mubench.harness.artifacts import ModelCache
 from mubench.errors import SplitMismatchError
 from mubench.evaluation import AttackBudget
 from mubench.metrics.robustness import fgsm_accuracy, fgsm_budget
 from mubench.request import Subset
-from mubench.runner import Harness
-from mubench.scenarios import fgsm_poison, scenario_kinds
-from mubench.splits import (load_or_make_poisoned_split, make_poison, make_split, read_split, split_path,
+from mubench.harness.runner import Harness
+from mubench.tasks.scenarios import fgsm_poison, scenario_kinds
+from mubench.harness.splits import (load_or_make_poisoned_split, make_poison, make_split, read_split, split_path,
                             write_split)
 from mubench.tasks import tasks
 from mubench.tasks.base import Pool, Task, TaskData
@@ -108,7 +108,7 @@ def test_the_poison_is_deterministic_and_changes_exactly_the_forget_samples():
 
 def test_the_targeted_step_moves_the_surrogate_toward_the_wrong_label():
     data, split, poison = poisoned(IMAGES)
-    from mubench.scenarios import fit_surrogate
+    from mubench.tasks.scenarios import fit_surrogate
     surrogate = fit_surrogate(IMAGES.to_inputs(data.train.x[torch.from_numpy(split.train)]),
                               data.train.y[torch.from_numpy(split.train)], 4)
     index = torch.from_numpy(split.forget)
@@ -147,8 +147,8 @@ def test_the_split_id_carries_the_poison_and_a_changed_poison_is_detected(monkey
     with pytest.raises(SplitMismatchError, match="poisoned forget samples"):
         load_or_make_poisoned_split(IMAGES, data, "fgsm_poison_10", 0, "smoke")
     write_split(path, split)
-    import mubench.scenarios
-    monkeypatch.setattr(mubench.scenarios, "SURROGATE_STEPS", 3)  # the poison's bytes change
+    import mubench.tasks.scenarios
+    monkeypatch.setattr(mubench.tasks.scenarios, "SURROGATE_STEPS", 3)  # the poison's bytes change
     with pytest.raises(SplitMismatchError, match="poisoned forget samples"):
         load_or_make_poisoned_split(IMAGES, data, "fgsm_poison_10", 0, "smoke")
 
@@ -239,7 +239,7 @@ def test_cmnist_poisoned_original_memorises_the_poison_and_loses_test_accuracy(t
     near 1), the oracle, which never saw them, does not; and the poisoned original is worse on the
     clean test set than the clean original of the same train indices (0.353 vs 0.4035 when written:
     4.5 points, about four standard errors of a 2,000-sample accuracy; we ask for 2 points)."""
-    from mubench.runner import _indices_id
+    from mubench.harness.runner import _indices_id
     with shared_home(tmp_path_factory.getbasetemp(), "smoke-home"):
         harness = Harness()
         prepared = harness.prepare("cmnist", "fgsm_poison_5", 0, "smoke")

@@ -15,13 +15,14 @@ import pytest
 from typer.testing import CliRunner
 
 from helpers import one_torch_thread, shared_home  # noqa: F401  (autouse fixture)
-from mubench import sweep
-from mubench.cli import app
-from mubench.cli_board import README_END, README_START
-from mubench.cli_submit import baseline_methods, load_entry_point_method
+from mubench.orchestration import sweep
+from mubench.cli.app import app
+from mubench.cli.board import README_END, README_START
+from mubench.board.entries import baseline_methods
+from mubench.orchestration.loading import load_entry_point_method
 from mubench.hashing import sha256_file
 from mubench.methods import methods
-from mubench.submission import SubmissionError, check_submission
+from mubench.board.submission import SubmissionError, check_submission
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_METHODS = ("identity", "grad_ascent", "finetune")
@@ -58,7 +59,7 @@ def _leaderboard_data(tmp_path: Path, *extra: str):
 
 
 def test_the_standard_suite_expands_to_every_task_scenario_method_and_three_seeds():
-    from mubench.sweep import GridSpec, expand_grid
+    from mubench.orchestration.sweep import GridSpec, expand_grid
     from mubench.tasks import tasks
 
     suite = sweep.SUITES["standard"]

@@ -18,7 +18,7 @@ from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
 from sklearn.svm import SVC
 from typer.testing import CliRunner
 
-from mubench.cli import app
+from mubench.cli.app import app
 from mubench.evaluation import EvaluationContext, Outputs
 from mubench.methods import methods
 from mubench.metrics import MIA_SPEC_VERSION, is_finite, metrics
@@ -33,8 +33,8 @@ from mubench.metrics.membership import (
     true_class_confidence,
     ulira_auc,
 )
-from mubench.record import RunConfig
-from mubench.runner import Harness
+from mubench.harness.record import RunConfig
+from mubench.harness.runner import Harness
 from mubench.tasks import tasks
 from tests.helpers import null_auc_tolerance
 

@@ -12,7 +12,7 @@ from sklearn.metrics import mean_absolute_error, mean_absolute_percentage_error,
 from torch import nn
 
 from mubench.evaluation import EvaluationContext, Outputs
-from mubench.memory import PeakMemory
+from mubench.harness.memory import PeakMemory
 from mubench.metrics.accuracy import tug_of_war
 from mubench.metrics.cost import params_changed
 from mubench.metrics.objectives import cost, forgetting, utility

@@ -20,18 +20,18 @@ import pytest
 import torch
 from torch import nn
 
-from mubench.artifacts import ModelCache
+from mubench.harness.artifacts import ModelCache
 from mubench.errors import UnknownNameError
 from mubench.evaluation import EVALUATED_PARTS, EvaluationContext, Outputs
-from mubench.executors import LocalExecutor, make_executor
+from mubench.orchestration.executors import LocalExecutor, make_executor
 from mubench.methods import Access, Method, methods, register_method
 from mubench.metrics import compute_metrics, metrics
 from mubench.metrics.core import Metric, in_phase
-from mubench.record import RunConfig
+from mubench.harness.record import RunConfig
 from mubench.request import Subset
-from mubench.runner import Harness
-from mubench.store import Store
-from mubench.sweep import GridSpec, expand_grid, run_grid
+from mubench.harness.runner import Harness
+from mubench.orchestration.store import Store
+from mubench.orchestration.sweep import GridSpec, expand_grid, run_grid
 from mubench.targets import Target
 from tests.helpers import debug_config, one_torch_thread  # noqa: F401  (autouse fixture)
 

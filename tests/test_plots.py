@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mubench.cli import app
+from mubench.cli.app import app
 from mubench.errors import MubenchError
-from mubench.plots import plot, plot_kinds
-from mubench.record import Record
-from mubench.store import Store
+from mubench.results.plots import plot, plot_kinds
+from mubench.harness.record import Record
+from mubench.orchestration.store import Store
 
 GOLDEN = Path(__file__).parent / "golden" / "records.jsonl"
 

@@ -21,7 +21,7 @@ from mubench.data.cwru import read_drive_end
 from mubench.data.idx import read_idx, write_idx
 from mubench.data.safe_pickle import load_pickle
 from mubench.errors import CorruptDataError
-from mubench.record import RunConfig
+from mubench.harness.record import RunConfig
 
 # derandomize: CI runs the same examples every time (a failure found once is kept as a plain test below)
 BOUNDED = settings(max_examples=60, deadline=None, derandomize=True,
@@ -169,7 +169,7 @@ def debug_data():
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10**6), scenario=st.sampled_from(["random_10", "class_0"]))
 def test_the_split_id_is_the_drawn_indices(debug_data, seed, scenario):
-    from mubench.splits import make_split
+    from mubench.harness.splits import make_split
 
     task, data = debug_data
     split = make_split(task, data, scenario, seed, "smoke")

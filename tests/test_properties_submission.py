@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from mubench.methods import Access
 from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION
-from mubench.submission import (MethodInfo, Submission, SubmissionError, Validation, check_submission,
+from mubench.board.submission import (MethodInfo, Submission, SubmissionError, Validation, check_submission,
                                 current_split_id, validate_submission)
 from mubench.tasks import tasks
 

@@ -1,4 +1,4 @@
-"""Selection protocols, sweep hypervolumes and ranks (mubench.aggregate, mubench.ranking): golden
+"""Selection protocols, sweep hypervolumes and ranks (mubench.results.aggregate, mubench.results.ranking): golden
 files, values worked out by hand from tests/golden/regenerate.py's RUNS, and `mubench results
 --view/--select` on hand-built stores (nothing trains here)."""
 
@@ -13,14 +13,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from mubench.aggregate import SELECTIONS, records_frame, select_settings, summarise
-from mubench.cli import app
+from mubench.results.aggregate import SELECTIONS, records_frame, select_settings, summarise
+from mubench.cli.app import app
 from mubench.errors import MubenchError
 from mubench.hashing import canonical_json
 from mubench.methods import methods
-from mubench.ranking import hypervolume_per_seed, hypervolume_table, mean_ranks, rank_table, ranking_key
-from mubench.record import Record, RunConfig
-from mubench.store import Store
+from mubench.results.ranking import hypervolume_per_seed, hypervolume_table, mean_ranks, rank_table, ranking_key
+from mubench.harness.record import Record, RunConfig
+from mubench.orchestration.store import Store
 from tests.golden import regenerate as golden
 
 GOLDEN_FILES = ["summary.csv", "summary_default.csv", "summary_val.csv", "hypervolume.csv", "ranks.csv",

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 from mubench.methods import methods
-from mubench.record import RunConfig
-from mubench.runner import Harness
+from mubench.harness.record import RunConfig
+from mubench.harness.runner import Harness
 from mubench.tasks import tasks
 
 README = Path(__file__).resolve().parents[1] / "README.md"

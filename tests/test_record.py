@@ -11,7 +11,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from mubench.record import Record, RunConfig
+from mubench.harness.record import Record, RunConfig
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +59,7 @@ def test_config_id_is_stable_across_key_order_and_processes():
     reordered = RunConfig(**{k: BASE[k] for k in reversed(list(BASE))} | {
         "hparams": dict(reversed(list(BASE["hparams"].items())))})
     assert reordered.id == EXPECTED_ID
-    script = ("from mubench.record import RunConfig; import json, sys; "
+    script = ("from mubench.harness.record import RunConfig; import json, sys; "
               "print(RunConfig(**json.loads(sys.argv[1])).id)")
     out = subprocess.run([sys.executable, "-c", script, json.dumps(BASE)], capture_output=True, text=True,
                          check=True, timeout=60)

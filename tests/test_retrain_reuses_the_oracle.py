@@ -10,7 +10,7 @@ from torch import nn
 
 from mubench.methods import Access, HParams, Method, methods, register_method
 from mubench.request import Request
-from mubench.runner import Harness
+from mubench.harness.runner import Harness
 from tests.helpers import debug_config
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mubench.artifacts import ModelCache
+from mubench.harness.artifacts import ModelCache
 from mubench.methods import Access, HParams, Method, methods, register_method
-from mubench.record import RunConfig
+from mubench.harness.record import RunConfig
 from mubench.request import Request
-from mubench.runner import Harness
+from mubench.harness.runner import Harness
 from tests.helpers import needs_real_mnist, null_auc_tolerance
 
 V1_KEYS = {"forget/acc", "retain/acc", "test/acc", "gap/forget_acc", "gap/retain_acc", "gap/test_acc",

@@ -1,4 +1,4 @@
-"""Untrusted methods run isolated (mubench.sandbox): every kind of misbehaviour becomes a failed
+"""Untrusted methods run isolated (mubench.orchestration.sandbox): every kind of misbehaviour becomes a failed
 record with its reason, in one grid, and a well-behaved method in that grid gives the numbers of
 the in-process harness. The methods live in a file the test writes (loaded as file:Class, as
 `mubench submit` loads them); the children run four at a time to keep the module fast."""
@@ -11,16 +11,17 @@ import textwrap
 import pytest
 
 from helpers import one_torch_thread, shared_home  # noqa: F401  (autouse fixture)
-from mubench.cli_submit import load_method_class, method_problems
+from mubench.board.entries import method_problems
+from mubench.orchestration.loading import load_method_class
 from mubench.errors import MubenchError
 from pydantic import ValidationError
 
-from mubench.record import RunConfig
-from mubench.runner import Harness
-from mubench.sandbox import (Done, Failure, HarnessOptions, Limits, Message, Outcome, Ready, isolated_executor,
+from mubench.harness.record import RunConfig
+from mubench.harness.runner import Harness
+from mubench.orchestration.sandbox import (Done, Failure, HarnessOptions, Limits, Message, Outcome, Ready, isolated_executor,
                              method_source, record_of)
-from mubench.store import Store
-from mubench.sweep import run_grid
+from mubench.orchestration.store import Store
+from mubench.orchestration.sweep import run_grid
 from mubench.tasks import tasks
 
 TIME_LIMIT_S = 3.0

@@ -1,11 +1,11 @@
-"""Scenario kinds (mubench/scenarios.py) on hand-made pools."""
+"""Scenario kinds (mubench/tasks/scenarios.py) on hand-made pools."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mubench.scenarios import scenario_kinds
+from mubench.tasks.scenarios import scenario_kinds
 
 
 def test_one_group_takes_the_largest_group_of_the_whole_pool():

@@ -1,4 +1,4 @@
-"""Deterministic, checksummed splits (mubench/splits.py) and scenario kinds (mubench/scenarios.py)."""
+"""Deterministic, checksummed splits (mubench/harness/splits.py) and scenario kinds (mubench/tasks/scenarios.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import torch
 
 from mubench.errors import SplitMismatchError, UnknownNameError
 from mubench.hashing import sha256_arrays
-from mubench.scenarios import attribute_subgroup, random_instances, scenario_kinds, whole_class
-from mubench.splits import PARTS, Split, load_or_make_split, make_split, read_split, split_path, write_split
+from mubench.tasks.scenarios import attribute_subgroup, random_instances, scenario_kinds, whole_class
+from mubench.harness.splits import PARTS, Split, load_or_make_split, make_split, read_split, split_path, write_split
 from mubench.tasks import Pool, TaskData, tasks
 
 REAL_MIRROR = os.environ.get("MUBENCH_MIRROR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -112,7 +112,7 @@ def test_split_ids_are_stable_across_processes(debug):
     code = (
         "import json\n"
         "from mubench.tasks import tasks\n"
-        "from mubench.splits import make_split\n"
+        "from mubench.harness.splits import make_split\n"
         "t = tasks.get('debug'); d = t.load()\n"
         "ids = {s: make_split(t, d, s, seed=0, profile='smoke').id for s in ('random_10', 'class_0')}\n"
         "ids['random_10/seed7'] = make_split(t, d, 'random_10', seed=7, profile='smoke').id\n"
@@ -209,7 +209,7 @@ def test_load_or_make_split_writes_then_rereads(debug, home, monkeypatch):
     def no_write(*args, **kwargs):
         raise AssertionError("an existing split was rewritten")
 
-    monkeypatch.setattr("mubench.splits.write_split", no_write)
+    monkeypatch.setattr("mubench.harness.splits.write_split", no_write)
     again = load_or_make_split(task, data, "random_10", seed=0, profile="smoke")
     assert again.id == split.id
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from mubench.errors import StoreError
-from mubench.record import Record, RunConfig
-from mubench.store import Store
+from mubench.harness.record import Record, RunConfig
+from mubench.orchestration.store import Store
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -192,7 +192,7 @@ def test_store_in_read_only_directory_is_refused(tmp_path):
 
 def test_not_writable_location_is_refused_before_opening(tmp_path, monkeypatch):
     # Simulates the read-only case where the test runs as root (for whom chmod does not bite).
-    import mubench.store as store_module
+    import mubench.orchestration.store as store_module
 
     monkeypatch.setattr(store_module.os, "access", lambda path, mode: False)
     path = tmp_path / "folder" / "results.sqlite"
@@ -267,7 +267,7 @@ def test_record_with_non_finite_metric_in_db_is_refused(store, store_path):
 LOOP_SIZE = 400
 
 LOOP_RECORD_SOURCE = '''
-from mubench.record import Record, RunConfig
+from mubench.harness.record import Record, RunConfig
 
 def make_loop_record(i):
     cfg = RunConfig(task="crash", task_version="1", scenario="s", method="m", method_version="1",
@@ -280,7 +280,7 @@ def make_loop_record(i):
 WRITER_SCRIPT = LOOP_RECORD_SOURCE + f'''
 import sys, time
 from pathlib import Path
-from mubench.store import Store
+from mubench.orchestration.store import Store
 
 store = Store(Path(sys.argv[1]))
 for i in range({LOOP_SIZE}):

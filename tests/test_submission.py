@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from helpers import debug_config, one_torch_thread, shared_home  # noqa: F401  (autouse fixture)
-from mubench.cli import app
+from mubench.cli.app import app
 from mubench.methods import Access
-from mubench.store import Store
-from mubench.submission import (MethodInfo, Submission, SubmissionError, build_submission, check_submission,
+from mubench.orchestration.store import Store
+from mubench.board.submission import (MethodInfo, Submission, SubmissionError, build_submission, check_submission,
                                 schema_json, validate_submission, write_submission)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ INFO = MethodInfo(method="identity", version="1", authors=["A. Author"], paper="
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory):
     """Records of `identity` on debug (two scenarios, two seeds), in a store; and the submission built from them."""
-    from mubench.runner import Harness
+    from mubench.harness.runner import Harness
 
     base = tmp_path_factory.mktemp("submission")
     with shared_home(base):

@@ -1,4 +1,4 @@
-"""Hyper-parameter sweeps (mubench.sweep): the point sets of the `axes` and `grid` kinds, written
+"""Hyper-parameter sweeps (mubench.orchestration.sweep): the point sets of the `axes` and `grid` kinds, written
 out by hand for throwaway method classes, their expansion into configs, `--hparam` on top, and
 `mubench run --sweep` end to end on the debug task."""
 
@@ -10,12 +10,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mubench.cli import app
+from mubench.cli.app import app
 from mubench.errors import MubenchError
 from mubench.methods import Access, Method, methods, register_method
-from mubench.record import Record
-from mubench.store import Store
-from mubench.sweep import SWEEP_KINDS, GridSpec, expand_grid, sweep_points
+from mubench.harness.record import Record
+from mubench.orchestration.store import Store
+from mubench.orchestration.sweep import SWEEP_KINDS, GridSpec, expand_grid, sweep_points
 from mubench.tasks import tasks
 
 

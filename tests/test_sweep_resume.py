@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from mubench.methods import Access, Method, methods, register_method
-from mubench.record import Record
-from mubench.runner import Harness
-from mubench.store import Store
-from mubench.sweep import GridSpec, expand_grid, run_grid
+from mubench.harness.record import Record
+from mubench.harness.runner import Harness
+from mubench.orchestration.store import Store
+from mubench.orchestration.sweep import GridSpec, expand_grid, run_grid
 
 MUBENCH = Path(sys.executable).with_name("mubench")
 SCENARIOS, METHODS, SEEDS = ["random_10", "class_0"], ["identity", "finetune", "grad_ascent", "random_label"], [0, 1, 2]

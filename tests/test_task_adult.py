@@ -26,7 +26,7 @@ from mubench.data.adult import (
 )
 from mubench.data.files import FileForm
 from mubench.errors import CorruptDataError, MissingDataError
-from mubench.models import build_model
+from mubench.harness.models import build_model
 from mubench.tasks.adult import (
     CATEGORICAL_FEATURES,
     LOGREG_SPEC,
@@ -38,7 +38,7 @@ from mubench.tasks.adult import (
     fit_encoder,
 )
 from mubench.tasks.base import tasks
-from mubench.training import train_model
+from mubench.harness.training import train_model
 
 REAL_MIRROR = os.environ.get("MUBENCH_MIRROR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
 HAS_REAL_ADULT = any((Path(m) / "adult" / "adult.data").is_file() for m in REAL_MIRROR.split(os.pathsep) if m)

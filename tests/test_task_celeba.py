@@ -22,7 +22,7 @@ from mubench.data.celeba import (ATTRIBUTE_NAMES, HALF_IMAGE_FOLDER, IMAGE_FOLDE
                                  read_attributes, read_id_values, read_manifest)
 from mubench.data.files import FileForm
 from mubench.errors import CorruptDataError, MissingDataError
-from mubench.splits import make_split
+from mubench.harness.splits import make_split
 from mubench.tasks.base import Pool, tasks
 from mubench.tasks.celeba import BLOND, SMILING, CelebATask, largest_identity, task_pool
 from mubench.tasks.spec import ProfileSpec, Recipe

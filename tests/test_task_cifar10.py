@@ -20,8 +20,8 @@ from mubench.data.cifar10 import (CLASSES, IMAGE_FOLDER_SOURCE, OFFICIAL, OFFICI
                                   Cifar10Source, locate_cifar10, unpickle)
 from mubench.data.files import FileForm
 from mubench.errors import CorruptDataError, MissingDataError
-from mubench.models import resnet18_cifar
-from mubench.scenarios import scenario_kinds
+from mubench.harness.models import resnet18_cifar
+from mubench.tasks.scenarios import scenario_kinds
 from mubench.tasks.cifar10 import (MEAN, PATCH, PATCH_CLASS, PATCH_FRACTION, PATCH_SIZE, SPEC, STD,
                                    TEST_PATCH_FRACTION, Cifar10Task, build_cifar10)
 

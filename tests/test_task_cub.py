@@ -17,8 +17,8 @@ from PIL import Image
 from mubench.data.cub import FOLDERS, METADATA_FILES, OFFICIAL, CubSource, decode_crops, find_present, read_metadata
 from mubench.data.files import DataFile, FileForm
 from mubench.errors import CorruptDataError, MissingDataError
-from mubench.models import Resize, build_model
-from mubench.splits import make_split
+from mubench.harness.models import Resize, build_model
+from mubench.harness.splits import make_split
 from mubench.tasks.base import Pool, TaskData, tasks
 from mubench.tasks.cub import SPEC, Cub200
 

@@ -18,7 +18,7 @@ from mubench.data.cwru import (OFFICIAL, CwruSource, Recording, Signal, estimate
                                to_target_rate)
 from mubench.data.files import locate
 from mubench.errors import CorruptDataError, MissingDataError
-from mubench.models import cnn1d
+from mubench.harness.models import cnn1d
 from mubench.tasks import tasks
 from mubench.tasks.cwru import (SIGNAL_SCALE, WINDOW, CWRU, build_cwru, scale_windows, window_starts)
 
@@ -343,8 +343,8 @@ def test_real_sampling_rates_agree_with_the_spectra(real_mirror):
 @pytest.mark.slow
 @needs_real_cwru
 def test_real_splits_and_a_class_forgotten_by_the_oracle(real_mirror, one_thread):
-    from mubench.runner import Harness
-    from mubench.splits import make_split
+    from mubench.harness.runner import Harness
+    from mubench.harness.splits import make_split
     task = tasks.get("cwru")
     data = task.load()
     for profile in ("smoke", "standard"):

@@ -17,9 +17,9 @@ from mubench.data import metr_la as data
 from mubench.data.files import DataFile, FileForm
 from mubench.errors import CorruptDataError, MissingDataError
 from mubench.metrics.regression import regression_error
-from mubench.record import RunConfig
-from mubench.runner import Harness
-from mubench.sweep import GridSpec, expand_grid
+from mubench.harness.record import RunConfig
+from mubench.harness.runner import Harness
+from mubench.orchestration.sweep import GridSpec, expand_grid
 from mubench.tasks import metr_la as task_module
 from mubench.tasks.base import Task, TaskData, tasks
 from mubench.tasks.spec import ProfileSpec, Recipe

@@ -1,4 +1,4 @@
-"""Pareto fronts and hypervolumes (mubench.tradeoff) against volumes computed by hand, an exact
+"""Pareto fronts and hypervolumes (mubench.results.tradeoff) against volumes computed by hand, an exact
 cell-decomposition count written here, and a Monte Carlo estimate with a fixed generator."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from mubench.tradeoff import REFERENCE_POINT, hypervolume, pareto_front
+from mubench.results.tradeoff import REFERENCE_POINT, hypervolume, pareto_front
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""The training engine (mubench/training.py): the one-cycle schedule, label smoothing, stored
+"""The training engine (mubench/harness/training.py): the one-cycle schedule, label smoothing, stored
 samples turned into inputs batch by batch, and the hardware options (channels_last, bf16 autocast,
 fused optimisers), each checked on the CPU against the plain path or a hand computation."""
 
@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from mubench.targets import Target
 from mubench.tasks.cifar10 import MEAN, STD, Cifar10Task
 from mubench.tasks.spec import Recipe
-from mubench.training import (Engine, can_train_batched, make_optimizer, make_schedule, onecycle_factor, train_model,
+from mubench.harness.training import (Engine, can_train_batched, make_optimizer, make_schedule, onecycle_factor, train_model,
                               train_models_batched, training_loss)
 from tests.helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
@@ -177,8 +177,8 @@ def test_batched_training_refuses_buffers_and_mismatched_generators():
 def test_harness_shadow_models_are_trained_together_and_cached_like_single_ones(tmp_path, monkeypatch):
     """The harness trains the K shadow models of a side in one batch: each lands under the cache
     key, weights and outputs of its own `_cached_fit`, so a later run loads all of them."""
-    from mubench.artifacts import ModelCache
-    from mubench.runner import Harness, _indices_id, derived_seed
+    from mubench.harness.artifacts import ModelCache
+    from mubench.harness.runner import Harness, _indices_id, derived_seed
 
     monkeypatch.setenv("MUBENCH_HOME", str(tmp_path / "home"))
     batched = Harness(cache=ModelCache(tmp_path / "batched"), shadow_models=3)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mubench import runner
-from mubench.artifacts import ModelCache
+from mubench.harness import runner
+from mubench.harness.artifacts import ModelCache
 from mubench.errors import MubenchError
 from mubench.methods import Access
 from mubench.request import Request, Subset, shuffled
-from mubench.runner import Harness
-from mubench.training import crop_flip
+from mubench.harness.runner import Harness
+from mubench.harness.training import crop_flip
 from mubench.transfer import recording_synchronisations, synchronize, to_device
 from tests.helpers import debug_config
 from tests.helpers import one_torch_thread  # noqa: F401  (autouse fixture)

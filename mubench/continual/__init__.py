@@ -9,7 +9,7 @@ Modules: `spec` (frozen stream and task definitions), `task` (the continual-task
 registry), `split_mnist` / `split_cifar10` (the tasks), `streams` (per-task sample indices and the
 checksummed stream id), `training` (task-incremental loss, training and evaluation), `methods`
 (the ContinualMethod interface, its requests and registry), `metrics`, `runner` (a stream run ->
-`mubench.record.Record`) and `cli` (`mubench stream ...`).
+`mubench.harness.record.Record`) and `cli` (`mubench stream ...`).
 
 This package imports nothing heavy at import time, so mounting its command line costs nothing.
 """

@@ -1,7 +1,7 @@
 """From a stream run's config to a record: the harness serves the requests and measures everything.
 
 One run is (continual task, stream, method, hyper-parameters, seed, profile), stored as an ordinary
-`mubench.record.Record` whose `task` is the continual task, `scenario` the stream and `split_id`
+`mubench.harness.record.Record` whose `task` is the continual task, `scenario` the stream and `split_id`
 the stream id. For one (task, stream, seed, profile) the harness prepares, once, what every
 method shares: the per-task data on the device and the retrain oracle's accuracy after every
 request. The oracle after request r is the model trained from scratch on the tasks retained then;
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mubench import provenance
-from mubench.artifacts import ModelCache
+from mubench.harness import provenance
+from mubench.harness.artifacts import ModelCache
 from mubench.continual.methods import ContinualMethod, StreamRequest, continual_methods
 from mubench.continual.metrics import STREAM_METRICS_VERSION, retained_accuracy, stream_metrics, unlearned_accuracy
 from mubench.continual.spec import StreamState
@@ -33,8 +33,8 @@ from mubench.continual.task import ContinualTask, continual_tasks
 from mubench.continual.training import StreamSubset, class_mask, fit, fresh_model, task_accuracy
 from mubench.errors import MubenchError
 from mubench.hashing import sha256_arrays
-from mubench.record import Record, RunConfig
-from mubench.runner import check_architecture, derived_seed, resolve_device
+from mubench.harness.record import Record, RunConfig
+from mubench.harness.runner import check_architecture, derived_seed, resolve_device
 from mubench.tasks.base import TaskData
 from mubench.transfer import synchronize
 

@@ -6,7 +6,7 @@ profile, task number), so every stream, method and seed of a profile shares them
 the sha256 of the stream's canonical definition (its name and requests, the task split, the
 setting) together with the hash of every task's indices: it goes into every record's `split_id`.
 A stored stream is re-hashed and compared with a fresh draw whenever it is read, as splits are
-(mubench.splits.load_or_make_split), so a change in the generators or the definition can never
+(mubench.harness.splits.load_or_make_split), so a change in the generators or the definition can never
 silently alter the data behind a record.
 """
 
@@ -22,7 +22,7 @@ from mubench import paths
 from mubench.continual.spec import ContinualSpec, StreamSpec
 from mubench.errors import SplitMismatchError
 from mubench.hashing import sha256_arrays, sha256_of
-from mubench.splits import generator_for
+from mubench.harness.splits import generator_for
 from mubench.tasks.base import TaskData
 
 

@@ -6,7 +6,7 @@ output layer of task-incremental split MNIST (van de Ven & Tolias 2019). Trainin
 cross-entropy over those logits, so a class that was never trained receives no gradient at all.
 The output layer starts at zero: the logits of a task never learned are all equal, the masked
 argmax then picks the task's first class for every sample, and on a balanced test set that scores
-exactly chance (1 / classes). The loop mirrors mubench.training.train_model (data on the device,
+exactly chance (1 / classes). The loop mirrors mubench.harness.training.train_model (data on the device,
 batches by indexing a permutation drawn from an explicit generator).
 """
 
@@ -23,10 +23,10 @@ from torch.nn import functional as F
 
 from mubench.continual.spec import ContinualSpec
 from mubench.errors import MubenchError
-from mubench.models import model_factories
+from mubench.harness.models import model_factories
 from mubench.tasks.spec import Recipe
 from mubench.request import shuffled
-from mubench.training import crop_flip, make_optimizer, make_schedule
+from mubench.harness.training import crop_flip, make_optimizer, make_schedule
 from mubench.transfer import synchronize, to_device
 
 
@@ -111,7 +111,7 @@ def output_layer(model: nn.Module, num_classes: int) -> nn.Linear:
 
 def fresh_model(spec: ContinualSpec, profile: str, seed: int) -> nn.Module:
     """The profile's untrained model, initialised from `seed` (inside fork_rng, as
-    mubench.models.build_model does), with its output layer set to zero."""
+    mubench.harness.models.build_model does), with its output layer set to zero."""
     settings = spec.profile(profile)
     factory = model_factories.get(settings.model)
     with torch.random.fork_rng(devices=[]):

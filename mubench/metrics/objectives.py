@@ -1,5 +1,5 @@
 """Three trade-off objectives per run, each in [0, 1], higher is better; the oracle scores 1 on
-utility and forgetting. They are what the Pareto fronts and hypervolumes (mubench.tradeoff) use.
+utility and forgetting. They are what the Pareto fronts and hypervolumes (mubench.results.tradeoff) use.
 
 - utility    = min(1, test accuracy / the oracle's test accuracy)
 - forgetting = 1 - (|forget acc - oracle's| + min(1, 2 |loss-attack AUC - oracle's|)) / 2

@@ -37,7 +37,7 @@ from mubench.data.celeba import (ATTRIBUTE_NAMES, FULL_SIZE, HALF_SIZE, IMAGE_FO
                                  official_partition, read_attributes, read_id_values, read_manifest, values_for)
 from mubench.data.files import DataFile, find
 from mubench.errors import MissingDataError
-from mubench.scenarios import ScenarioKind, scenario_kinds
+from mubench.tasks.scenarios import ScenarioKind, scenario_kinds
 from mubench.tasks.base import DataStatus, Pool, Task, TaskData, cached_task_data, tasks
 from mubench.tasks.spec import DataFileSpec, ProfileSpec, Recipe, ScenarioSpec, TaskSpec, random_scenarios
 

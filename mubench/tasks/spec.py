@@ -35,7 +35,7 @@ class Recipe(Frozen):
     momentum: float = Field(default=0.9, ge=0, lt=1)
     nesterov: bool = False
     # "onecycle": linear warm-up over the first `warmup` fraction of the steps from lr/warmup_div,
-    # then linear decay (Smith & Topin 2019; mubench.training.make_schedule)
+    # then linear decay (Smith & Topin 2019; mubench.harness.training.make_schedule)
     schedule: Literal["constant", "cosine", "onecycle"] = "constant"
     warmup: float = Field(default=0.25, gt=0, lt=1)
     warmup_div: float = Field(default=25.0, ge=1)

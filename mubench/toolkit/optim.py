@@ -15,7 +15,7 @@ BATCHNORM_MODES = ("frozen", "train")
 
 def sgd(model: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> torch.optim.SGD:
     """SGD with momentum; on CUDA the fused single-kernel implementation (the same update, as the
-    training engine uses: mubench.training.make_optimizer)."""
+    training engine uses: mubench.harness.training.make_optimizer)."""
     params = list(model.parameters())
     fused = {"fused": True} if params and params[0].is_cuda else {}
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **fused)

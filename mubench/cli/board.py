@@ -1,14 +1,14 @@
 """`mubench leaderboard` (the Streamlit app) and `mubench export` (its overview tables as
 Markdown, LaTeX or HTML, and the README's leaderboard block).
 
-The exports are rendered from the same mubench.board tables the app shows, so a pasted table
+The exports are rendered from the same mubench.board.tables tables the app shows, so a pasted table
 can always be regenerated. Every text is escaped for its format: Markdown cells backslash-escape
 the characters that would format or link, names sit in code spans; LaTeX and HTML go through
 pandas' escaping (`to_latex(escape=True)`, `to_html(escape=True)`) and `html.escape`.
 
 The README block is rendered without a store, so it depends only on the committed submissions
-folder (a status there is never `verified`: that needs the records; see mubench/board.py).
-Registered on the main app by `register(app)` (mubench/cli.py).
+folder (a status there is never `verified`: that needs the records; see mubench/board/tables.py).
+Registered on the main app by `register(app)` (mubench/cli/app.py).
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ import pandas as pd
 import typer
 from rich.markup import escape
 
-from mubench import board as bd
-from mubench.cli_options import StoreOption
+from mubench.board import tables as bd
+from mubench.cli.common import StoreOption
 from mubench.errors import MubenchError
 
-APP = Path(__file__).resolve().parents[1] / "leaderboard" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "leaderboard" / "app.py"
 README_START, README_END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
 EMPTY = "No submissions yet: `mubench submit` writes the first."
 MEAN_RANK_TITLE = "Mean rank over task x scenario cells (1 = best)"
@@ -186,7 +186,7 @@ def leaderboard(
 ) -> None:
     """Start the leaderboard (Streamlit, read-only) over the submissions folder and the local store."""
     from mubench import paths
-    from mubench.submission import submissions_folder
+    from mubench.board.submission import submissions_folder
 
     if not APP.is_file():
         raise MubenchError(f"{APP} not found: the leaderboard app ships with the source checkout, run it from there")
@@ -209,7 +209,7 @@ def export(
     readme: Annotated[Optional[Path], typer.Option("--readme", help="rewrite only the leaderboard block of this README (Markdown, no store)")] = None,
 ) -> None:
     """Write the leaderboard's overview tables (per task x scenario ranks and mean ranks)."""
-    from mubench.cli import out as console
+    from mubench.cli.common import out as console
 
     if readme is not None:
         if fmt != ExportFormat.markdown or store is not None or metric or profile or out:
@@ -229,6 +229,6 @@ def export(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `leaderboard` and `export` to the main app (mubench/cli.py calls this)."""
+    """Add `leaderboard` and `export` to the main app (mubench/cli/app.py calls this)."""
     app.command()(leaderboard)
     app.command()(export)

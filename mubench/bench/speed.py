@@ -30,12 +30,12 @@ from rich.console import Console
 from rich.table import Table
 from torch.nn import functional as F
 
-from mubench import provenance
+from mubench.harness import provenance
 from mubench.methods import methods
 from mubench.metrics import compute_metrics
 from mubench.request import Request
-from mubench.runner import Harness, derived_seed
-from mubench.training import train_model
+from mubench.harness.runner import Harness, derived_seed
+from mubench.harness.training import train_model
 
 
 def _median_seconds(fn: Callable[[], object], trials: int) -> float:
@@ -73,10 +73,10 @@ def executor_speedup(console: Console, task_name: str, workers: int, seeds: int 
     import tempfile
     from pathlib import Path
 
-    from mubench.artifacts import ModelCache
-    from mubench.executors import make_executor
-    from mubench.store import Store
-    from mubench.sweep import GridSpec, expand_grid, run_grid
+    from mubench.harness.artifacts import ModelCache
+    from mubench.orchestration.executors import make_executor
+    from mubench.orchestration.store import Store
+    from mubench.orchestration.sweep import GridSpec, expand_grid, run_grid
     from mubench.tasks.base import tasks
 
     spec = tasks.get(task_name).spec

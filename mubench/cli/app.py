@@ -4,30 +4,36 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperCommand
 
 from mubench import paths
+from mubench.cli.board import register as register_board_commands
+from mubench.cli.common import (
+    StoreOption,
+    check_data,
+    check_device,
+    err,
+    limits,
+    out,
+    run_with_progress,
+    tasks_with_data,
+)
+from mubench.cli.stream import stream_app
+from mubench.cli.submit import register as register_submission_commands
 from mubench.errors import MubenchError
 
 app = typer.Typer(help="mubench: a benchmark and leaderboard for machine unlearning.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Where each task's data is, and what is missing.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-from mubench.continual.cli import stream_app  # noqa: E402  (light: its commands import the harness lazily)
 app.add_typer(stream_app, name="stream")
 
-err = Console(stderr=True)
-# Piped output gets a wide console: a results table squeezed to 80 columns is unreadable in a log.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 class Listable(str, Enum):
@@ -77,7 +83,6 @@ class _OptionalSweepValue(TyperCommand):
         return super().parse_args(ctx, args)
 
 
-from mubench.cli_options import StoreOption  # noqa: E402
 
 
 def main() -> None:
@@ -93,8 +98,7 @@ def main() -> None:
 @app.command("list")
 def list_(what: Listable, as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
     """List registered tasks, scenarios (per task) or methods."""
-    from mubench import listing
-
+    from mubench.board import listing
     rows = {"tasks": listing.task_rows, "scenarios": listing.scenario_rows, "methods": listing.method_rows}[what.value]()
     if as_json:
         out.file.write(json.dumps(rows, indent=1) + "\n")
@@ -121,15 +125,15 @@ def run(
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="processes: worker processes; ray: CPUs of the local instance (default: all cores)")] = None,
     gpus_per_run: Annotated[Optional[float], typer.Option("--gpus-per-run", min=0, help="ray: GPU share of each run (default 0.25 on CUDA, 0 on the CPU)")] = None,
     overlap: Annotated[bool, typer.Option("--overlap", help="local: compute each run's outputs-only metrics (the attacks' CPU fits) in a thread beside the next run's method: more runs per hour on a GPU, method seconds that include the contention")] = False,
-    isolate: Annotated[bool, typer.Option("--isolate", help="run each method in its own process under --time-limit and --memory-limit (mubench.sandbox)")] = False,
+    isolate: Annotated[bool, typer.Option("--isolate", help="run each method in its own process under --time-limit and --memory-limit (mubench.orchestration.sandbox)")] = False,
     time_limit: Annotated[float, typer.Option("--time-limit", min=0.001, help="--isolate: seconds each run's method and evaluation may take")] = 3600.0,
     memory_limit: Annotated[Optional[int], typer.Option("--memory-limit", min=1, help="--isolate: MB of address space the method may add (default: no limit)")] = None,
 ) -> None:
     """Run the cross product of the given options (or a suite); finished runs are skipped."""
+    from mubench.harness.runner import Harness
     from mubench.methods import parse_hparam_overrides
-    from mubench.runner import Harness
-    from mubench.store import Store
-    from mubench.sweep import GridSpec, expand_grid
+    from mubench.orchestration.store import Store
+    from mubench.orchestration.sweep import GridSpec, expand_grid
 
     grid = GridSpec.from_suite(suite) if suite else GridSpec(tasks=[], scenarios=None, methods=None, seeds=[0], profile="smoke")
     grid.tasks = task or grid.tasks
@@ -140,10 +144,10 @@ def run(
     if not grid.tasks:
         raise MubenchError("name at least one --task, or a --suite (e.g. --suite quick)")
     if suite and not task:  # a suite covers the tasks whose data is here, and names the others
-        grid.tasks = _tasks_with_data(grid.tasks)
+        grid.tasks = tasks_with_data(grid.tasks)
     configs = expand_grid(grid)
-    _check_data(grid.tasks)
-    _check_device(device)
+    check_data(grid.tasks)
+    check_device(device)
     if executor is not ExecutorKind.ray and (address or gpus_per_run is not None):
         raise MubenchError("--address and --gpus-per-run apply to --executor ray")
     if executor is ExecutorKind.local and workers:
@@ -154,19 +158,19 @@ def run(
         raise MubenchError("--isolate runs each run in a child process of this machine: use it with --executor local")
     result_store = Store(store or paths.default_store())  # a read-only or full location fails here, before any work
     harness = Harness(device=device, shadow_models=shadow_models)
-    from mubench.executors import make_executor
+    from mubench.orchestration.executors import make_executor
 
     options = {"ray": {"address": address, "workers": workers, "gpus_per_run": gpus_per_run},
                "processes": {"workers": workers}, "local": {"overlap": overlap}}.get(executor.value, {})
     with make_executor(executor.value, harness, **options) as runner:
-        records = _run_with_progress(configs, result_store, harness, as_json, runner, _limits(isolate, time_limit, memory_limit))
+        records = run_with_progress(configs, result_store, harness, as_json, runner, limits(isolate, time_limit, memory_limit))
     if not as_json:
-        from mubench.aggregate import records_frame, summarise
-        from mubench.report import render
+        from mubench.results.aggregate import records_frame, summarise
+        from mubench.results.report import render
 
         if grid.sweep:
-            from mubench.ranking import hypervolume_table
-            from mubench.report import render_hypervolume
+            from mubench.results.ranking import hypervolume_table
+            from mubench.results.report import render_hypervolume
 
             render_hypervolume(hypervolume_table(records), "table", out)
         else:
@@ -189,11 +193,21 @@ def results(
     store: StoreOption = None,
 ) -> None:
     """Aggregate stored records over seeds: mean, 95 % CI and n per metric; or sweep hypervolumes, or ranks."""
-    from mubench import listing
-    from mubench.aggregate import SELECTIONS, records_frame, select_settings, summarise
-    from mubench.ranking import hypervolume_table, mean_ranks, rank_table
-    from mubench.report import render, render_hypervolume, render_ranks, selection_note
-    from mubench.store import Store
+    from mubench.board import listing
+    from mubench.orchestration.store import Store
+    from mubench.results.aggregate import (
+        SELECTIONS,
+        records_frame,
+        select_settings,
+        summarise,
+    )
+    from mubench.results.ranking import hypervolume_table, mean_ranks, rank_table
+    from mubench.results.report import (
+        render,
+        render_hypervolume,
+        render_ranks,
+        selection_note,
+    )
 
     path = store or paths.default_store()
     if not path.exists():
@@ -233,8 +247,8 @@ def plot(
     store: StoreOption = None,
 ) -> None:
     """Draw a figure from the stored records (matplotlib)."""
-    from mubench.plots import plot as draw
-    from mubench.store import Store
+    from mubench.orchestration.store import Store
+    from mubench.results.plots import plot as draw
 
     path = store or paths.default_store()
     if not path.exists():
@@ -247,7 +261,7 @@ def plot(
 @data_app.command("status")
 def data_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """For each task: whether its data was found, where, and which files are missing."""
-    from mubench.listing import data_status_rows, print_rows
+    from mubench.board.listing import data_status_rows, print_rows
 
     rows = data_status_rows()
     if as_json:
@@ -262,8 +276,8 @@ def data_fetch(
     all_tasks: Annotated[bool, typer.Option("--all", help="every registered task")] = False,
 ) -> None:
     """Download each official file that is not found yet into $MUBENCH_HOME/raw (resumed, sha256-checked)."""
+    from mubench.board.listing import any_task, every_task
     from mubench.data.files import fetch
-    from mubench.listing import any_task, every_task
 
     if bool(task) == all_tasks:
         raise MubenchError("name the tasks to fetch, or pass --all (not both)")
@@ -292,8 +306,8 @@ def data_card(
     directory: Annotated[Path, typer.Option("--dir", help="folder of the cards")] = Path("data_cards"),
 ) -> None:
     """Write each task's data card (spec + statistics of its data) to DIR/<task>.md, or --check them."""
-    from mubench.datacard import stale_parts, write_card
-    from mubench.listing import any_task, every_task
+    from mubench.board.datacard import stale_parts, write_card
+    from mubench.board.listing import any_task, every_task
 
     chosen = [(name, any_task(name)) for name in (task or list(every_task()))]
     if check:
@@ -310,71 +324,8 @@ def data_card(
         out.print(f"wrote {escape(str(path))}" + (f" ({note})" if note else ""), highlight=False, soft_wrap=True)
 
 
-def _tasks_with_data(task_names: Sequence[str]) -> list[str]:
-    from mubench.tasks.base import tasks
-
-    present = [name for name in task_names if name not in tasks or tasks.get(name).data_status().complete]
-    skipped = [name for name in task_names if name not in present]
-    if skipped:
-        err.print(f"skipping {', '.join(skipped)}: data not found (see `mubench data status`)", highlight=False)
-    return present
-
-
-def _check_device(device: str) -> None:
-    import torch
-
-    from mubench.runner import resolve_device
-
-    try:
-        resolved = torch.device(resolve_device(device))
-    except RuntimeError:
-        raise MubenchError(f"--device {device!r} is not a device; use cpu, cuda, cuda:N or auto") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise MubenchError(f"--device {device}: CUDA is not available here; use --device cpu (or auto)")
-
-
-def _check_data(task_names: list[str]) -> None:
-    from mubench.data.files import missing_message
-    from mubench.tasks.base import tasks
-
-    for name in task_names:
-        task = tasks.get(name)
-        missing = [f for f in task.data_files() if f.name in task.data_status().missing]
-        if missing:
-            raise MubenchError(f"task {name}: " + "\n".join(missing_message(f) for f in missing))
-
-
-def _limits(isolate: bool, time_limit: float, memory_limit: int | None):  # type: ignore[no-untyped-def]
-    """The sandbox limits of --isolate, or None (the runs stay in this process)."""
-    from mubench.sandbox import Limits
-
-    return Limits(time_limit_s=time_limit, memory_limit_mb=memory_limit) if isolate else None
-
-
-def _run_with_progress(configs, store, harness, as_json: bool, executor="local", isolate=None):  # type: ignore[no-untyped-def]
-    from mubench.sweep import run_grid
-
-    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=False) as progress:
-        bar = progress.add_task("starting", total=len(configs))
-
-        def on_record(record, skipped):  # type: ignore[no-untyped-def]
-            state = "stored before" if skipped else record.status
-            if as_json:
-                out.file.write(record.model_dump_json() + "\n")
-                out.file.flush()
-            progress.console.print(f"{record.config.label}: {state}", highlight=False)
-            progress.update(bar, advance=1, description=record.config.scenario)
-
-        return run_grid(configs, store, harness, on_record, executor, isolate)
-
-
-from mubench.cli_submit import register as _register_submission_commands  # noqa: E402
-
-_register_submission_commands(app)  # submit, validate, schema
-from mubench.cli_board import register as _register_board_commands  # noqa: E402
-
-_register_board_commands(app)  # leaderboard, export
+register_submission_commands(app)  # submit, validate, schema, leaderboard-data
+register_board_commands(app)  # leaderboard, export
 
 if __name__ == "__main__":
     main()

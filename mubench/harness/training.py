@@ -72,7 +72,7 @@ class Engine:
         """The engine an unlearning method's own loop runs under (`hosting`): the task's memory
         format and precision, with autocast dropped for a method that opts out
         (`Method.mixed_precision`) and for every method under MUBENCH_METHOD_PRECISION=fp32 (to
-        compare; `python -m mubench.bench_training --methods-fp32`). Never compiled: a method's
+        compare; `python -m mubench.bench.training --methods-fp32`). Never compiled: a method's
         loop is its own code."""
         engine = cls.for_device(device, recipe, compile=False)
         if mixed_precision and os.environ.get(METHOD_PRECISION_ENV, "") != "fp32":

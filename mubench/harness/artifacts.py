@@ -71,7 +71,7 @@ class ModelCache:
     def get_or_train_many(self, descriptions: list[dict[str, object]], build: Callable[[int], nn.Module],
                           train_many: Callable[[list[nn.Module], list[int]], float]) -> list[CachedModel]:
         """`get_or_train` for several models that can be trained together (one batched training
-        of those not in the cache: `mubench.training.train_models_batched`). `build(i)` returns the
+        of those not in the cache: `mubench.harness.training.train_models_batched`). `build(i)` returns the
         untrained architecture of description i; `train_many(models, indices)` trains the missing
         ones (of those description indices) in place and returns the seconds for all of them, which are shared out equally. Keys are
         locked in sorted order, so two processes asking for overlapping sets cannot deadlock."""

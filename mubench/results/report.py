@@ -1,7 +1,7 @@
 """Rendering aggregated results: a rich table for the terminal, CSV, JSON and Markdown.
 
 Three views: the ordinary table (one row per method and setting, after a selection protocol),
-the hypervolume of each method's sweep, and method ranks (mubench.ranking).
+the hypervolume of each method's sweep, and method ranks (mubench.results.ranking).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from mubench.aggregate import SELECTIONS, direction_of, low_signal_scenarios, wide
-from mubench.tradeoff import REFERENCE_POINT
+from mubench.results.aggregate import SELECTIONS, direction_of, low_signal_scenarios, wide
+from mubench.results.tradeoff import REFERENCE_POINT
 
 HEADLINE = ["forget/acc", "retain/acc", "test/acc", "gap/forget_acc", "gap/test_acc",
             "forget/mae", "test/mae", "gap/forget_mae", "gap/test_mae",  # regression tasks

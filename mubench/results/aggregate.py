@@ -23,7 +23,7 @@ from scipy import stats
 
 from mubench.hashing import canonical_json
 from mubench.metrics import metrics
-from mubench.record import Record
+from mubench.harness.record import Record
 
 GROUP = ["task", "scenario", "method", "hparams", "profile"]
 SIGNAL_ACC_MIN, SIGNAL_MIA_MIN = 0.01, 0.02

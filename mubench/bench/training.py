@@ -46,20 +46,20 @@ from typing import Any
 import torch
 
 import mubench.tasks  # noqa: F401  (registers every task)
-from mubench import provenance
-from mubench.artifacts import ModelCache
+from mubench.harness import provenance
+from mubench.harness.artifacts import ModelCache
 from mubench.errors import MubenchError, UnknownNameError
 from mubench.evaluation import compute_outputs
 from mubench.methods import methods
-from mubench.models import build_model
-from mubench.record import Record, RunConfig
+from mubench.harness.models import build_model
+from mubench.harness.record import Record, RunConfig
 from mubench.request import Subset
-from mubench.runner import Harness, derived_seed, supports
-from mubench.scenarios import scenario_kinds
-from mubench.splits import make_split
-from mubench.sweep import GridSpec, expand_grid
+from mubench.harness.runner import Harness, derived_seed, supports
+from mubench.tasks.scenarios import scenario_kinds
+from mubench.harness.splits import make_split
+from mubench.orchestration.sweep import GridSpec, expand_grid
 from mubench.tasks.base import Task, TaskData, tasks
-from mubench.training import METHOD_PRECISION_ENV, Engine, train_model
+from mubench.harness.training import METHOD_PRECISION_ENV, Engine, train_model
 from mubench.transfer import recording_synchronisations, synchronize
 
 SEEDS = 3  # the full leaderboard's seeds
@@ -255,7 +255,7 @@ def method_synchronisations(harness: Harness, configs: list[RunConfig], top: int
 
 def _short(site: str) -> str:
     """file:line relative to the package's parent folder where it lies there."""
-    root = str(Path(__file__).resolve().parents[1]) + os.sep
+    root = str(Path(__file__).resolve().parents[2]) + os.sep
     return site[len(root):] if site.startswith(root) else site
 
 
@@ -267,7 +267,7 @@ def concurrent_run_seconds(harness: Harness, configs: list[RunConfig], workers: 
     models, their outputs), as it would in a sweep; while one run waits on the CPU (the attacks'
     scikit-learn fits) another computes on the GPU. The clock starts once the executor and its
     workers are up: starting them is paid once per sweep, not per run."""
-    from mubench.executors import make_executor
+    from mubench.orchestration.executors import make_executor
 
     if not configs:
         return 0.0
@@ -288,7 +288,7 @@ def overlapped_run_seconds(harness: Harness, configs: list[RunConfig]) -> tuple[
     `configs` over their number (the split is already prepared, as for `mean_run_seconds`); and
     the mean of the runs' `cost/seconds`, to compare with the method's seconds one after another
     (what the contention adds to a leaderboard's cost column)."""
-    from mubench.executors import LocalExecutor
+    from mubench.orchestration.executors import LocalExecutor
 
     if not configs:
         return 0.0, None

@@ -2,7 +2,7 @@
 
 A submitted method is someone else's code: it may hang, raise, exhaust memory, kill its own
 process, return NaN weights or another architecture, or reach for data it did not declare. Here
-it runs in a child process (`python -m mubench.sandbox`, its own session, so its whole process
+it runs in a child process (`python -m mubench.orchestration.sandbox`, its own session, so its whole process
 group can be killed), and whatever happens the driver gets a normal Record and the sweep goes on.
 
 Protocol. The driver writes a JSON `Payload` (config, limits, harness options, where the method
@@ -49,13 +49,13 @@ from typing import TYPE_CHECKING, Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from mubench import provenance
 from mubench.errors import MubenchError
-from mubench.executors import Executor
-from mubench.record import Record, RunConfig
+from mubench.harness import provenance
+from mubench.harness.record import Record, RunConfig
+from mubench.orchestration.executors import Executor
 
 if TYPE_CHECKING:
-    from mubench.runner import Harness
+    from mubench.harness.runner import Harness
 
 MAX_LINE_BYTES = 64 * 2**20  # a record is a few kB; anything near this is not one
 REAP_GRACE_S = 10.0  # after its last line, how long the child may take to exit before it is killed
@@ -100,7 +100,7 @@ class HarnessOptions(BaseModel):
 
 class MethodSource(BaseModel):
     """Where the child finds the method class: an importable module (registered baselines and
-    entry-point packages) or a user's file, loaded as `mubench submit` does (cli_submit)."""
+    entry-point packages) or a user's file, loaded as `mubench submit` does (mubench.orchestration.loading)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -196,7 +196,7 @@ class IsolatedExecutor(Executor):
 
 def isolated_executor(executor: Executor | str, harness: Harness, limits: Limits) -> IsolatedExecutor:
     """run_grid's `isolate` hook: isolation replaces the local executor (Ray runs are not isolated yet)."""
-    from mubench.executors import LocalExecutor
+    from mubench.orchestration.executors import LocalExecutor
 
     if not (executor == "local" or isinstance(executor, (LocalExecutor, IsolatedExecutor))):
         name = executor if isinstance(executor, str) else type(executor).__name__
@@ -225,10 +225,10 @@ def supervise(config: RunConfig, limits: Limits, options: HarnessOptions) -> Out
     payload = Payload(config=config, time_limit_s=limits.time_limit_s, memory_limit_mb=limits.memory_limit_mb,
                       options=options, source=method_source(config.method))
     env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parents[1])
+    package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "mubench.sandbox"], stdin=subprocess.PIPE,
+    child = subprocess.Popen([sys.executable, "-m", "mubench.orchestration.sandbox"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, env=env)
     outcome = Outcome()
     lines: queue.Queue[bytes | None] = queue.Queue()
@@ -379,7 +379,7 @@ def _find_spec(module: str) -> object | None:
 # -- the child -------------------------------------------------------------------------------------
 
 def _child_main() -> int:
-    """`python -m mubench.sandbox`: read the payload on stdin, write JSON lines on a private stdout."""
+    """`python -m mubench.orchestration.sandbox`: read the payload on stdin, write JSON lines on a private stdout."""
     channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # the method's prints (and anything else on fd 1) go to stderr
     sys.stdout = sys.stderr
@@ -392,7 +392,7 @@ def _child_main() -> int:
         payload = Payload.model_validate_json(sys.stdin.buffer.read())
         send(_child_run(payload, send))
     except BaseException as exc:  # noqa: BLE001 - SystemExit from a method included: reported, not lost
-        from mubench.runner import _reason
+        from mubench.harness.runner import _reason
 
         send(Failure(kind="error", error=_reason(exc) if isinstance(exc, Exception)
                      else f"{type(exc).__name__}: {exc} (raised outside the harness's handling)"))
@@ -402,8 +402,8 @@ def _child_main() -> int:
 def _child_run(payload: Payload, send) -> Done:  # type: ignore[no-untyped-def]
     import torch
 
-    from mubench.artifacts import ModelCache
-    from mubench.runner import Harness
+    from mubench.harness.artifacts import ModelCache
+    from mubench.harness.runner import Harness
 
     config, options = payload.config, payload.options
     if options.threads:
@@ -424,8 +424,8 @@ def _child_run(payload: Payload, send) -> Done:  # type: ignore[no-untyped-def]
 
 def _load_method(name: str, source: MethodSource) -> None:
     """Register the method in this fresh process the way the driver got it."""
-    from mubench.cli_submit import load_method_class
     from mubench.methods import methods, register_method
+    from mubench.orchestration.loading import load_method_class
 
     if source.module is not None:
         importlib.import_module(source.module)

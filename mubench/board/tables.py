@@ -1,13 +1,13 @@
 """The leaderboard's data layer: submission files (and a local store's records) as pandas tables.
 
 No Streamlit here: leaderboard/app.py draws these tables and `mubench export` writes them
-(mubench/cli_board.py), so the page and the exports can never disagree.
+(mubench/cli/board.py), so the page and the exports can never disagree.
 
 Entries. Every `*.json` in the submissions folder goes through `check_submission` (schema,
 registry, split ids, ranges, duplicates). A file with any problem is not shown; it is listed as
 refused with its problems (RobustBench-style: what is on the board passed the checks).
 
-Status, decided read-only. `check_submission` would open the store with `mubench.store.Store`,
+Status, decided read-only. `check_submission` would open the store with `mubench.orchestration.store.Store`,
 which creates tables and switches the journal mode: a write. The board instead reads the store
 through SQLite's read-only mode and repeats the same test: a file that claims `verified: true` is
 `verified` when every record it cites is in the store and rebuilding the results from them
@@ -43,13 +43,19 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
+from mubench.board.submission import (
+    MethodInfo,
+    Submission,
+    SubmissionError,
+    build_submission,
+    check_submission,
+    submissions_folder,
+)
 from mubench.errors import MubenchError, StoreError
+from mubench.harness.record import Record
 from mubench.hashing import canonical_json, sha256_file
 from mubench.methods import Access
-from mubench.ranking import ranking_key
-from mubench.record import Record
-from mubench.submission import (MethodInfo, Submission, SubmissionError, build_submission, check_submission,
-                                submissions_folder)
+from mubench.results.ranking import ranking_key
 
 VERIFIED, UNCHECKED, SELF_REPORTED, LOCAL = "verified", "unchecked", "self-reported", "local"
 DEFAULT_METRICS = ("forget/acc", "forget/mae")  # classification tasks, then regression tasks
@@ -237,7 +243,7 @@ def hypervolume_frame(board: Board) -> pd.DataFrame:
 
 
 def tradeoff_frame(board: Board) -> pd.DataFrame:
-    """One row per (entry, cell, setting): the objectives' means, as mubench.plots.tradeoff draws them."""
+    """One row per (entry, cell, setting): the objectives' means, as mubench.results.plots.tradeoff draws them."""
     rows = [{**_entry_fields(entry), "task": r.task, "scenario": r.scenario, "profile": r.profile,
              "hparams": p.hparams, "n": p.n, "objective/utility": p.utility, "objective/forgetting": p.forgetting,
              "objective/cost": p.cost, "cost/rte": p.rte if p.rte is not None else float("nan")}
@@ -315,7 +321,7 @@ def ranking_display(rows: pd.DataFrame) -> pd.DataFrame:
 
 def not_applicable_frame(board: Board) -> pd.DataFrame:
     """(task, method, reason) where a registered method does not apply (listing.not_applicable)."""
-    from mubench.listing import not_applicable
+    from mubench.board.listing import not_applicable
 
     task_names = sorted({r.task for e in board.entries for r in e.submission.results})
     method_names = sorted({e.submission.method for e in board.entries})

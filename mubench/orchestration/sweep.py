@@ -14,19 +14,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mubench.errors import MubenchError, UnknownNameError
-from mubench.executors import Executor, make_executor
+from mubench.harness.record import Record, RunConfig
+from mubench.harness.runner import Harness
 from mubench.hashing import canonical_json
 from mubench.methods import HParamValue, Method, methods
 from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION
+from mubench.orchestration.executors import Executor, make_executor
+from mubench.orchestration.store import Store
 from mubench.profiles import profiles
-from mubench.record import Record, RunConfig
 from mubench.registry import unknown_name_message
-from mubench.runner import Harness
-from mubench.store import Store
 from mubench.tasks.base import tasks
 
 if TYPE_CHECKING:
-    from mubench.sandbox import Limits
+    from mubench.orchestration.sandbox import Limits
 
 
 Scenarios = Sequence[str] | Mapping[str, Sequence[str]] | None  # one list for every task, or per task
@@ -202,10 +202,10 @@ def run_grid(configs: Sequence[RunConfig], store: Store, harness: Harness,
     arrives. `on_record(record, was_stored_before)` is called once per config: a stored config at
     its place in `configs`, a run when it finishes (with the local executor, also in order).
     The returned records follow `configs`.
-    `isolate` (limits): each run in its own child process under them (mubench.sandbox; local only).
+    `isolate` (limits): each run in its own child process under them (mubench.orchestration.sandbox; local only).
     """
     if isolate is not None:
-        from mubench.sandbox import isolated_executor
+        from mubench.orchestration.sandbox import isolated_executor
 
         executor = isolated_executor(executor, harness, isolate)
     if isinstance(executor, str):

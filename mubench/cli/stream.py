@@ -1,15 +1,13 @@
 """`mubench stream ...`: list the continual streams, run them, aggregate their records.
 
-Mounted on the main command line (mubench.cli) as the `stream` sub-app. Heavy modules (torch,
+Mounted on the main command line (mubench.cli.app) as the `stream` sub-app. Heavy modules (torch,
 the harness) are imported inside the commands, so `mubench --help` stays fast.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from enum import Enum
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -17,13 +15,11 @@ from rich.console import Console
 from rich.table import Table
 
 from mubench import paths
+from mubench.cli.common import StoreOption, err, out
 from mubench.errors import MubenchError
 
 stream_app = typer.Typer(help="Continual learn/unlearn streams: split-MNIST (and split-CIFAR-10).",
                          no_args_is_help=True)
-err = Console(stderr=True)
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-StoreOption = Annotated[Optional[Path], typer.Option("--store", help="SQLite store (default: $MUBENCH_HOME/results.sqlite)")]
 FINAL_KEYS = ["stream/retained_acc", "stream/unlearned_acc", "stream/relapse", "stream/unlearned_stability",
               "stream/unlearned_chance_gap", "stream/gap_retained", "stream/gap_unlearned", "cost/seconds", "cost/rte"]
 
@@ -45,7 +41,7 @@ def stream_rows() -> list[dict[str, object]]:
 @stream_app.command("list")
 def list_streams(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
     """Every continual task's streams with their requests (L3 = learn task 3, U3 = unlearn it)."""
-    from mubench.listing import print_rows
+    from mubench.board.listing import print_rows
 
     rows = stream_rows()
     if as_json:
@@ -70,7 +66,7 @@ def run(
     from mubench.continual.methods import continual_methods
     from mubench.continual.runner import StreamHarness, make_config
     from mubench.continual.task import continual_tasks
-    from mubench.store import Store
+    from mubench.orchestration.store import Store
 
     spec = continual_tasks.get(task).spec
     from mubench.methods import parse_hparam_overrides
@@ -124,9 +120,9 @@ def results(
     store: StoreOption = None,
 ) -> None:
     """Final stream metrics over seeds (mean, 95 % CI, n) per task, stream, method and setting."""
-    from mubench.aggregate import records_frame, summarise
     from mubench.continual.task import continual_tasks
-    from mubench.store import Store
+    from mubench.orchestration.store import Store
+    from mubench.results.aggregate import records_frame, summarise
 
     path = store or paths.default_store()
     if not path.exists():

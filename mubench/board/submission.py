@@ -2,7 +2,7 @@
 
 A submission file (`leaderboard/submissions/<method>.json`) holds who made the method, what it may
 touch, how its hyper-parameters were chosen, and per task x scenario the aggregated metrics (mean,
-95 % CI, n seeds; mubench.aggregate), the sweep's hypervolume (mubench.ranking) and the split id
+95 % CI, n seeds; mubench.results.aggregate), the sweep's hypervolume (mubench.results.ranking) and the split id
 of every seed. Every number comes from records; nothing is typed by hand.
 
 Rules (RobustBench-style comparability flags, made checkable):
@@ -17,7 +17,7 @@ Rules (RobustBench-style comparability flags, made checkable):
   otherwise the file is accepted as self-reported (verified false) with a note. `mubench submit`
   writes verified files, since it stores the records it aggregates.
 - Registry: task versions and split ids must equal what the registry draws now (splits recomputed
-  with mubench.splits, never read from the cache); tasks whose data is absent are skipped with a
+  with mubench.harness.splits, never read from the cache); tasks whose data is absent are skipped with a
   note. Metric values must lie in their ranges (`METRIC_RANGES`). The metric and MIA spec versions
   the file states must be this mubench's (numbers of other definitions are not comparable).
 """
@@ -36,8 +36,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mubench.errors import MubenchError
+from mubench.harness.record import Record
 from mubench.methods import Access, HParamValue
-from mubench.record import Record
 
 SCHEMA_VERSION = 1
 DEFAULT_FOLDER = Path("leaderboard") / "submissions"
@@ -82,8 +82,8 @@ class MetricSummary(BaseModel):
 
 class TradeoffPoint(BaseModel):
     """One setting of the method's runs in a task x scenario: the means over seeds of the three
-    objectives the trade-off plot and the hypervolume use (mubench.ranking.objective_points) and of
-    `cost/rte`, the plot's marker size (mubench.plots.tradeoff)."""
+    objectives the trade-off plot and the hypervolume use (mubench.results.ranking.objective_points) and of
+    `cost/rte`, the plot's marker size (mubench.results.plots.tradeoff)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -141,7 +141,7 @@ class Submission(BaseModel):
     suite: PlainText
     seeds: list[int] = Field(min_length=1)
     sweep: Literal["axes", "grid"] | None = None
-    selection: Literal["default", "val"] = Field(description="hyper-parameter selection protocol (mubench.aggregate)")
+    selection: Literal["default", "val"] = Field(description="hyper-parameter selection protocol (mubench.results.aggregate)")
     hardware: PlainText
     compute_seconds: float = Field(ge=0, description="sum of the runs' seconds")
     mubench_version: PlainText
@@ -177,8 +177,8 @@ def build_submission(records: Sequence[Record], info: MethodInfo, *, suite: str,
                      sweep: str | None, verified: bool, created_at: str) -> Submission:
     """The submission of `info`'s method from its records: settings chosen with the `default`
     protocol without a sweep and `val` (best val/acc per seed) with one; hypervolume with a sweep."""
-    from mubench.aggregate import records_frame, select_settings, summarise
-    from mubench.ranking import hypervolume_table
+    from mubench.results.aggregate import records_frame, select_settings, summarise
+    from mubench.results.ranking import hypervolume_table
 
     mine = [r for r in records if r.config.method == info.method]
     ok = [r for r in mine if r.status == "ok"]
@@ -242,8 +242,8 @@ def _seed_values(kept: Any, cell: Any, metric: str) -> list[float]:
 
 def _tradeoff_means(records: Sequence[Record]) -> Any:
     """Per (task, scenario, profile, hparams): the objectives' and cost/rte's means over seeds, and n."""
-    from mubench.aggregate import records_frame
-    from mubench.ranking import objective_points
+    from mubench.results.aggregate import records_frame
+    from mubench.results.ranking import objective_points
 
     frame = records_frame(records)
     points = objective_points(frame)
@@ -444,7 +444,7 @@ def _registry_problems(submission: Submission) -> tuple[list[str], list[str]]:
 
 def current_split_id(task: Any, data: Any, scenario: str, seed: int, profile: str) -> str:
     """The split id the harness would record now (indices and poison), drawn without touching the cache."""
-    from mubench.splits import make_poison, make_split
+    from mubench.harness.splits import make_poison, make_split
 
     split = make_split(task, data, scenario, seed, profile)
     poison = make_poison(task, data, split, scenario, seed, profile)
@@ -455,7 +455,7 @@ def _verified(submission: Submission, store_path: Path | None) -> tuple[bool, st
     """Whether the file's claim to be verified stands: its records are in the local store and
     rebuilding from them reproduces its results."""
     from mubench import paths
-    from mubench.store import Store
+    from mubench.orchestration.store import Store
 
     if not submission.verified:
         return False, "the file says so"

@@ -2,12 +2,12 @@
 
 Hypervolume: per (task, scenario, method, profile, seed), each successful record of the sweep is a
 point of the three objectives (mubench.metrics.objectives, each in [0, 1], higher is better); the
-hypervolume of their Pareto front above the fixed reference point (mubench.tradeoff) is one number
+hypervolume of their Pareto front above the fixed reference point (mubench.results.tradeoff) is one number
 per seed, aggregated over seeds as everything else is (mean, 95 % t-interval, n).
 
 Ranks: per (task, scenario, profile), methods are ranked by mean hypervolume (1 = best) and by a
 headline metric in its own direction, on the settings a selection protocol picks
-(mubench.aggregate.select_settings); ties share the mean of their ranks (pandas
+(mubench.results.aggregate.select_settings); ties share the mean of their ranks (pandas
 `rank(method="average")`). A metric whose target is the oracle's value is ranked by its gap to the
 oracle (forget/acc by gap/forget_acc). The mean rank of a method is the plain mean over the
 (task, scenario) cells in which it has a rank.
@@ -20,12 +20,12 @@ from typing import Any
 
 import pandas as pd
 
-from mubench.aggregate import CELL, ci95_half_width, records_frame, select_settings
+from mubench.results.aggregate import CELL, ci95_half_width, records_frame, select_settings
 from mubench.errors import MubenchError
 from mubench.metrics import metrics
 from mubench.metrics.objectives import OBJECTIVES
-from mubench.record import Record
-from mubench.tradeoff import hypervolume, pareto_front
+from mubench.harness.record import Record
+from mubench.results.tradeoff import hypervolume, pareto_front
 
 HV_PER_SEED = [*CELL, "seed", "hv", "points", "front"]
 HV_TABLE = [*CELL, "hv_mean", "hv_ci95", "n", "points", "front"]

@@ -23,7 +23,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from mubench.errors import StoreError
-from mubench.record import Record
+from mubench.harness.record import Record
 
 SCHEMA_VERSION = 1
 MIN_FREE_BYTES = 32 * 2**20  # records are a few kB each; below this the disk is as good as full

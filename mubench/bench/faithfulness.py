@@ -1,6 +1,6 @@
 """Faithfulness: our rows of a task and scenario beside a published table, seed spread and all.
 
-`python -m mubench.faithfulness [--table NAME] [--seeds 0,1,2] [--profile P] [--methods a,b]`
+`python -m mubench.bench.faithfulness [--table NAME] [--seeds 0,1,2] [--profile P] [--methods a,b]`
 runs each method of a published table through the harness (the method's defaults for the profile,
 which for `standard` are the papers' own settings where they differ from smoke's; the task's
 recipe of `--profile`: `standard` on a GPU, `smoke` on a CPU, where the numbers mean nothing
@@ -29,8 +29,8 @@ import mubench.tasks  # noqa: F401  (registers the tasks)
 from mubench.errors import MubenchError
 from mubench.evaluation import EvaluationContext
 from mubench.metrics import compute_metrics
-from mubench.runner import Harness
-from mubench.sweep import GridSpec, expand_grid
+from mubench.harness.runner import Harness
+from mubench.orchestration.sweep import GridSpec, expand_grid
 
 ROUNDING = 0.01  # published values are given to two decimals
 
@@ -169,13 +169,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cells = run_table(table, seeds, profile, harness, args.methods.split(",") if args.methods else None)
     except MubenchError as exc:
-        raise SystemExit(f"mubench.faithfulness: {exc}") from None
+        raise SystemExit(f"mubench.bench.faithfulness: {exc}") from None
     print_report(table, cells, profile, str(harness.device))
     if args.json:
         args.json.write_text(json.dumps([asdict(c) | {"mean": c.mean, "sd": c.sd, "within": c.within} for c in cells],
                                         indent=1))
     if any(math.isnan(c.mean) for c in cells):
-        raise SystemExit("mubench.faithfulness: some cells are NaN")
+        raise SystemExit("mubench.bench.faithfulness: some cells are NaN")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 An executor turns run configs into records and nothing else: `Executor.map(configs)` yields one
 `Record` per config as each run finishes (the local executor in order, the others in the order runs
-complete) and never touches the store; `mubench.sweep.run_grid` stores each record the moment it
+complete) and never touches the store; `mubench.orchestration.sweep.run_grid` stores each record the moment it
 arrives, in the driver process, so a killed driver loses at most the runs in flight.
 `start()` starts the workers ahead of the first run (for timings); `close()` (or leaving a `with`
 block) releases what the executor started.
@@ -43,19 +43,26 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from mubench import paths, provenance
+from mubench import paths
 from mubench.errors import MubenchError
+from mubench.harness import provenance
+from mubench.harness.record import Record, RunConfig
+from mubench.harness.runner import Harness
 from mubench.hashing import sha256_of
 from mubench.methods import Method, methods
 from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION
-from mubench.record import Record, RunConfig
 from mubench.registry import Registry
-from mubench.runner import Harness
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +166,7 @@ _worker_harnesses: dict[WorkerSettings, Harness] = {}
 
 def _worker_harness(settings: WorkerSettings) -> Harness:
     """This worker process's harness for `settings`, built once and kept between tasks."""
-    from mubench.artifacts import ModelCache
+    from mubench.harness.artifacts import ModelCache
 
     for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
         del os.environ[key]
@@ -209,7 +216,7 @@ def prepare_exclusively(harness: Harness, config: RunConfig) -> None:
     Workers of one node share the home, and its prepared-data and split files are written under
     fixed temporary names; two workers writing one of them at once would collide. The second
     worker waits, then reads what the first wrote."""
-    from mubench.artifacts import file_lock
+    from mubench.harness.artifacts import file_lock
     from mubench.tasks.base import tasks
 
     locks = paths.home() / "locks"
@@ -261,7 +268,7 @@ def _run_pickled(settings: WorkerSettings, classes: bytes, config_json: str) -> 
 
 
 def _warm_up() -> None:
-    import mubench.runner  # noqa: F401  (torch, the tasks and the methods with it)
+    import mubench.harness.runner  # noqa: F401  (torch, the tasks and the methods with it)
 
 
 @dataclass(frozen=True)

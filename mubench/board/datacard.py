@@ -377,7 +377,7 @@ def _many_values(counts: dict[Any, int]) -> str:
 
 
 def _split_sizes(task: Task, data: TaskData) -> str:
-    from mubench.splits import PARTS, make_split
+    from mubench.harness.splits import PARTS, make_split
 
     rows = []
     for profile in task.spec.profiles:
