@@ -1,4 +1,4 @@
-"""Access levels beyond the retain set: `unseen` data and counterfactuals (design.md), handed out
+"""Access levels beyond the retain set: `unseen` data and counterfactuals (docs/design.md), handed out
 only to methods that declared them, and never the membership attacks' held-out non-members."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The leaderboard end to end in a real headless Chromium (issue 7): Debian's `chromium`, driven
+"""The leaderboard end to end in a real headless Chromium: Debian's `chromium`, driven
 by Playwright for Python through `executable_path` (tests/browser_setup.py installs it with apt
 when it is missing and we are root; the test skips, naming what failed, only where it cannot).
 

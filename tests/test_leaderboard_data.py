@@ -1,5 +1,5 @@
 """The baselines' leaderboard entries (`mubench leaderboard-data`), the `standard` suite, and
-`mubench submit --entry-point` for a method an installed package publishes (issue 7).
+`mubench submit --entry-point` for a method an installed package publishes.
 
 Runs train only on `debug`, through a tiny suite patched into SUITES; the entry point is faked by
 patching `importlib.metadata.entry_points` to point at a package this test writes into tmp_path."""

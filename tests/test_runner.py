@@ -140,7 +140,7 @@ def test_cmnist_retrain_has_zero_gaps_and_identity_keeps_forget_accuracy(cmnist_
 @needs_real_mnist
 def test_cmnist_random_10_membership(cmnist_random_10):
     """Colored MNIST's colour shortcut leaves the smoke original almost no membership signal
-    (design.md: about 0.01 AUC), so the oracle sits within sampling noise of 0.5 and the
+    (docs/design.md: about 0.01 AUC), so the oracle sits within sampling noise of 0.5 and the
     original only slightly above it; the scenario is flagged as low-signal in reports."""
     records, prepared = cmnist_random_10
     tolerance = null_auc_tolerance(len(prepared.split.forget), len(prepared.split.heldout))

@@ -8,7 +8,7 @@ beyond "the check runs") and prints, per method and column, our mean and standar
 the seeds, the published value and whether it lies within the spread. Within = |ours - published|
 <= max(2 sd, 0.01): two standard deviations of our seeds, and no less than the published tables'
 rounding to two decimals. It is a report, not a test: a row outside says where a recipe or an
-implementation departs from the paper, which the row's note or the issue then explains.
+implementation departs from the paper, which the row's note then explains.
 
 Columns are measures of one run: the accuracies on the forget and retain sets, the test accuracy
 on the images the paper's test accuracy is measured on (the table's `clean_test_attribute`: on

@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plan", action="store_true",
                         help="train and time nothing: print the full leaderboard's size per task (trainings, runs) "
                              "and the seconds per job that --budget-hours allows")
-    parser.add_argument("--budget-hours", type=float, default=1.0, help="with --plan (default: 1, issue 9's target)")
+    parser.add_argument("--budget-hours", type=float, default=1.0, help="with --plan (default: 1, the one-hour target of docs/scale.md)")
     args = parser.parse_args(argv)
     if args.budget_hours <= 0:
         parser.error(f"--budget-hours must be positive, got {args.budget_hours:g}")

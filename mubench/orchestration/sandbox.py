@@ -1,4 +1,4 @@
-"""Run one RunConfig of an untrusted method in a separate process, with limits (issue 8).
+"""Run one RunConfig of an untrusted method in a separate process, with limits.
 
 A submitted method is someone else's code: it may hang, raise, exhaust memory, kill its own
 process, return NaN weights or another architecture, or reach for data it did not declare. Here

@@ -97,7 +97,7 @@ class DataFileSpec(Frozen):
 
 
 class TaskSpec(Frozen):
-    """Everything that defines a task; see ../shared/design.md ("Task")."""
+    """Everything that defines a task; see docs/design.md ("Task")."""
 
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     version: str
