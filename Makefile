@@ -1,10 +1,10 @@
-# mubench: `make run` (the quick suite on the CPU) and `make test`; both set up .venv first.
+# mubench: `make run` (the quick suite on the CPU) and `make test` (lint and the fast tests); both set up .venv first.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench clean
+.PHONY: install run test test-slow test-all lint bench clean
 
 install: $(STAMP)
 
@@ -17,8 +17,19 @@ run: install
 	$(BIN)/mubench run --suite quick
 	$(BIN)/mubench stream run --task split_mnist
 
-test: install
+# The fast suite (under 5 minutes on 2 CPU cores): every test not marked slow. The slow ones train
+# real models on the mirror's data; CI runs both (.ci/run). docs/testing.md says more.
+test: lint
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: install
+	$(BIN)/python -m pytest -m slow
+
+test-all: install
 	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
 
 bench: install
 	$(BIN)/python -m mubench.bench.speed

@@ -4,6 +4,31 @@
 never imports it directly.
 """
 
-from baselines import (bad_teacher, bias_distill, bias_ga, bias_lora, boundary, ccu, cup,  # noqa: F401
-                       fgsm_unlearn, finetune, fisher, fmd, grad_ascent, identity, influence_removal, l1_sparse, l2ul,
-                       lotus, neggrad_plus, pte, random_label, retrain, salun, scrub, ssd, uncle, unsir)
+from baselines import (  # noqa: F401
+                       bad_teacher,
+                       bias_distill,
+                       bias_ga,
+                       bias_lora,
+                       boundary,
+                       ccu,
+                       cup,
+                       fgsm_unlearn,
+                       finetune,
+                       fisher,
+                       fmd,
+                       grad_ascent,
+                       identity,
+                       influence_removal,
+                       l1_sparse,
+                       l2ul,
+                       lotus,
+                       neggrad_plus,
+                       pte,
+                       random_label,
+                       retrain,
+                       salun,
+                       scrub,
+                       ssd,
+                       uncle,
+                       unsir,
+)

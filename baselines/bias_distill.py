@@ -26,11 +26,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mubench.toolkit.distill import bad_teacher_loss, unlearning_data
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request
-from mubench.toolkit.distill import frozen_copy, neutral_targets
+from mubench.toolkit.distill import bad_teacher_loss, frozen_copy, neutral_targets, unlearning_data
 from mubench.toolkit.optim import step
 
 

@@ -44,6 +44,7 @@ from mubench.request import Request
 from mubench.toolkit.gradients import flat_grad, project_conflict, unit
 from mubench.toolkit.optim import sgd
 
+
 def pivot_direction(g_f: torch.Tensor, g_r: torch.Tensor, rho: float) -> torch.Tensor:
     """The unit descent direction normalize((1 - rho) unit(g_r) + rho unit(g_f_perp)); zeros if
     both gradients vanish. Descending along it (theta - lr d) never raises the retain loss to first

@@ -47,10 +47,18 @@ from torch import nn
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request, Subset
-from mubench.tasks.spec import TaskSpec
 from mubench.targets import CLASSIFICATION
+from mubench.tasks.spec import TaskSpec
 from mubench.toolkit.heads import find_head
-from mubench.toolkit.influence import HeadData, head_data, head_theta, hessian, per_sample_gradients, set_head_theta, solve
+from mubench.toolkit.influence import (
+    HeadData,
+    head_data,
+    head_theta,
+    hessian,
+    per_sample_gradients,
+    set_head_theta,
+    solve,
+)
 
 
 def counterfactual_pairs(request: Request, n_pairs: int) -> tuple[Subset, Subset]:

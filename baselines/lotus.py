@@ -43,11 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mubench.toolkit.distill import unlearning_data
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request, Subset
-from mubench.toolkit.distill import frozen_copy, gumbel_noise
+from mubench.toolkit.distill import frozen_copy, gumbel_noise, unlearning_data
 from mubench.toolkit.optim import step
 
 STOP_BELOW = -0.01  # the code's `if acc_diff <= -0.01: break`

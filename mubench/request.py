@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mubench.errors import AccessError
 from mubench.access import Access
+from mubench.errors import AccessError
 from mubench.targets import CLASSIFICATION, Target
 from mubench.transfer import to_device
 

@@ -21,11 +21,11 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from mubench.board.submission import MethodInfo, Submission, build_submission, write_submission
+from mubench.harness.record import Record, RunConfig
 from mubench.methods import Access
 from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION
-from mubench.harness.record import Record, RunConfig
 from mubench.orchestration.store import Store
-from mubench.board.submission import MethodInfo, Submission, build_submission, write_submission
 
 GAPS = {("alpha", "class_0"): (0.08, 0.12), ("beta", "class_0"): (0.2, 0.2), ("gamma", "class_0"): (0.1, 0.1),
         ("alpha", "random_10"): (0.25, 0.35), ("beta", "random_10"): (0.04, 0.06)}
@@ -109,7 +109,9 @@ def made_folder(tmp_path_factory, name: str) -> tuple[Path, Path, Path]:  # noqa
 
 
 def board_environment(base: Path, monkeypatch) -> None:  # noqa: ANN001 - pytest's monkeypatch
+    from helpers import home_under
+
     """The environment the board reads, pointed at `base`: its own home, offline, no folder override."""
-    monkeypatch.setenv("MUBENCH_HOME", str(base / "baselines-home"))
+    monkeypatch.setenv("MUBENCH_HOME", str(home_under(base)))
     monkeypatch.setenv("MUBENCH_OFFLINE", "1")
     monkeypatch.delenv("MUBENCH_SUBMISSIONS", raising=False)

@@ -1,4 +1,5 @@
-"""Shared test helpers (imported by test modules; pytest's rootdir conftest stays empty)."""
+"""Shared test helpers: plain functions and markers, imported as `helpers` (tests/conftest.py holds
+the fixtures every test shares)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,25 @@ import pytest
 if TYPE_CHECKING:
     from mubench.harness.record import RunConfig
 
-REAL_MIRROR = Path(os.environ.get("MUBENCH_MIRROR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+# The first folder of MUBENCH_MIRROR, else the default the library looks in beside the checkout.
+REAL_MIRROR = Path((os.environ.get("MUBENCH_MIRROR") or "").split(os.pathsep)[0]
+                   or Path(__file__).resolve().parents[2] / "shared" / "data")
+MIRROR_SKIP = "data mirror: no "  # every skip for want of real data starts so; conftest sums them up once
+
+
+def needs_mirror(folder: str) -> pytest.MarkDecorator:
+    """Skip unless the data mirror holds `folder` (e.g. "mnist"), with a reason conftest recognises."""
+    return pytest.mark.skipif(not (REAL_MIRROR / folder).is_dir(), reason=f"{MIRROR_SKIP}{folder}/ in {REAL_MIRROR}")
+
+
+def mirror_skip(folder: str) -> None:
+    """The same skip, from inside a test or fixture."""
+    if not (REAL_MIRROR / folder).is_dir():
+        pytest.skip(f"{MIRROR_SKIP}{folder}/ in {REAL_MIRROR}")
+
+
 HAS_REAL_MNIST = (REAL_MIRROR / "mnist").is_dir()
-needs_real_mnist = pytest.mark.skipif(not HAS_REAL_MNIST, reason=f"no MNIST mirror at {REAL_MIRROR}/mnist")
+needs_real_mnist = needs_mirror("mnist")
 
 
 def null_auc_tolerance(n_members: int, n_nonmembers: int, z: float = 3.0) -> float:
@@ -31,8 +48,8 @@ def null_auc_tolerance(n_members: int, n_nonmembers: int, z: float = 3.0) -> flo
 
 def debug_config(method: str, scenario: str = "class_0", seed: int = 0, **hparams: object) -> RunConfig:
     """The RunConfig of `method` (its defaults updated with `hparams`) on the debug task, smoke profile."""
-    from mubench.methods import methods
     from mubench.harness.record import RunConfig
+    from mubench.methods import methods
     from mubench.tasks import tasks
 
     cls = methods.get(method)
@@ -40,34 +57,20 @@ def debug_config(method: str, scenario: str = "class_0", seed: int = 0, **hparam
                      method_version=cls.version, hparams=dict(cls.resolve(hparams)), seed=seed, profile="smoke")
 
 
+def home_under(base: Path) -> Path:
+    """The MUBENCH_HOME that `shared_home(base)` sets, for a test that points a child process at it."""
+    return base / "home"
+
+
 @contextlib.contextmanager
-def shared_home(base: Path, name: str = "baselines-home") -> Iterator[None]:
-    """MUBENCH_HOME under pytest's base temp folder (models shared by the test modules that use the
-    same name, so each is trained once per session), offline, and one torch thread: the debug
-    models are tiny, and on a shared 2-core machine two intra-op threads are many times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("MUBENCH_HOME", str(base / name))
-            patch.setenv("MUBENCH_OFFLINE", "1")
-            yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread for the duration of each test of a module that imports this fixture:
-    the test models are tiny, and on a shared 2-core machine two threads are many times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def shared_home(base: Path) -> Iterator[None]:
+    """MUBENCH_HOME at `home_under(base)` and offline for the duration of the block. Trained models
+    come from the session's shared cache (tests/conftest.py), so a fixture that prepares runs under
+    its own home still trains each debug original and oracle once per test run."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MUBENCH_HOME", str(home_under(base)))
+        patch.setenv("MUBENCH_OFFLINE", "1")
+        yield
 
 
 def assert_seed_reproducible(weights: Callable[[int], dict]) -> None:

@@ -3,20 +3,18 @@ only to methods that declared them, and never the membership attacks' held-out n
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from helpers import shared_home
 from mubench.errors import AccessError
-from mubench.methods import Access, HParams, Method, methods, register_method
 from mubench.harness.record import RunConfig
-from mubench.request import Request, Subset
 from mubench.harness.runner import Harness
+from mubench.methods import Access, HParams, Method, methods, register_method
+from mubench.request import Request, Subset
 from mubench.tasks import tasks
-from tests.helpers import shared_home
 
 SEEN: dict[str, Request] = {}
 
@@ -71,7 +69,7 @@ def test_attributes_and_counterfactuals_only_with_counterfactual_access() -> Non
 
 
 def test_harness_hands_unseen_data_disjoint_from_training_and_heldout(tmp_path_factory: pytest.TempPathFactory) -> None:
-    with shared_home(Path(tmp_path_factory.getbasetemp())):
+    with shared_home(tmp_path_factory.mktemp("home")):
         harness = Harness()
         for name in ("_test_unseen_probe", "_test_counterfactual_probe"):
             config = RunConfig(task="debug", task_version=tasks.get("debug").spec.version, scenario="class_0",

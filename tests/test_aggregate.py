@@ -12,9 +12,9 @@ import pytest
 from rich.console import Console
 from scipy import stats
 
-from mubench.results.aggregate import GROUP, low_signal_scenarios, records_frame, summarise, wide
-from mubench.hashing import canonical_json
 from mubench.harness.record import Record, RunConfig
+from mubench.hashing import canonical_json
+from mubench.results.aggregate import GROUP, low_signal_scenarios, records_frame, summarise, wide
 from mubench.results.report import render
 
 

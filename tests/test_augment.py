@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mubench.tasks.spec import Recipe
 from mubench.harness.training import crop_flip, train_model
+from mubench.tasks.spec import Recipe
 
 
 def test_each_image_is_a_padded_crop_possibly_mirrored():

@@ -14,18 +14,18 @@ from torch import nn
 
 import baselines.bad_teacher  # noqa: F401  (registers "bad_teacher")
 from baselines.bad_teacher import BadTeacher, mixed_targets
+from helpers import assert_seed_reproducible, assert_unlearns_debug_original, debug_config, shared_home
 from mubench.errors import MubenchError
-from mubench.methods import Access
 from mubench.harness.record import RunConfig
-from mubench.request import Request, Subset
 from mubench.harness.runner import Harness, check_architecture
+from mubench.methods import Access
+from mubench.request import Request, Subset
 from mubench.toolkit.distill import bad_teacher_loss, incompetent_teacher, unlearning_data
-from tests.helpers import assert_seed_reproducible, assert_unlearns_debug_original, debug_config, shared_home
 
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "distillation-home"):  # shared with the other distillation module
+    with shared_home(tmp_path_factory.mktemp("distillation")):
         yield Harness()
 
 

@@ -19,21 +19,18 @@ Bounds, from the measured table:
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 import baselines  # noqa: F401 - registers every baseline
-from mubench.methods import methods
+from helpers import HAS_REAL_MNIST, MIRROR_SKIP, REAL_MIRROR, shared_home
 from mubench.harness.record import RunConfig
 from mubench.harness.runner import Harness
+from mubench.methods import methods
 from mubench.tasks import tasks
-from tests.helpers import HAS_REAL_MNIST, REAL_MIRROR, shared_home
 
-HAS_REAL_CWRU = any((Path(m) / "cwru").is_dir() for m in str(REAL_MIRROR).split(os.pathsep) if m)
-needs_real_cwru = pytest.mark.skipif(not HAS_REAL_CWRU, reason=f"no CWRU mirror at {REAL_MIRROR}/cwru")
-needs_real_cmnist = pytest.mark.skipif(not HAS_REAL_MNIST, reason=f"no MNIST mirror at {REAL_MIRROR}/mnist")
+HAS_REAL_CWRU = (REAL_MIRROR / "cwru").is_dir()
+needs_real_cwru = pytest.mark.skipif(not HAS_REAL_CWRU, reason=f"{MIRROR_SKIP}cwru/ in {REAL_MIRROR}")
+needs_real_cmnist = pytest.mark.skipif(not HAS_REAL_MNIST, reason=f"{MIRROR_SKIP}mnist/ in {REAL_MIRROR}")
 NEEDS = {"cwru": needs_real_cwru, "cmnist": needs_real_cmnist}
 
 FORGET_SHARE = 0.2  # forget accuracy may keep at most this share of the original-to-oracle gap
@@ -87,7 +84,7 @@ FAILS = {
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "smoke-home"):
+    with shared_home(tmp_path_factory.mktemp("smoke")):
         yield Harness()
 
 

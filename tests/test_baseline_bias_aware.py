@@ -20,15 +20,15 @@ from baselines.bias_distill import BiasDistill
 from baselines.bias_ga import BiasGradAscent
 from baselines.bias_lora import BiasLoRA
 from baselines.grad_ascent import GradAscent
+from helpers import debug_config, needs_real_mnist, shared_home
 from mubench.errors import MubenchError
-from mubench.methods import Access
 from mubench.harness.record import RunConfig
-from mubench.request import Request, Subset
 from mubench.harness.runner import Harness, check_architecture
+from mubench.methods import Access
+from mubench.request import Request, Subset
 from mubench.tasks import tasks
 from mubench.toolkit.distill import neutral_targets
 from mubench.toolkit.lora import LoRA, add_lora, merge_lora
-from tests.helpers import debug_config, needs_real_mnist, one_torch_thread, shared_home  # noqa: F401  (one_torch_thread: an autouse fixture)
 
 METHODS = ["bias_ga", "bias_lora", "bias_distill"]
 
@@ -37,7 +37,7 @@ METHODS = ["bias_ga", "bias_lora", "bias_distill"]
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "bias-aware-home"):
+    with shared_home(tmp_path_factory.mktemp("bias-aware")):
         yield Harness()
 
 
@@ -204,7 +204,7 @@ def test_lora_returns_the_original_module_objects_merged(harness):
 # -- the paper's claim on Colored MNIST --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def smoke_harness(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "smoke-home"):
+    with shared_home(tmp_path_factory.mktemp("smoke")):
         yield Harness()
 
 

@@ -3,23 +3,22 @@ widening and removal, and both methods end to end on the debug task."""
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 import baselines.boundary as boundary
+from helpers import debug_config, shared_home, unlearn_debug
 from mubench.errors import MubenchError
-from mubench.methods import methods
 from mubench.harness.record import RunConfig
 from mubench.harness.runner import Harness, check_architecture
-from tests.helpers import debug_config, shared_home, unlearn_debug
+from mubench.methods import methods
 
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "baseline-home"):  # shared: models trained once
+    with shared_home(tmp_path_factory.mktemp("baseline")):
         yield Harness()
 
 

@@ -15,18 +15,24 @@ from torch import nn
 import baselines.ccu  # noqa: F401  (registers "ccu")
 import baselines.identity  # noqa: F401  (registers "identity")
 from baselines.ccu import CCU, inverse_contrastive_loss, separation_loss
+from helpers import (
+    assert_seed_reproducible,
+    assert_unlearns_debug_original,
+    debug_config,
+    needs_real_mnist,
+    shared_home,
+)
 from mubench.errors import MubenchError
-from mubench.methods import Access
 from mubench.harness.record import RunConfig
-from mubench.request import Request, Subset
 from mubench.harness.runner import Harness
+from mubench.methods import Access
+from mubench.request import Request, Subset
 from mubench.tasks import tasks
-from tests.helpers import assert_seed_reproducible, assert_unlearns_debug_original, debug_config, needs_real_mnist, shared_home
 
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "smoke-home"):
+    with shared_home(tmp_path_factory.mktemp("smoke")):
         yield Harness()
 
 

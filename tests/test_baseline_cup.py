@@ -15,19 +15,25 @@ from torch import nn
 import baselines.cup  # noqa: F401  (registers "cup")
 import baselines.identity  # noqa: F401  (registers "identity")
 from baselines.cup import CUP, pivot_direction
+from helpers import (
+    assert_seed_reproducible,
+    assert_unlearns_debug_original,
+    debug_config,
+    needs_real_mnist,
+    shared_home,
+)
 from mubench.errors import MubenchError
-from mubench.methods import Access
 from mubench.harness.record import RunConfig
-from mubench.request import Request, Subset
 from mubench.harness.runner import Harness
+from mubench.methods import Access
+from mubench.request import Request, Subset
 from mubench.targets import Target
 from mubench.tasks import tasks
-from tests.helpers import assert_seed_reproducible, assert_unlearns_debug_original, debug_config, needs_real_mnist, shared_home
 
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "smoke-home"):
+    with shared_home(tmp_path_factory.mktemp("smoke")):
         yield Harness()
 
 

@@ -11,10 +11,10 @@ import torch
 from torch.nn import functional as F
 
 import baselines.fgsm_unlearn  # noqa: F401  (registers the method)
+from helpers import debug_config, needs_real_mnist, shared_home
+from mubench.harness.runner import Harness
 from mubench.methods import Access, methods
 from mubench.request import Request, Subset
-from mubench.harness.runner import Harness
-from tests.helpers import debug_config, needs_real_mnist, shared_home
 from tests.test_fgsm_scenario import VECTORS  # noqa: F401  (registers the poisoned debug task)
 
 
@@ -106,7 +106,7 @@ def test_cmnist_fgsm_poison_forgets_the_poison_and_regains_robustness(tmp_path_f
                          method=method, method_version=cls.version, hparams=dict(cls.resolve({})), seed=0,
                          profile="smoke")
 
-    with shared_home(tmp_path_factory.getbasetemp(), "smoke-home"):
+    with shared_home(tmp_path_factory.mktemp("smoke")):
         harness = Harness()
         identity, record = harness.run(config("identity")), harness.run(config("fgsm_unlearn"))
     assert record.status == "ok", record.error

@@ -12,17 +12,17 @@ from torch import nn
 from torch.nn import functional as F
 
 import baselines.fisher as fisher
+from helpers import debug_config, shared_home
 from mubench.errors import MubenchError
-from mubench.methods import Access, methods
 from mubench.harness.record import RunConfig
-from mubench.request import Request, Subset
 from mubench.harness.runner import Harness
-from tests.helpers import debug_config, shared_home
+from mubench.methods import Access, methods
+from mubench.request import Request, Subset
 
 
 @pytest.fixture(scope="module", autouse=True)
 def home(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "importance-baselines-home"):  # shared by ssd and fisher
+    with shared_home(tmp_path_factory.mktemp("importance-baselines")):
         yield
 
 

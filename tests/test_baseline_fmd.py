@@ -14,17 +14,17 @@ from torch import nn
 import baselines.fmd  # noqa: F401  (registers "fmd")
 import baselines.identity  # noqa: F401
 from baselines.fmd import FMD, counterfactual_pairs, greedy_accept
+from helpers import MIRROR_SKIP, REAL_MIRROR, debug_config, needs_real_mnist, shared_home
 from mubench.errors import MubenchError
-from mubench.methods import Access, methods
 from mubench.harness.record import RunConfig
-from mubench.request import Request, Subset
 from mubench.harness.runner import Harness, check_architecture
+from mubench.methods import Access, methods
+from mubench.request import Request, Subset
 from mubench.targets import CLASSIFICATION
 from mubench.tasks import tasks
 from mubench.toolkit.influence import HeadData, augment, hessian, per_sample_gradients, solve
-from tests.helpers import REAL_MIRROR, debug_config, needs_real_mnist, one_torch_thread, shared_home  # noqa: F401  (one_torch_thread: an autouse fixture)
 
-needs_adult = pytest.mark.skipif(not (REAL_MIRROR / "adult").is_dir(), reason="no Adult mirror")
+needs_adult = pytest.mark.skipif(not (REAL_MIRROR / "adult").is_dir(), reason=f"{MIRROR_SKIP}adult/ in {REAL_MIRROR}")
 
 
 
@@ -124,7 +124,7 @@ def test_bad_hyper_parameters_are_clear_errors(overrides, word):
 # -- the harness --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "baselines-home"):
+    with shared_home(tmp_path_factory.mktemp("baselines")):
         yield Harness()
 
 
@@ -143,7 +143,7 @@ def test_fmd_does_not_apply_to_a_task_without_a_sensitive_attribute(harness):
 
 @pytest.fixture(scope="module")
 def smoke_harness(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "smoke-home"):
+    with shared_home(tmp_path_factory.mktemp("smoke")):
         yield Harness()
 
 

@@ -14,16 +14,16 @@ from torch import nn
 import baselines.identity  # noqa: F401
 import baselines.influence_removal  # noqa: F401  (registers "influence_removal")
 from baselines.influence_removal import InfluenceRemoval
+from helpers import MIRROR_SKIP, REAL_MIRROR, debug_config, needs_real_mnist, shared_home
 from mubench.errors import MubenchError
-from mubench.methods import Access, methods
 from mubench.harness.models import SpeedScale
 from mubench.harness.record import RunConfig
-from mubench.request import Request, Subset
 from mubench.harness.runner import Harness, check_architecture
+from mubench.methods import Access, methods
+from mubench.request import Request, Subset
 from mubench.targets import CLASSIFICATION, Target
 from mubench.tasks import tasks
 from mubench.toolkit.influence import HeadData, augment, hessian, per_sample_gradients, solve
-from tests.helpers import REAL_MIRROR, debug_config, needs_real_mnist, one_torch_thread, shared_home  # noqa: F401  (one_torch_thread: an autouse fixture)
 
 REGRESSION = Target(kind="regression", missing_value=0.0)
 
@@ -120,7 +120,7 @@ def test_bad_hyper_parameters_are_clear_errors(overrides, word):
 # -- the harness ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "baselines-home"):
+    with shared_home(tmp_path_factory.mktemp("baselines")):
         yield Harness()
 
 
@@ -133,7 +133,7 @@ def test_debug_class_0_through_the_harness(harness):
 
 @pytest.fixture(scope="module")
 def smoke_harness(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "smoke-home"):
+    with shared_home(tmp_path_factory.mktemp("smoke")):
         yield Harness()
 
 
@@ -159,7 +159,7 @@ def test_forget_accuracy_moves_to_the_oracle_on_cmnist_bias_aligned(smoke_harnes
     assert record.metrics["test/acc"] > oracle_acc - 0.03
 
 
-@pytest.mark.skipif(not (REAL_MIRROR / "metr-la-1week").is_dir(), reason="no METR-LA mirror")
+@pytest.mark.skipif(not (REAL_MIRROR / "metr-la-1week").is_dir(), reason=f"{MIRROR_SKIP}metr-la-1week/ in {REAL_MIRROR}")
 def test_metr_la_sensor_regression_runs_and_raises_the_forget_error(smoke_harness):
     """Regression (the paper's traffic setting): the Gauss-Newton removal of one sensor's windows
     raises their error (the direction of removal) and keeps the test error within 1 %. It does not

@@ -11,12 +11,12 @@ from torch import nn
 
 import baselines.l1_sparse  # noqa: F401  (registers "l1_sparse")
 from baselines.l1_sparse import L1Sparse, l1_coefficient, l1_norm
+from helpers import debug_config
 from mubench.errors import MubenchError
-from mubench.methods import Access
 from mubench.harness.record import RunConfig
-from mubench.request import Request, Subset
 from mubench.harness.runner import Harness
-from tests.helpers import debug_config
+from mubench.methods import Access
+from mubench.request import Request, Subset
 
 
 @pytest.fixture(autouse=True)

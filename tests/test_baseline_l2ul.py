@@ -11,19 +11,19 @@ import torch
 from torch import nn
 
 import baselines.l2ul as l2ul
-from mubench.methods import methods
+from helpers import HAS_REAL_MNIST, MIRROR_SKIP, REAL_MIRROR, debug_config, shared_home, unlearn_debug
 from mubench.harness.record import RunConfig
-from mubench.request import Subset
 from mubench.harness.runner import Harness, check_architecture
+from mubench.methods import methods
+from mubench.request import Subset
 from mubench.tasks import tasks
-from tests.helpers import HAS_REAL_MNIST, debug_config, shared_home, unlearn_debug
 
 FAST = {"num_adv_images": 1, "pgd_iter": 20}  # the PGD is most of the cost; 20 steps of 0.1 span eps 2
 
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "baseline-home"):  # shared: models trained once
+    with shared_home(tmp_path_factory.mktemp("baseline")):
         yield Harness()
 
 
@@ -126,9 +126,9 @@ def test_bad_hyper_parameters_fail_clearly(harness, bad, word):
 
 # ---- behaviour on a smoke task --------------------------------------------------------------------
 
-@pytest.mark.skipif(not HAS_REAL_MNIST, reason="no MNIST mirror")
+@pytest.mark.skipif(not HAS_REAL_MNIST, reason=f"{MIRROR_SKIP}mnist/ in {REAL_MIRROR}")
 def test_cmnist_class_0_forgets_while_test_accuracy_holds(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "smoke-home"):
+    with shared_home(tmp_path_factory.mktemp("smoke")):
         smoke = Harness()
         prepared = smoke.prepare("cmnist", "class_0", 0, "smoke")
         config = RunConfig(task="cmnist", task_version=tasks.get("cmnist").spec.version, scenario="class_0",

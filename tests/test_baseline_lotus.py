@@ -26,19 +26,19 @@ from baselines.lotus import (
     soft_targets,
     temperature,
 )
+from helpers import debug_config, needs_real_mnist, shared_home
 from mubench.errors import MubenchError
-from mubench.methods import Access, methods
 from mubench.harness.record import RunConfig
-from mubench.request import Request, Subset
 from mubench.harness.runner import Harness, check_architecture
+from mubench.methods import Access, methods
+from mubench.request import Request, Subset
 from mubench.tasks import tasks
 from mubench.toolkit.distill import gumbel_noise
-from tests.helpers import debug_config, needs_real_mnist, shared_home
 
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "smoke-home"):
+    with shared_home(tmp_path_factory.mktemp("smoke")):
         yield Harness()
 
 

@@ -4,27 +4,24 @@ and the behaviour on cwru class_0 (the paper's bearing-fault setting)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
 
 import baselines.pte as pte
-from mubench.methods import methods
+from helpers import MIRROR_SKIP, REAL_MIRROR, debug_config, shared_home, unlearn_debug
 from mubench.harness.record import RunConfig
-from mubench.request import Subset
 from mubench.harness.runner import Harness, check_architecture
+from mubench.methods import methods
+from mubench.request import Subset
 from mubench.tasks import tasks
-from tests.helpers import REAL_MIRROR, debug_config, shared_home, unlearn_debug
 
-HAS_REAL_CWRU = any((Path(m) / "cwru").is_dir() for m in os.environ.get("MUBENCH_MIRROR", str(REAL_MIRROR)).split(os.pathsep) if m)
+HAS_REAL_CWRU = (REAL_MIRROR / "cwru").is_dir()
 
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "baseline-home"):  # shared: models trained once
+    with shared_home(tmp_path_factory.mktemp("baseline")):
         yield Harness()
 
 
@@ -108,9 +105,9 @@ def test_bad_hyper_parameters_fail_clearly(harness, bad, word):
 SMOKE_HPARAMS = {"lr": 3e-4, "push_input": "both"}
 
 
-@pytest.mark.skipif(not HAS_REAL_CWRU, reason="no CWRU mirror")
+@pytest.mark.skipif(not HAS_REAL_CWRU, reason=f"{MIRROR_SKIP}cwru/ in {REAL_MIRROR}")
 def test_cwru_class_0_forget_accuracy_falls_towards_the_oracle_while_retain_holds(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "smoke-home"):
+    with shared_home(tmp_path_factory.mktemp("smoke")):
         smoke = Harness()
         prepared = smoke.prepare("cwru", "class_0", 0, "smoke")
         config = RunConfig(task="cwru", task_version=tasks.get("cwru").spec.version, scenario="class_0",

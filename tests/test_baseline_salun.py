@@ -12,13 +12,13 @@ from torch import nn
 
 import baselines.salun  # noqa: F401  (registers "salun")
 from baselines.salun import SalUn, forget_gradient_magnitude, saliency_mask
+from helpers import debug_config
 from mubench.errors import MubenchError
-from mubench.methods import Access
 from mubench.harness.record import RunConfig
-from mubench.request import Request, Subset
 from mubench.harness.runner import Harness
+from mubench.methods import Access
+from mubench.request import Request, Subset
 from mubench.toolkit.optim import MaskedSGD, top_share_mask
-from tests.helpers import debug_config
 
 
 @pytest.fixture(autouse=True)

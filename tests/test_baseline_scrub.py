@@ -13,18 +13,18 @@ from torch import nn
 
 import baselines.scrub  # noqa: F401  (registers "scrub")
 from baselines.scrub import Scrub, scrub_lr
+from helpers import assert_seed_reproducible, assert_unlearns_debug_original, debug_config, shared_home
 from mubench.errors import MubenchError
-from mubench.methods import Access
 from mubench.harness.record import RunConfig
-from mubench.request import Request, Subset
 from mubench.harness.runner import Harness
+from mubench.methods import Access
+from mubench.request import Request, Subset
 from mubench.toolkit.distill import distill_kl
-from tests.helpers import assert_seed_reproducible, assert_unlearns_debug_original, debug_config, shared_home
 
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "distillation-home"):  # shared with the other distillation module
+    with shared_home(tmp_path_factory.mktemp("distillation")):
         yield Harness()
 
 

@@ -10,18 +10,18 @@ import torch
 from torch import nn
 
 import baselines.ssd as ssd
+from helpers import debug_config, shared_home
 from mubench.errors import MubenchError
-from mubench.methods import Access, methods
 from mubench.harness.record import RunConfig
-from mubench.request import Request, Subset
 from mubench.harness.runner import Harness
+from mubench.methods import Access, methods
+from mubench.request import Request, Subset
 from mubench.targets import Target
-from tests.helpers import debug_config, shared_home
 
 
 @pytest.fixture(scope="module", autouse=True)
 def home(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "importance-baselines-home"):  # shared by ssd and fisher
+    with shared_home(tmp_path_factory.mktemp("importance-baselines")):
         yield
 
 

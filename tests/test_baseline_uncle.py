@@ -13,6 +13,7 @@ from torch import nn
 import baselines.continual  # noqa: F401  (registers retrain, for the comparison)
 import baselines.uncle  # noqa: F401  (registers `uncle`)
 from baselines.uncle import ChunkedHypernet, UnCLe, noise_alignment, output_regulariser, unflatten
+from helpers import REAL_MIRROR, needs_real_mnist
 from mubench.continual.methods import StreamRequest, continual_methods
 from mubench.continual.runner import StreamHarness
 from mubench.continual.spec import ContinualProfile, StreamSpec
@@ -20,11 +21,10 @@ from mubench.continual.split_mnist import SPEC, SplitMnist
 from mubench.continual.training import StreamSubset, class_mask, fresh_model
 from mubench.data.idx import write_idx
 from mubench.data.mnist import PARTS, MnistSource, PinnedIdx
-from mubench.hashing import sha256_file
 from mubench.harness.record import RunConfig
 from mubench.harness.runner import check_architecture
+from mubench.hashing import sha256_file
 from mubench.tasks.spec import Recipe
-from tests.helpers import REAL_MIRROR, needs_real_mnist, one_torch_thread  # noqa: F401  (one_torch_thread: an autouse fixture)
 
 TINY = SPEC.model_copy(update={
     "profiles": {"smoke": ContinualProfile(model="mlp", model_args={"hidden": [32]}, train_per_task=80, test_per_task=40,

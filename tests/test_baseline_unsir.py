@@ -12,16 +12,16 @@ from torch import nn
 from torch.nn import functional as F
 
 import baselines.unsir as unsir
-from mubench.methods import Access
+from helpers import debug_config, shared_home
 from mubench.harness.record import RunConfig
-from mubench.request import Request, Subset
 from mubench.harness.runner import Harness, check_architecture
-from tests.helpers import debug_config, shared_home
+from mubench.methods import Access
+from mubench.request import Request, Subset
 
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    with shared_home(tmp_path_factory.getbasetemp(), "baseline-home"):  # shared: models trained once
+    with shared_home(tmp_path_factory.mktemp("baseline")):
         yield Harness()
 
 

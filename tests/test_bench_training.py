@@ -11,12 +11,11 @@ import pytest
 
 from mubench.bench import training as bench_training
 from mubench.harness.artifacts import ModelCache
+from mubench.harness.runner import Harness, supports
+from mubench.harness.training import METHOD_PRECISION_ENV
 from mubench.methods import methods
 from mubench.metrics import metrics
-from mubench.harness.runner import Harness, supports
 from mubench.tasks import tasks
-from mubench.harness.training import METHOD_PRECISION_ENV
-from tests.helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
 @pytest.fixture(scope="module")

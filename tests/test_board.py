@@ -10,7 +10,7 @@ import json
 import pytest
 
 from board_fixtures import board_environment, made_folder, record
-from helpers import one_torch_thread, shared_home  # noqa: F401  (autouse fixture)
+from helpers import shared_home
 from mubench.board import tables as bd
 from mubench.errors import MubenchError
 from mubench.orchestration.store import Store

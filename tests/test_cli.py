@@ -8,7 +8,6 @@ task; `cmnist` appears only where no data is read (data status, missing files, g
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -20,44 +19,30 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from scipy import stats
 from typer.testing import CliRunner
 
+from helpers import MIRROR_SKIP, REAL_MIRROR
 from mubench.cli import app as cli
 from mubench.cli.app import app
-from mubench.methods import methods
 from mubench.harness.record import Record
+from mubench.methods import methods
 from mubench.orchestration.store import Store
 from mubench.orchestration.sweep import GridSpec, Suite, expand_grid
 from mubench.tasks import tasks
 
 MUBENCH = Path(sys.executable).with_name("mubench")
-REAL_MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
 MNIST_FILES = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}
 RUN_ARGS = ["run", "--task", "debug", "--scenario", "random_10", "--method", "identity", "--method", "retrain",
             "--seed", "0", "--seed", "1", "--json"]
 
 
-@contextlib.contextmanager
-def one_torch_thread():
-    """The debug models are tiny: on a 2-core machine torch's default two intra-op threads make
-    each step many times slower than one (worse when another process competes for the cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.fixture(autouse=True)
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("MUBENCH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MUBENCH_OFFLINE", "1")
-    with one_torch_thread():
-        yield tmp_path / "home"
+    yield tmp_path / "home"
 
 
 def invoke(*args: object):  # type: ignore[no-untyped-def]
@@ -146,7 +131,7 @@ def debug_run(tmp_path_factory):
     """The same 4-run grid twice into one store (the second time everything is stored already)."""
     home = tmp_path_factory.mktemp("cli-run")
     store = home / "store.sqlite"
-    with pytest.MonkeyPatch.context() as mp, one_torch_thread():
+    with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MUBENCH_HOME", str(home / "home"))
         mp.setenv("MUBENCH_OFFLINE", "1")
         first = invoke(*RUN_ARGS, "--store", store)
@@ -375,7 +360,7 @@ def test_data_status_with_an_empty_mirror(tmp_path, monkeypatch):
     assert invoke("data", "status").exit_code == 0  # the table form prints too
 
 
-@pytest.mark.skipif(not (REAL_MIRROR / "mnist").is_dir(), reason=f"no MNIST mirror at {REAL_MIRROR}/mnist")
+@pytest.mark.skipif(not (REAL_MIRROR / "mnist").is_dir(), reason=f"{MIRROR_SKIP}mnist/ in {REAL_MIRROR}")
 def test_data_status_finds_the_real_mirror(monkeypatch):
     monkeypatch.delenv("MUBENCH_MIRROR", raising=False)
     rows = {row["task"]: row for row in json.loads(invoke("data", "status", "--json").stdout)}

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from helpers import MIRROR_SKIP, REAL_MIRROR
 from mubench.data.mnist import load_mnist
 from mubench.tasks import tasks
 from mubench.tasks.colored_mnist import PALETTE, ColoredMNIST, assign_colours, build_colored_mnist, colourise
 
-REAL_MIRROR = os.environ.get("MUBENCH_MIRROR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
-HAS_REAL_MNIST = any((Path(m) / "mnist").is_dir() for m in REAL_MIRROR.split(os.pathsep) if m)
-needs_real_mnist = pytest.mark.skipif(not HAS_REAL_MNIST, reason=f"no MNIST mirror at {REAL_MIRROR}/mnist")
+HAS_REAL_MNIST = (REAL_MIRROR / "mnist").is_dir()
+needs_real_mnist = pytest.mark.skipif(not HAS_REAL_MNIST, reason=f"{MIRROR_SKIP}mnist/ in {REAL_MIRROR}")
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -140,7 +138,7 @@ def test_cmnist_data_status_reports_missing_files_from_an_empty_mirror():
 def real(tmp_path_factory):
     """The real Colored MNIST, built once per module in its own home (removed afterwards)."""
     if not HAS_REAL_MNIST:
-        pytest.skip(f"no MNIST mirror at {REAL_MIRROR}/mnist")
+        pytest.skip(f"{MIRROR_SKIP}mnist/ in {REAL_MIRROR}")
     home = tmp_path_factory.mktemp("cmnist-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MUBENCH_HOME", str(home))

@@ -4,22 +4,20 @@ on a tiny fake MNIST written as IDX files, plus one slow run on the real mirror.
 from __future__ import annotations
 
 import copy
-
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from torch import nn
 import torch
+from torch import nn
 from typer.testing import CliRunner
 
 import baselines.continual  # noqa: F401  (registers the continual baselines; the entry point does so once installed)
-from mubench.results.aggregate import records_frame, summarise
+from helpers import REAL_MIRROR, needs_real_mnist
 from mubench.cli.app import app
-from mubench.continual.methods import (ContinualMethod, StreamRequest, continual_methods,
-                                       register_continual_method)
+from mubench.continual.methods import ContinualMethod, StreamRequest, continual_methods, register_continual_method
 from mubench.continual.runner import StreamHarness, make_config
 from mubench.continual.spec import ContinualProfile, StreamSpec
 from mubench.continual.split_mnist import SPEC, SplitMnist
@@ -28,11 +26,11 @@ from mubench.continual.training import StreamSubset, class_mask
 from mubench.data.idx import write_idx
 from mubench.data.mnist import PARTS, MnistSource, PinnedIdx
 from mubench.errors import AccessError, MubenchError
-from mubench.hashing import sha256_file
 from mubench.harness.record import RunConfig
+from mubench.hashing import sha256_file
 from mubench.orchestration.store import Store
+from mubench.results.aggregate import records_frame, summarise
 from mubench.tasks.spec import Recipe
-from tests.helpers import REAL_MIRROR, needs_real_mnist
 
 # The smoke profile shrunk for fake data, and a short stream: unlearn 0, then learn 2 (room to relapse).
 TINY = SPEC.model_copy(update={

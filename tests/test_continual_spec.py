@@ -9,8 +9,7 @@ from pydantic import ValidationError
 
 from mubench.continual.spec import ContinualSpec, StreamSpec, check_order, parse_steps
 from mubench.continual.split_mnist import SPEC
-from mubench.continual.streams import (draw_task_indices, load_or_make_stream, stream_id, stream_path,
-                                       write_stream)
+from mubench.continual.streams import draw_task_indices, load_or_make_stream, stream_id, stream_path, write_stream
 from mubench.continual.task import continual_tasks
 from mubench.continual.training import fresh_model, output_layer
 from mubench.errors import SplitMismatchError, UnknownNameError

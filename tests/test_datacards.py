@@ -17,9 +17,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mubench.cli import app as cli
-
+from helpers import MIRROR_SKIP, REAL_MIRROR
 from mubench.board import datacard
+from mubench.cli import app as cli
 from mubench.data.files import DataFile, FileForm
 from mubench.tasks import tasks
 from mubench.tasks.base import Pool, Task, TaskData
@@ -123,7 +123,7 @@ def test_the_statistics_of_a_card_are_current_where_the_data_is_present(name, mo
         monkeypatch.setenv("MUBENCH_HOME", CALLERS_HOME)
     task = next(task for task in shipped_tasks() if task.spec.name == name)
     if not datacard.data_available(task):
-        pytest.skip(f"the data of {name} is not present: {task.data_status().missing}")
+        pytest.skip(f"{MIRROR_SKIP}files of {name} ({', '.join(task.data_status().missing)}) in {REAL_MIRROR}")
     stale = datacard.stale_parts(task, CARDS)
     assert not stale, f"{CARDS / name}.md: stale {stale}; regenerate with `mubench data card {name}`"
 

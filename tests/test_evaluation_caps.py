@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from helpers import debug_config
 from mubench import evaluation
 from mubench.evaluation import evaluated_sample
-from mubench.request import Subset
 from mubench.harness.runner import Harness
-from tests.helpers import debug_config
+from mubench.request import Subset
 
 
 def test_evaluated_sample_is_evenly_spaced_unique_and_only_when_over_the_cap():

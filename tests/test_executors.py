@@ -20,15 +20,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mubench.harness.artifacts import ModelCache
+from helpers import debug_config
 from mubench.errors import MubenchError, UnknownNameError
-from mubench.orchestration.executors import LocalExecutor, ProcessExecutor, RayExecutor, make_executor
-from mubench.methods import Access, Method, methods, register_method
+from mubench.harness.artifacts import ModelCache
 from mubench.harness.record import Record, RunConfig
 from mubench.harness.runner import Harness
+from mubench.methods import Access, Method, methods, register_method
+from mubench.orchestration.executors import LocalExecutor, ProcessExecutor, RayExecutor, make_executor
 from mubench.orchestration.store import Store
 from mubench.orchestration.sweep import GridSpec, expand_grid, run_grid
-from tests.helpers import debug_config, one_torch_thread  # noqa: F401  (autouse fixture)
 
 # measured, not computed: wall-clock seconds and memory differ between any two runs
 MEASURED = {"cost/seconds", "cost/rte", "cost/peak_mem_mb", "objective/cost"}

@@ -13,8 +13,20 @@ from typer.testing import CliRunner
 
 from board_fixtures import board_environment, made_folder
 from mubench.cli import board as cli_board
-from mubench.cli.board import (README_END, README_START, ExportFormat, markdown_table, readme_block, render_export,
-                               replace_readme_block, to_html, to_latex)
+from mubench.cli.board import (
+    MEAN_RANK_TITLE,
+    README_END,
+    README_START,
+    ExportFormat,
+    markdown_table,
+    markdown_text,
+    page_block,
+    readme_block,
+    render_export,
+    replace_readme_block,
+    to_html,
+    to_latex,
+)
 from mubench.errors import MubenchError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,11 +99,35 @@ def test_every_format_escapes_hostile_texts():
     assert "a|b \\& 50\\%\\_\\$" in latex and "\\caption{t\\textless{}b\\textgreater{} / s\\_1 (p): ranked by x \\& y}" in latex
 
 
-def test_the_readme_block_is_the_export_of_the_committed_folder():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    start, end = text.index(README_START) + len(README_START), text.index(README_END)
-    assert text[start:end] == "\n" + readme_block(ROOT / "leaderboard" / "submissions"), \
+def _block(path: Path) -> str:
+    text = path.read_text(encoding="utf-8")
+    return text[text.index(README_START) + len(README_START):text.index(README_END)]
+
+
+@pytest.fixture(scope="module")
+def committed():
+    """The committed submissions folder as a board (loading checks every entry: seconds)."""
+    from mubench.board.tables import load_board
+
+    return load_board(ROOT / "leaderboard" / "submissions")
+
+
+def test_the_readme_block_is_the_summary_of_the_committed_folder(committed):
+    assert _block(ROOT / "README.md") == "\n" + readme_block(board=committed), \
         "stale README leaderboard block: run `mubench export --readme README.md`"
+
+
+def test_the_board_page_block_is_the_export_of_the_committed_folder(committed):
+    assert _block(ROOT / "docs" / "board.md") == "\n" + page_block(board=committed), \
+        "stale board page: run `mubench export --page docs/board.md`"
+
+
+def test_the_readme_summary_is_the_mean_ranks_and_the_page_every_cell(made):
+    summary, page = readme_block(made[1]), page_block(made[1])
+    assert summary.startswith("**" + markdown_text(MEAN_RANK_TITLE) + "**, over 2 task x scenario cells and 3 entries")
+    assert "[docs/board.md](docs/board.md)" in summary and "`alpha`" in summary
+    assert "**`debug` / `class_0`" not in summary and "**`debug` / `class_0`" in page
+    assert page.rstrip().endswith(summary.rstrip().splitlines()[-1])  # the page ends with the same mean ranks
 
 
 def test_export_command_writes_files_and_only_the_readme_block(made, tmp_path):
@@ -105,8 +141,13 @@ def test_export_command_writes_files_and_only_the_readme_block(made, tmp_path):
                                 catch_exceptions=False)
     assert result.exit_code == 0
     written = readme.read_text()
-    assert written.startswith(f"# title\nbefore\n{README_START}\n**`debug` / `class_0`") and "old rows" not in written
+    assert written.startswith(f"# title\nbefore\n{README_START}\n**Mean rank") and "old rows" not in written
     assert written.endswith(f"{README_END}\nafter\n")
+    page = tmp_path / "board.md"
+    page.write_text(f"# board\n{README_START}\n{README_END}\n")
+    result = CliRunner().invoke(_cli(), ["export", "--page", str(page), "--submissions", str(made[1])],
+                                catch_exceptions=False)
+    assert result.exit_code == 0 and page.read_text().startswith(f"# board\n{README_START}\n**`debug` / `class_0`")
     with pytest.raises(MubenchError, match="no <!-- leaderboard:start -->"):
         replace_readme_block("no markers", "x")
 

@@ -12,7 +12,11 @@ import torch
 from fairlearn import metrics as fl
 from torch import nn
 
+from helpers import REAL_MIRROR, needs_real_mnist
 from mubench.evaluation import EVALUATED_PARTS, EvaluationContext, Outputs
+from mubench.harness.record import RunConfig
+from mubench.harness.runner import Harness
+from mubench.methods import methods
 from mubench.metrics import compute_metrics, metrics
 from mubench.metrics.fairness import (
     counterfactual_bias,
@@ -22,13 +26,9 @@ from mubench.metrics.fairness import (
     one_vs_rest_differences,
     worst_group_accuracy,
 )
-from mubench.methods import methods
-from mubench.harness.record import RunConfig
 from mubench.request import Subset
-from mubench.harness.runner import Harness
 from mubench.tasks import tasks
 from mubench.tasks.colored_mnist import GREY_ERROR, PALETTE, ColoredMNIST, colourise, recolour, recover_grey
-from tests.helpers import REAL_MIRROR, needs_real_mnist
 
 FAIR_KEYS = {"fair/dp", "fair/eod", "fair/eopp", "fair/worst_group_acc", "fair/counterfactual_bias"}
 GROUP_VALUES = np.array([3, 7, 11, 20])  # not 0..G-1 on purpose

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from mubench.bench import faithfulness
-from mubench.evaluation import EvaluationContext, Outputs
 from mubench.bench.faithfulness import Cell, PublishedTable, clean_test_accuracy
+from mubench.evaluation import EvaluationContext, Outputs
 from mubench.harness.runner import Harness
 
 DEBUG_TABLE = PublishedTable(source="a made-up table", task="debug", scenario="random_10",
@@ -59,7 +59,7 @@ def test_cells_on_debug_match_the_harness_records_and_invariants(debug_home):
         assert cells["retrain", "test"].values[seed] == prepared.oracle_outputs["test"].accuracy  # no attribute given
         assert cells["identity", "forget"].values[seed] == prepared.original_outputs["forget"].accuracy
         assert cells["identity", "retain"].values[seed] == prepared.original_outputs["retain"].accuracy
-    from tests.helpers import debug_config
+    from helpers import debug_config
 
     record = harness.run(debug_config("retrain", scenario="random_10", seed=1))
     assert cells["retrain", "mia/svc"].values[1] == pytest.approx(record.metrics["mia/svc"])

@@ -20,15 +20,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mubench.orchestration import store as store_module
-from mubench.harness.artifacts import ModelCache
 from mubench.cli.app import app
 from mubench.errors import StoreError
-from mubench.hashing import sha256_file
+from mubench.harness.artifacts import ModelCache
 from mubench.harness.record import Record
 from mubench.harness.runner import Harness
+from mubench.hashing import sha256_file
+from mubench.orchestration import store as store_module
 from mubench.orchestration.store import Store
-from tests.helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
 @pytest.fixture(autouse=True)

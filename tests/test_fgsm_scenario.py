@@ -9,21 +9,27 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from mubench.harness.artifacts import ModelCache
+from helpers import needs_real_mnist, shared_home
 from mubench.errors import SplitMismatchError
 from mubench.evaluation import AttackBudget
+from mubench.harness.artifacts import ModelCache
+from mubench.harness.runner import Harness
+from mubench.harness.splits import (
+    load_or_make_poisoned_split,
+    make_poison,
+    make_split,
+    read_split,
+    split_path,
+    write_split,
+)
 from mubench.metrics.robustness import fgsm_accuracy, fgsm_budget
 from mubench.request import Subset
-from mubench.harness.runner import Harness
-from mubench.tasks.scenarios import fgsm_poison, scenario_kinds
-from mubench.harness.splits import (load_or_make_poisoned_split, make_poison, make_split, read_split, split_path,
-                            write_split)
 from mubench.tasks import tasks
 from mubench.tasks.base import Pool, Task, TaskData
 from mubench.tasks.debug import SPEC as DEBUG_SPEC
 from mubench.tasks.debug import DebugTask
+from mubench.tasks.scenarios import fgsm_poison, scenario_kinds
 from mubench.tasks.spec import ProfileSpec, Recipe, ScenarioSpec, TaskSpec
-from tests.helpers import needs_real_mnist, shared_home
 
 EPS_PIXELS = 13  # the image task's poison step, 13/255 on the [0, 1] pixel scale
 POISON = ScenarioSpec(name="fgsm_poison_10", kind="fgsm_poison", params={"fraction": 0.1, "eps": EPS_PIXELS / 255},
@@ -220,7 +226,7 @@ def test_fgsm_budget_converts_eps_to_normalised_inputs():
 
 
 def test_robust_metric_only_on_poisoning_scenarios():
-    from tests.helpers import debug_config
+    from helpers import debug_config
     harness = Harness()
     poisoned_record = harness.run(debug_config("identity", "fgsm_poison_10").model_copy(
         update={"task": "fgsm_test_debug"}))
@@ -240,7 +246,7 @@ def test_cmnist_poisoned_original_memorises_the_poison_and_loses_test_accuracy(t
     clean test set than the clean original of the same train indices (0.353 vs 0.4035 when written:
     4.5 points, about four standard errors of a 2,000-sample accuracy; we ask for 2 points)."""
     from mubench.harness.runner import _indices_id
-    with shared_home(tmp_path_factory.getbasetemp(), "smoke-home"):
+    with shared_home(tmp_path_factory.mktemp("smoke")):
         harness = Harness()
         prepared = harness.prepare("cmnist", "fgsm_poison_5", 0, "smoke")
         task = tasks.get("cmnist")

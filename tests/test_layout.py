@@ -134,3 +134,16 @@ def test_the_library_never_imports_the_command_line() -> None:
     offenders = sorted(m for m, targets in graph.items() if layer(m) != "cli"
                        and any(layer(t) == "cli" for t in targets))
     assert offenders == []
+
+
+def test_the_library_never_imports_the_baselines_or_the_app() -> None:
+    """Methods are found through the `mubench.methods` entry point group, and the Streamlit app
+    sits on top of the library: `mubench` imports neither `baselines` nor `leaderboard`."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            offenders += [f"{path.relative_to(PACKAGE.parent)}: {name}" for name in names
+                          if name.split(".")[0] in {"baselines", "leaderboard"}]
+    assert offenders == []

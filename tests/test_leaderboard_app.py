@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from board_fixtures import INJECTION, make_folder
-from helpers import shared_home
+from helpers import home_under, shared_home
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "leaderboard" / "app.py")
@@ -26,7 +26,7 @@ def made(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def env(made, monkeypatch):
-    monkeypatch.setenv("MUBENCH_HOME", str(made[0] / "baselines-home"))
+    monkeypatch.setenv("MUBENCH_HOME", str(home_under(made[0])))
     monkeypatch.setenv("MUBENCH_OFFLINE", "1")
     monkeypatch.setenv("MUBENCH_SUBMISSIONS", str(made[1]))
     monkeypatch.setenv("MUBENCH_STORE", str(made[2]))

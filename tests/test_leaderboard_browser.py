@@ -1,6 +1,6 @@
 """The leaderboard end to end in a real headless Chromium: Debian's `chromium`, driven
-by Playwright for Python through `executable_path` (tests/browser_setup.py installs it with apt
-when it is missing and we are root; the test skips, naming what failed, only where it cannot).
+by Playwright for Python through `executable_path`. Where chromium is missing the test skips and
+says how to install it (tests/browser_setup.py); CI installs it and requires it.
 
 The app (leaderboard/app.py) is started with `streamlit run` on a free port of 127.0.0.1 over
 fabricated submissions (tests/board_fixtures.py: alpha, beta, gamma on the debug task, plus two
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from board_fixtures import make_folder
 import browser_setup
+from board_fixtures import make_folder
 from browser_setup import CHROMIUM_ARGS, Server, chromium_or_reason
-from helpers import shared_home
+from helpers import home_under, shared_home
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "leaderboard" / "app.py"
@@ -35,6 +35,8 @@ TIMEOUT_MS = 30_000
 def chromium() -> Path:
     pytest.importorskip("playwright.sync_api", reason="playwright (a dev dependency: pip install -e '.[dev]') is missing")
     path, reason = chromium_or_reason()
+    if path is None and os.environ.get("MUBENCH_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"MUBENCH_REQUIRE_BROWSER=1 but {reason}")
     if path is None:
         pytest.skip(f"no browser for the end-to-end test: {reason}")
     return path
@@ -46,7 +48,7 @@ def server(chromium, tmp_path):
     with shared_home(tmp_path):
         folder, store = make_folder(tmp_path)
     env = dict(os.environ, MUBENCH_SUBMISSIONS=str(folder), MUBENCH_STORE=str(store),
-               MUBENCH_HOME=str(tmp_path / "baselines-home"), MUBENCH_OFFLINE="1")
+               MUBENCH_HOME=str(home_under(tmp_path)), MUBENCH_OFFLINE="1")
     running = Server(APP, env, tmp_path / "streamlit.log")
     try:
         running.wait_healthy()

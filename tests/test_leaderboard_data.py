@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from helpers import one_torch_thread, shared_home  # noqa: F401  (autouse fixture)
-from mubench.orchestration import sweep
+from helpers import shared_home
+from mubench.board.entries import baseline_methods
+from mubench.board.submission import SubmissionError, check_submission
 from mubench.cli.app import app
 from mubench.cli.board import README_END, README_START
-from mubench.board.entries import baseline_methods
-from mubench.orchestration.loading import load_entry_point_method
 from mubench.hashing import sha256_file
 from mubench.methods import methods
-from mubench.board.submission import SubmissionError, check_submission
+from mubench.orchestration import sweep
+from mubench.orchestration.loading import load_entry_point_method
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_METHODS = ("identity", "grad_ascent", "finetune")
@@ -33,7 +33,7 @@ PLUGIN_METHOD = "ep_plugin_method"
 @pytest.fixture(autouse=True)
 def home(tmp_path_factory, monkeypatch):
     """Models shared with the other debug tests (trained once per session), offline, no $MUBENCH_SUBMISSIONS."""
-    with shared_home(tmp_path_factory.getbasetemp()):
+    with shared_home(tmp_path_factory.mktemp("home")):
         monkeypatch.delenv("MUBENCH_SUBMISSIONS", raising=False)
         yield
 
@@ -47,6 +47,8 @@ def tiny_suite(monkeypatch):
 
 
 def _readme(tmp_path: Path) -> Path:
+    """A README and a board page, each with an old leaderboard block; the README's path."""
+    (tmp_path / "board.md").write_text(f"# Board\n\n{README_START}\nold cells\n{README_END}\n", encoding="utf-8")
     path = tmp_path / "README.md"
     path.write_text(f"# Title\n\nbefore\n\n{README_START}\nold table\n{README_END}\n\nafter\n", encoding="utf-8")
     return path
@@ -54,7 +56,8 @@ def _readme(tmp_path: Path) -> Path:
 
 def _leaderboard_data(tmp_path: Path, *extra: str):
     args = ["leaderboard-data", "--suite", "tiny", "--out", str(tmp_path / "subs"),
-            "--store", str(tmp_path / "store.sqlite"), "--readme", str(tmp_path / "README.md"), *extra]
+            "--store", str(tmp_path / "store.sqlite"), "--readme", str(tmp_path / "README.md"),
+            "--page", str(tmp_path / "board.md"), *extra]
     return CliRunner().invoke(app, args, catch_exceptions=False)
 
 
@@ -101,6 +104,8 @@ def test_leaderboard_data_writes_verified_entries_refuses_to_overwrite_and_repla
     text = readme.read_text(encoding="utf-8")
     assert "old table" not in text and text.startswith("# Title\n\nbefore") and text.endswith("after\n")
     assert all(f"`{name}`" in text for name in TINY_METHODS)
+    page = (tmp_path / "board.md").read_text(encoding="utf-8")
+    assert "old cells" not in page and "**`debug` / `class_0`" in page and all(f"`{n}`" in page for n in TINY_METHODS)
 
     before = {p.name: p.read_bytes() for p in subs.iterdir()}
     readme_before = readme.read_bytes()

@@ -18,8 +18,11 @@ from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
 from sklearn.svm import SVC
 from typer.testing import CliRunner
 
+from helpers import null_auc_tolerance
 from mubench.cli.app import app
 from mubench.evaluation import EvaluationContext, Outputs
+from mubench.harness.record import RunConfig
+from mubench.harness.runner import Harness
 from mubench.methods import methods
 from mubench.metrics import MIA_SPEC_VERSION, is_finite, metrics
 from mubench.metrics.membership import (
@@ -27,16 +30,13 @@ from mubench.metrics.membership import (
     entropy_lr_member_rate,
     likelihood_ratio,
     logit_confidence,
-    prediction_entropy,
     lr_cv_auc,
+    prediction_entropy,
     svc_forget_efficacy,
     true_class_confidence,
     ulira_auc,
 )
-from mubench.harness.record import RunConfig
-from mubench.harness.runner import Harness
 from mubench.tasks import tasks
-from tests.helpers import null_auc_tolerance
 
 NEW_KEYS = {"mia/svc", "gap/mia_svc", "mia/lr_auc", "gap/mia_lr_auc", "mia/ulira", "gap/mia_ulira",
             "mia/entropy_lr", "gap/mia_entropy_lr"}

@@ -17,16 +17,15 @@ from torch import nn
 
 import baselines  # noqa: F401 - registers every baseline
 from mubench.harness.artifacts import ModelCache
-from mubench.methods import Access, HParams, Method, methods
 from mubench.harness.models import model_factories
 from mubench.harness.record import RunConfig
-from mubench.request import Request
 from mubench.harness.runner import Harness, supports
+from mubench.harness.training import Engine, contiguous, train_model
+from mubench.methods import Access, HParams, Method, methods
+from mubench.request import Request
 from mubench.tasks import tasks
 from mubench.tasks.base import Pool, Task, TaskData
 from mubench.tasks.spec import ProfileSpec, Recipe, ScenarioSpec, TaskSpec
-from mubench.harness.training import Engine, contiguous, train_model
-from tests.helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
 _FAST = Recipe(optimizer="adam", lr=1e-2, epochs=3, batch_size=64)
 

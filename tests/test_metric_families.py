@@ -13,14 +13,14 @@ from torch import nn
 
 from mubench.evaluation import EvaluationContext, Outputs
 from mubench.harness.memory import PeakMemory
+from mubench.metrics import relearn as relearn_module
 from mubench.metrics.accuracy import tug_of_war
 from mubench.metrics.cost import params_changed
 from mubench.metrics.objectives import cost, forgetting, utility
 from mubench.metrics.regression import masked_mae, masked_mape, masked_rmse
-from mubench.metrics import relearn as relearn_module
 from mubench.metrics.relearn import relearn, relearn_steps
-from mubench.request import Subset
 from mubench.metrics.representation import cka_to_oracle, linear_cka, penultimate_features
+from mubench.request import Subset
 
 
 def outputs_with_accuracy(correct: int, total: int) -> Outputs:
@@ -52,8 +52,8 @@ def naive_linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     """Kornblith et al. 2019 via the centred Gram matrices: HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))."""
     n = len(x)
     h = np.eye(n) - np.ones((n, n)) / n
-    k, l = h @ x @ x.T @ h, h @ y @ y.T @ h
-    return float(np.sum(k * l) / np.sqrt(np.sum(k * k) * np.sum(l * l)))
+    gram_x, gram_y = h @ x @ x.T @ h, h @ y @ y.T @ h
+    return float(np.sum(gram_x * gram_y) / np.sqrt(np.sum(gram_x * gram_x) * np.sum(gram_y * gram_y)))
 
 
 def test_linear_cka_matches_the_gram_matrix_formula_and_its_invariances():

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import MIRROR_SKIP, REAL_MIRROR
 from mubench.data.idx import write_idx
 from mubench.data.mnist import OFFICIAL, PARTS, MnistSource, PinnedIdx, load_mnist
 from mubench.errors import CorruptDataError, MissingDataError
 from mubench.hashing import sha256_of
 
-REAL_MIRROR = os.environ.get("MUBENCH_MIRROR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
-HAS_REAL_MNIST = any((Path(m) / "mnist").is_dir() for m in REAL_MIRROR.split(os.pathsep) if m)
-needs_real_mnist = pytest.mark.skipif(not HAS_REAL_MNIST, reason=f"no MNIST mirror at {REAL_MIRROR}/mnist")
+HAS_REAL_MNIST = (REAL_MIRROR / "mnist").is_dir()
+needs_real_mnist = pytest.mark.skipif(not HAS_REAL_MNIST, reason=f"{MIRROR_SKIP}mnist/ in {REAL_MIRROR}")
 
 GZIPPED = {"train_images", "test_labels"}  # the other two parts are written raw
 

@@ -20,20 +20,20 @@ import pytest
 import torch
 from torch import nn
 
-from mubench.harness.artifacts import ModelCache
+from helpers import debug_config
 from mubench.errors import UnknownNameError
 from mubench.evaluation import EVALUATED_PARTS, EvaluationContext, Outputs
-from mubench.orchestration.executors import LocalExecutor, make_executor
+from mubench.harness.artifacts import ModelCache
+from mubench.harness.record import RunConfig
+from mubench.harness.runner import Harness
 from mubench.methods import Access, Method, methods, register_method
 from mubench.metrics import compute_metrics, metrics
 from mubench.metrics.core import Metric, in_phase
-from mubench.harness.record import RunConfig
-from mubench.request import Subset
-from mubench.harness.runner import Harness
+from mubench.orchestration.executors import LocalExecutor, make_executor
 from mubench.orchestration.store import Store
 from mubench.orchestration.sweep import GridSpec, expand_grid, run_grid
+from mubench.request import Subset
 from mubench.targets import Target
-from tests.helpers import debug_config, one_torch_thread  # noqa: F401  (autouse fixture)
 
 MEASURED = {"cost/seconds", "cost/rte", "cost/peak_mem_mb", "objective/cost"}  # wall clock and memory
 

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from mubench.cli.app import app
 from mubench.errors import MubenchError
-from mubench.results.plots import plot, plot_kinds
 from mubench.harness.record import Record
 from mubench.orchestration.store import Store
+from mubench.results.plots import plot, plot_kinds
 
 GOLDEN = Path(__file__).parent / "golden" / "records.jsonl"
 

@@ -13,10 +13,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mubench.board.submission import (
+    MethodInfo,
+    Submission,
+    SubmissionError,
+    Validation,
+    check_submission,
+    current_split_id,
+    validate_submission,
+)
 from mubench.methods import Access
 from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION
-from mubench.board.submission import (MethodInfo, Submission, SubmissionError, Validation, check_submission,
-                                current_split_id, validate_submission)
 from mubench.tasks import tasks
 
 # derandomize: CI runs the same examples every time (a failure found once is kept as a plain test below)

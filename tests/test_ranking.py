@@ -13,14 +13,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from mubench.results.aggregate import SELECTIONS, records_frame, select_settings, summarise
 from mubench.cli.app import app
 from mubench.errors import MubenchError
+from mubench.harness.record import Record, RunConfig
 from mubench.hashing import canonical_json
 from mubench.methods import methods
-from mubench.results.ranking import hypervolume_per_seed, hypervolume_table, mean_ranks, rank_table, ranking_key
-from mubench.harness.record import Record, RunConfig
 from mubench.orchestration.store import Store
+from mubench.results.aggregate import SELECTIONS, records_frame, select_settings, summarise
+from mubench.results.ranking import hypervolume_per_seed, hypervolume_table, mean_ranks, rank_table, ranking_key
 from tests.golden import regenerate as golden
 
 GOLDEN_FILES = ["summary.csv", "summary_default.csv", "summary_val.csv", "hypervolume.csv", "ranks.csv",

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import debug_config
+from mubench.harness.runner import Harness
 from mubench.methods import Access, HParams, Method, methods, register_method
 from mubench.request import Request
-from mubench.harness.runner import Harness
-from tests.helpers import debug_config
 
 
 class ForgetRetrain(Method):

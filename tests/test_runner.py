@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from helpers import needs_real_mnist, null_auc_tolerance
 from mubench.harness.artifacts import ModelCache
-from mubench.methods import Access, HParams, Method, methods, register_method
 from mubench.harness.record import RunConfig
-from mubench.request import Request
 from mubench.harness.runner import Harness
-from tests.helpers import needs_real_mnist, null_auc_tolerance
+from mubench.methods import Access, HParams, Method, methods, register_method
+from mubench.request import Request
 
 V1_KEYS = {"forget/acc", "retain/acc", "test/acc", "gap/forget_acc", "gap/retain_acc", "gap/test_acc",
            "mia/loss_auc", "js/oracle", "cost/seconds", "cost/rte"}

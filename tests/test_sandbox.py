@@ -9,17 +9,26 @@ import json
 import textwrap
 
 import pytest
-
-from helpers import one_torch_thread, shared_home  # noqa: F401  (autouse fixture)
-from mubench.board.entries import method_problems
-from mubench.orchestration.loading import load_method_class
-from mubench.errors import MubenchError
 from pydantic import ValidationError
 
+from helpers import shared_home
+from mubench.board.entries import method_problems
+from mubench.errors import MubenchError
 from mubench.harness.record import RunConfig
 from mubench.harness.runner import Harness
-from mubench.orchestration.sandbox import (Done, Failure, HarnessOptions, Limits, Message, Outcome, Ready, isolated_executor,
-                             method_source, record_of)
+from mubench.orchestration.loading import load_method_class
+from mubench.orchestration.sandbox import (
+    Done,
+    Failure,
+    HarnessOptions,
+    Limits,
+    Message,
+    Outcome,
+    Ready,
+    isolated_executor,
+    method_source,
+    record_of,
+)
 from mubench.orchestration.store import Store
 from mubench.orchestration.sweep import run_grid
 from mubench.tasks import tasks
@@ -126,7 +135,7 @@ def grid(tmp_path_factory):
     base = tmp_path_factory.mktemp("sandbox")
     source = base / "methods.py"
     source.write_text(METHODS)
-    with shared_home(base, "sandbox-home"):
+    with shared_home(base):
         names = {}
         for class_name in CLASSES:
             cls, _, problems = load_method_class(f"{source}:{class_name}")

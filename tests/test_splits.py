@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import MIRROR_SKIP, REAL_MIRROR
 from mubench.errors import SplitMismatchError, UnknownNameError
-from mubench.hashing import sha256_arrays
-from mubench.tasks.scenarios import attribute_subgroup, random_instances, scenario_kinds, whole_class
 from mubench.harness.splits import PARTS, Split, load_or_make_split, make_split, read_split, split_path, write_split
+from mubench.hashing import sha256_arrays
 from mubench.tasks import Pool, TaskData, tasks
+from mubench.tasks.scenarios import attribute_subgroup, random_instances, scenario_kinds, whole_class
 
-REAL_MIRROR = os.environ.get("MUBENCH_MIRROR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
-HAS_REAL_MNIST = any((Path(m) / "mnist").is_dir() for m in REAL_MIRROR.split(os.pathsep) if m)
-needs_real_mnist = pytest.mark.skipif(not HAS_REAL_MNIST, reason=f"no MNIST mirror at {REAL_MIRROR}/mnist")
+HAS_REAL_MNIST = (REAL_MIRROR / "mnist").is_dir()
+needs_real_mnist = pytest.mark.skipif(not HAS_REAL_MNIST, reason=f"{MIRROR_SKIP}mnist/ in {REAL_MIRROR}")
 
 # Golden ids: a change in the partition or forget generators (or in the debug data) changes these.
 GOLDEN_DEBUG_SMOKE_SEED0 = {
@@ -322,7 +322,7 @@ def test_whole_class_and_subgroup_by_hand():
 @pytest.fixture(scope="module")
 def cmnist(tmp_path_factory):
     if not HAS_REAL_MNIST:
-        pytest.skip(f"no MNIST mirror at {REAL_MIRROR}/mnist")
+        pytest.skip(f"{MIRROR_SKIP}mnist/ in {REAL_MIRROR}")
     home = tmp_path_factory.mktemp("splits-cmnist-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MUBENCH_HOME", str(home))

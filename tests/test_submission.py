@@ -9,12 +9,20 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from helpers import debug_config, one_torch_thread, shared_home  # noqa: F401  (autouse fixture)
+from helpers import debug_config, home_under, shared_home
+from mubench.board.submission import (
+    MethodInfo,
+    Submission,
+    SubmissionError,
+    build_submission,
+    check_submission,
+    schema_json,
+    validate_submission,
+    write_submission,
+)
 from mubench.cli.app import app
 from mubench.methods import Access
 from mubench.orchestration.store import Store
-from mubench.board.submission import (MethodInfo, Submission, SubmissionError, build_submission, check_submission,
-                                schema_json, validate_submission, write_submission)
 
 ROOT = Path(__file__).resolve().parents[1]
 INFO = MethodInfo(method="identity", version="1", authors=["A. Author"], paper="none", description="does nothing",
@@ -44,7 +52,7 @@ def stored(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def home(stored, monkeypatch):
-    monkeypatch.setenv("MUBENCH_HOME", str(stored[0] / "baselines-home"))
+    monkeypatch.setenv("MUBENCH_HOME", str(home_under(stored[0])))
     monkeypatch.setenv("MUBENCH_OFFLINE", "1")
     monkeypatch.delenv("MUBENCH_SUBMISSIONS", raising=False)
 

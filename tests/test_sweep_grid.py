@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from mubench.cli.app import app
 from mubench.errors import MubenchError
-from mubench.methods import Access, Method, methods, register_method
 from mubench.harness.record import Record
+from mubench.methods import Access, Method, methods, register_method
 from mubench.orchestration.store import Store
 from mubench.orchestration.sweep import SWEEP_KINDS, GridSpec, expand_grid, sweep_points
 from mubench.tasks import tasks

@@ -17,9 +17,9 @@ import pytest
 import torch
 from torch import nn
 
-from mubench.methods import Access, Method, methods, register_method
 from mubench.harness.record import Record
 from mubench.harness.runner import Harness
+from mubench.methods import Access, Method, methods, register_method
 from mubench.orchestration.store import Store
 from mubench.orchestration.sweep import GridSpec, expand_grid, run_grid
 
@@ -35,15 +35,6 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("MUBENCH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MUBENCH_OFFLINE", "1")
     return tmp_path / "home"
-
-
-@pytest.fixture
-def one_torch_thread():
-    """Tiny debug models: one intra-op thread is several times faster than two on a 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def subprocess_env() -> dict[str, str]:
@@ -183,7 +174,7 @@ def broken_methods(monkeypatch):
     return list(BROKEN)
 
 
-def test_misbehaving_methods_fail_their_own_runs_and_the_sweep_goes_on(tmp_path, broken_methods, one_torch_thread):
+def test_misbehaving_methods_fail_their_own_runs_and_the_sweep_goes_on(tmp_path, broken_methods):
     grid = GridSpec(tasks=["debug"], scenarios=["random_10"], methods=["identity", *broken_methods, "retrain"],
                     seeds=[0], profile="smoke")
     configs = expand_grid(grid)
@@ -221,7 +212,7 @@ def test_misbehaving_methods_fail_their_own_runs_and_the_sweep_goes_on(tmp_path,
 
 # ---- metric versions ---------------------------------------------------------------------------
 
-def test_records_of_other_metric_versions_are_rerun_and_replaced(tmp_path, one_torch_thread):
+def test_records_of_other_metric_versions_are_rerun_and_replaced(tmp_path):
     """A resumed grid reruns stored results computed under an older metrics or MIA spec version
     (and replaces them), and skips the current ones."""
     from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION

@@ -5,7 +5,6 @@ logistic model against scikit-learn, and the real files when the mirror has them
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
+from helpers import MIRROR_SKIP, REAL_MIRROR
 from mubench.data.adult import (
     COLUMNS,
     OFFICIAL,
@@ -27,6 +27,7 @@ from mubench.data.adult import (
 from mubench.data.files import FileForm
 from mubench.errors import CorruptDataError, MissingDataError
 from mubench.harness.models import build_model
+from mubench.harness.training import train_model
 from mubench.tasks.adult import (
     CATEGORICAL_FEATURES,
     LOGREG_SPEC,
@@ -38,11 +39,9 @@ from mubench.tasks.adult import (
     fit_encoder,
 )
 from mubench.tasks.base import tasks
-from mubench.harness.training import train_model
 
-REAL_MIRROR = os.environ.get("MUBENCH_MIRROR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
-HAS_REAL_ADULT = any((Path(m) / "adult" / "adult.data").is_file() for m in REAL_MIRROR.split(os.pathsep) if m)
-needs_real_adult = pytest.mark.skipif(not HAS_REAL_ADULT, reason=f"no Adult mirror at {REAL_MIRROR}/adult")
+HAS_REAL_ADULT = (REAL_MIRROR / "adult" / "adult.data").is_file()
+needs_real_adult = pytest.mark.skipif(not HAS_REAL_ADULT, reason=f"{MIRROR_SKIP}adult/ in {REAL_MIRROR}")
 
 FIRST_LINE = "|1x3 Cross validator"
 TRAIN_FORMAT = AdultFile(FileForm("adult.data", "0" * 64))

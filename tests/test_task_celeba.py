@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,17 @@ import pytest
 import torch
 from PIL import Image
 
-from mubench.data.celeba import (ATTRIBUTE_NAMES, HALF_IMAGE_FOLDER, IMAGE_FOLDER, CelebaPins, official_partition,
-                                 read_attributes, read_id_values, read_manifest)
+from helpers import MIRROR_SKIP, REAL_MIRROR
+from mubench.data.celeba import (
+    ATTRIBUTE_NAMES,
+    HALF_IMAGE_FOLDER,
+    IMAGE_FOLDER,
+    CelebaPins,
+    official_partition,
+    read_attributes,
+    read_id_values,
+    read_manifest,
+)
 from mubench.data.files import FileForm
 from mubench.errors import CorruptDataError, MissingDataError
 from mubench.harness.splits import make_split
@@ -27,7 +35,6 @@ from mubench.tasks.base import Pool, tasks
 from mubench.tasks.celeba import BLOND, SMILING, CelebATask, largest_identity, task_pool
 from mubench.tasks.spec import ProfileSpec, Recipe
 
-REAL_MIRROR = Path(os.environ.get("MUBENCH_MIRROR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 HAS_REAL_CELEBA = (REAL_MIRROR / "celeba-fragment" / HALF_IMAGE_FOLDER).is_dir()
 BLOND_COLUMN, MALE_COLUMN, SMILING_COLUMN = (ATTRIBUTE_NAMES.index(n) for n in ("Blond_Hair", "Male", "Smiling"))
 NO_DIGEST = "0" * 64
@@ -401,7 +408,7 @@ def test_specs_and_registration():
 # ---- the real mirror ------------------------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_REAL_CELEBA, reason=f"no CelebA fragment at {REAL_MIRROR}/celeba-fragment")
+@pytest.mark.skipif(not HAS_REAL_CELEBA, reason=f"{MIRROR_SKIP}celeba-fragment/ in {REAL_MIRROR}")
 def test_real_fragment(monkeypatch):
     monkeypatch.setenv("MUBENCH_MIRROR", str(REAL_MIRROR))
     blond_task, smiling_task = CelebATask(BLOND, "Blond_Hair"), CelebATask(SMILING, "Smiling")
@@ -428,7 +435,7 @@ def test_real_fragment(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_REAL_CELEBA, reason=f"no CelebA fragment at {REAL_MIRROR}/celeba-fragment")
+@pytest.mark.skipif(not HAS_REAL_CELEBA, reason=f"{MIRROR_SKIP}celeba-fragment/ in {REAL_MIRROR}")
 def test_real_full_size_and_half_size_images_agree():
     """The fragment's 32 full-size images through the full-size path match the half-size files."""
     from mubench.data.celeba import FULL_SIZE, HALF_SIZE, load_images

@@ -15,17 +15,35 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import MIRROR_SKIP, REAL_MIRROR
 from mubench.data import cifar10 as data
-from mubench.data.cifar10 import (CLASSES, IMAGE_FOLDER_SOURCE, OFFICIAL, OFFICIAL_SOURCE, ArrayUnpickler,
-                                  Cifar10Source, locate_cifar10, unpickle)
+from mubench.data.cifar10 import (
+    CLASSES,
+    IMAGE_FOLDER_SOURCE,
+    OFFICIAL,
+    OFFICIAL_SOURCE,
+    ArrayUnpickler,
+    Cifar10Source,
+    locate_cifar10,
+    unpickle,
+)
 from mubench.data.files import FileForm
 from mubench.errors import CorruptDataError, MissingDataError
 from mubench.harness.models import resnet18_cifar
+from mubench.tasks.cifar10 import (
+    MEAN,
+    PATCH,
+    PATCH_CLASS,
+    PATCH_FRACTION,
+    PATCH_SIZE,
+    SPEC,
+    STD,
+    TEST_PATCH_FRACTION,
+    Cifar10Task,
+    build_cifar10,
+)
 from mubench.tasks.scenarios import scenario_kinds
-from mubench.tasks.cifar10 import (MEAN, PATCH, PATCH_CLASS, PATCH_FRACTION, PATCH_SIZE, SPEC, STD,
-                                   TEST_PATCH_FRACTION, Cifar10Task, build_cifar10)
 
-REAL_MIRROR = Path(os.environ.get("MUBENCH_MIRROR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 HAS_REAL_COPY = (REAL_MIRROR / "cifar10-jpeg" / "cifar10-jpeg.tar.gz").is_file()
 
 PER_BATCH, N_TEST = 4, 10  # 20 training images (2 per class) and 10 test images (1 per class)
@@ -405,7 +423,7 @@ def test_resnet18_cifar_keeps_the_resolution():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_REAL_COPY, reason=f"no CIFAR-10 copy at {REAL_MIRROR}/cifar10-jpeg")
+@pytest.mark.skipif(not HAS_REAL_COPY, reason=f"{MIRROR_SKIP}cifar10-jpeg/ in {REAL_MIRROR}")
 def test_real_mirror(tmp_path, monkeypatch):
     monkeypatch.setenv("MUBENCH_MIRROR", str(REAL_MIRROR))
     monkeypatch.setenv("MUBENCH_HOME", str(tmp_path / "home"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import tarfile
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import MIRROR_SKIP, REAL_MIRROR
 from mubench.data.cub import FOLDERS, METADATA_FILES, OFFICIAL, CubSource, decode_crops, find_present, read_metadata
 from mubench.data.files import DataFile, FileForm
 from mubench.errors import CorruptDataError, MissingDataError
@@ -22,9 +22,8 @@ from mubench.harness.splits import make_split
 from mubench.tasks.base import Pool, TaskData, tasks
 from mubench.tasks.cub import SPEC, Cub200
 
-REAL_MIRROR = os.environ.get("MUBENCH_MIRROR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
-REAL_CUB = next((Path(m) / FOLDERS[1] for m in REAL_MIRROR.split(os.pathsep) if m and (Path(m) / FOLDERS[1]).is_dir()), None)
-needs_real_cub = pytest.mark.skipif(REAL_CUB is None, reason=f"no CUB mirror at {REAL_MIRROR}/{FOLDERS[1]}")
+REAL_CUB = REAL_MIRROR / FOLDERS[1] if (REAL_MIRROR / FOLDERS[1]).is_dir() else None
+needs_real_cub = pytest.mark.skipif(REAL_CUB is None, reason=f"{MIRROR_SKIP}{FOLDERS[1]}/ in {REAL_MIRROR}")
 
 CLASSES = ["001.Alpha_Bird", "002.Beta_Bird", "003.Gamma_Bird", "004.Delta_Bird"]
 # (class id, file stem, is_train, box x y w h, photo size, greyscale); class 3's photos are never written

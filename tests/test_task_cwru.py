@@ -5,7 +5,6 @@ the cnn1d model, and the real mirror when it is there."""
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +13,25 @@ import scipy.io
 import torch
 from scipy.signal import resample_poly
 
-from mubench.data.cwru import (OFFICIAL, CwruSource, Recording, Signal, estimate_sampling_rate, load_cwru, read_drive_end,
-                               to_target_rate)
+from helpers import MIRROR_SKIP, REAL_MIRROR
+from mubench.data.cwru import (
+    OFFICIAL,
+    CwruSource,
+    Recording,
+    Signal,
+    estimate_sampling_rate,
+    load_cwru,
+    read_drive_end,
+    to_target_rate,
+)
 from mubench.data.files import locate
 from mubench.errors import CorruptDataError, MissingDataError
 from mubench.harness.models import cnn1d
 from mubench.tasks import tasks
-from mubench.tasks.cwru import (SIGNAL_SCALE, WINDOW, CWRU, build_cwru, scale_windows, window_starts)
+from mubench.tasks.cwru import CWRU, SIGNAL_SCALE, WINDOW, build_cwru, scale_windows, window_starts
 
-REAL_MIRROR = os.environ.get("MUBENCH_MIRROR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
-HAS_REAL_CWRU = any((Path(m) / "cwru").is_dir() for m in REAL_MIRROR.split(os.pathsep) if m)
-needs_real_cwru = pytest.mark.skipif(not HAS_REAL_CWRU, reason=f"no CWRU mirror at {REAL_MIRROR}/cwru")
+HAS_REAL_CWRU = (REAL_MIRROR / "cwru").is_dir()
+needs_real_cwru = pytest.mark.skipif(not HAS_REAL_CWRU, reason=f"{MIRROR_SKIP}cwru/ in {REAL_MIRROR}")
 
 SHAFT_HZ = 1797 / 60.0
 
@@ -309,7 +316,7 @@ def test_cnn1d_is_wdcnn_shaped_and_deterministic(one_thread):
 @pytest.fixture
 def real_mirror(monkeypatch):
     if not HAS_REAL_CWRU:
-        pytest.skip(f"no CWRU mirror at {REAL_MIRROR}/cwru")
+        pytest.skip(f"{MIRROR_SKIP}cwru/ in {REAL_MIRROR}")
     monkeypatch.setenv("MUBENCH_MIRROR", REAL_MIRROR)
 
 

@@ -13,17 +13,17 @@ import pandas as pd
 import pytest
 import torch
 
+from helpers import MIRROR_SKIP, REAL_MIRROR
 from mubench.data import metr_la as data
 from mubench.data.files import DataFile, FileForm
 from mubench.errors import CorruptDataError, MissingDataError
-from mubench.metrics.regression import regression_error
 from mubench.harness.record import RunConfig
 from mubench.harness.runner import Harness
+from mubench.metrics.regression import regression_error
 from mubench.orchestration.sweep import GridSpec, expand_grid
 from mubench.tasks import metr_la as task_module
 from mubench.tasks.base import Task, TaskData, tasks
 from mubench.tasks.spec import ProfileSpec, Recipe
-from tests.helpers import REAL_MIRROR
 
 SENSORS = ["773869", "767541", "767542", "717447"]
 STEPS = 2 * data.STEPS_PER_DAY  # two days
@@ -214,7 +214,7 @@ def test_class_only_methods_are_not_paired_with_regression_tasks(tiny):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (REAL_MIRROR / "metr-la-1week").is_dir(), reason="no METR-LA slice in the mirror")
+@pytest.mark.skipif(not (REAL_MIRROR / "metr-la-1week").is_dir(), reason=f"{MIRROR_SKIP}metr-la-1week/ in {REAL_MIRROR}")
 def test_real_week_slice(monkeypatch):
     monkeypatch.setenv("MUBENCH_MIRROR", str(REAL_MIRROR))
     series = data.read_form(data.WEEK)

@@ -14,9 +14,19 @@ from torch.nn import functional as F
 import mubench.toolkit.influence as influence
 from mubench.errors import MubenchError
 from mubench.targets import CLASSIFICATION, Target
-from mubench.toolkit.influence import (HeadData, augment, head_data, head_theta, hessian, output_affine,
-                                       per_sample_gradients, removal_step, sample_losses, set_head_theta, solve)
-from tests.helpers import one_torch_thread  # noqa: F401  (one_torch_thread: an autouse fixture)
+from mubench.toolkit.influence import (
+    HeadData,
+    augment,
+    head_data,
+    head_theta,
+    hessian,
+    output_affine,
+    per_sample_gradients,
+    removal_step,
+    sample_losses,
+    set_head_theta,
+    solve,
+)
 
 REGRESSION = Target(kind="regression", missing_value=0.0)
 

@@ -10,12 +10,19 @@ from safetensors.torch import save
 from torch import nn
 from torch.nn import functional as F
 
+from mubench.harness.training import (
+    Engine,
+    can_train_batched,
+    make_optimizer,
+    make_schedule,
+    onecycle_factor,
+    train_model,
+    train_models_batched,
+    training_loss,
+)
 from mubench.targets import Target
 from mubench.tasks.cifar10 import MEAN, STD, Cifar10Task
 from mubench.tasks.spec import Recipe
-from mubench.harness.training import (Engine, can_train_batched, make_optimizer, make_schedule, onecycle_factor, train_model,
-                              train_models_batched, training_loss)
-from tests.helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
 def _cnn() -> nn.Module:

@@ -9,16 +9,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from helpers import debug_config
+from mubench.errors import MubenchError
 from mubench.harness import runner
 from mubench.harness.artifacts import ModelCache
-from mubench.errors import MubenchError
-from mubench.methods import Access
-from mubench.request import Request, Subset, shuffled
 from mubench.harness.runner import Harness
 from mubench.harness.training import crop_flip
+from mubench.methods import Access
+from mubench.request import Request, Subset, shuffled
 from mubench.transfer import recording_synchronisations, synchronize, to_device
-from tests.helpers import debug_config
-from tests.helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

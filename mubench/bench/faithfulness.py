@@ -28,8 +28,8 @@ from pathlib import Path
 import mubench.tasks  # noqa: F401  (registers the tasks)
 from mubench.errors import MubenchError
 from mubench.evaluation import EvaluationContext
-from mubench.metrics import compute_metrics
 from mubench.harness.runner import Harness
+from mubench.metrics import compute_metrics
 from mubench.orchestration.sweep import GridSpec, expand_grid
 
 ROUNDING = 0.01  # published values are given to two decimals

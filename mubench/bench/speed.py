@@ -31,11 +31,11 @@ from rich.table import Table
 from torch.nn import functional as F
 
 from mubench.harness import provenance
+from mubench.harness.runner import Harness, derived_seed
+from mubench.harness.training import train_model
 from mubench.methods import methods
 from mubench.metrics import compute_metrics
 from mubench.request import Request
-from mubench.harness.runner import Harness, derived_seed
-from mubench.harness.training import train_model
 
 
 def _median_seconds(fn: Callable[[], object], trials: int) -> float:

@@ -46,20 +46,20 @@ from typing import Any
 import torch
 
 import mubench.tasks  # noqa: F401  (registers every task)
-from mubench.harness import provenance
-from mubench.harness.artifacts import ModelCache
 from mubench.errors import MubenchError, UnknownNameError
 from mubench.evaluation import compute_outputs
-from mubench.methods import methods
+from mubench.harness import provenance
+from mubench.harness.artifacts import ModelCache
 from mubench.harness.models import build_model
 from mubench.harness.record import Record, RunConfig
-from mubench.request import Subset
 from mubench.harness.runner import Harness, derived_seed, supports
-from mubench.tasks.scenarios import scenario_kinds
 from mubench.harness.splits import make_split
-from mubench.orchestration.sweep import GridSpec, expand_grid
-from mubench.tasks.base import Task, TaskData, tasks
 from mubench.harness.training import METHOD_PRECISION_ENV, Engine, train_model
+from mubench.methods import methods
+from mubench.orchestration.sweep import GridSpec, expand_grid
+from mubench.request import Subset
+from mubench.tasks.base import Task, TaskData, tasks
+from mubench.tasks.scenarios import scenario_kinds
 from mubench.transfer import recording_synchronisations, synchronize
 
 SEEDS = 3  # the full leaderboard's seeds

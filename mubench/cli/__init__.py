@@ -2,8 +2,8 @@
 
 `app` (the main app and `run`, `results`, `plot`, `list`, `data`), `submit` (`submit`,
 `validate`, `schema`, `leaderboard-data`), `board` (`leaderboard`, `export`), `stream`
-(`mubench stream ...`), `options` and `common` (option types, consoles and helpers the command
-modules share).
+(`mubench stream ...`) and `common` (the option types, consoles and checks the command modules
+share, so that none of them imports another's app).
 """
 
 

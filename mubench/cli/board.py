@@ -164,9 +164,34 @@ def render_export(fmt: ExportFormat, folder: Path | None = None, store: Path | N
     return RENDERERS[ExportFormat(fmt)](overview_sections(board, metric, profile))
 
 
-def readme_block(folder: Path | None = None) -> str:
-    """The README's leaderboard block: the Markdown export of `folder`, without a store."""
-    return render_export(ExportFormat.markdown, folder)
+def page_block(folder: Path | None = None, board: bd.Board | None = None) -> str:
+    """The full board's block (docs/board.md): the Markdown export of `folder` (or of an already
+    loaded `board`), without a store."""
+    return to_markdown(overview_sections(board or bd.load_board(folder)))
+
+
+def readme_block(folder: Path | None = None, board: bd.Board | None = None) -> str:
+    """The README's summary block: the mean ranks over every cell, and how many cells and entries
+    they cover; each cell's ranking with its intervals stays on the board page (`page_block`)."""
+    board = board or bd.load_board(folder)
+    sections = overview_sections(board)
+    means = [table for title, table in sections if title == (MEAN_RANK_TITLE,)]
+    if not means:
+        return EMPTY + "\n"
+    cells = sum(1 for title, _ in sections if len(title) == 4)
+    return (f"**{markdown_text(MEAN_RANK_TITLE)}**, over {cells} task x scenario cells and {len(board.entries)} "
+            f"entries; every cell's ranking with its intervals: [docs/board.md](docs/board.md).\n\n"
+            + markdown_table(means[0]) + "\n")
+
+
+def write_block(path: Path, block: str) -> None:
+    """Replace the leaderboard block of the Markdown file `path` (atomically: a staged file renamed over it)."""
+    if not path.is_file():
+        raise MubenchError(f"{path}: no such file, so its leaderboard block cannot be regenerated")
+    text = replace_readme_block(path.read_text(encoding="utf-8"), block, str(path))
+    staged = path.with_name(f".{path.name}.tmp")
+    staged.write_text(text, encoding="utf-8")
+    os.replace(staged, path)
 
 
 def replace_readme_block(text: str, block: str, where: str = "README") -> str:
@@ -206,18 +231,22 @@ def export(
     store: StoreOption = None,
     metric: Annotated[Optional[str], typer.Option("--metric", help="rank by this metric (default: forget/acc, else forget/mae)")] = None,
     profile: Annotated[Optional[str], typer.Option("--profile", help="only this profile")] = None,
-    readme: Annotated[Optional[Path], typer.Option("--readme", help="rewrite only the leaderboard block of this README (Markdown, no store)")] = None,
+    readme: Annotated[Optional[Path], typer.Option("--readme", help="rewrite only the summary block of this README (Markdown, no store)")] = None,
+    page: Annotated[Optional[Path], typer.Option("--page", help="rewrite only the full board's block of this page, e.g. docs/board.md (Markdown, no store)")] = None,
 ) -> None:
     """Write the leaderboard's overview tables (per task x scenario ranks and mean ranks)."""
     from mubench.cli.common import out as console
 
-    if readme is not None:
+    if readme is not None or page is not None:
         if fmt != ExportFormat.markdown or store is not None or metric or profile or out:
-            raise MubenchError("--readme writes the default Markdown block from the submissions folder alone: "
-                               "drop --format, --store, --metric, --profile and --out")
-        readme.write_text(replace_readme_block(readme.read_text(encoding="utf-8"), readme_block(submissions),
-                                               str(readme)), encoding="utf-8")
-        console.print(f"updated the leaderboard block of {escape(str(readme))}", highlight=False, soft_wrap=True)
+            raise MubenchError("--readme and --page write the default Markdown blocks from the submissions folder "
+                               "alone: drop --format, --store, --metric, --profile and --out")
+        board = bd.load_board(submissions)  # checked once (split ids are recomputed), rendered twice
+        for target, block in ((readme, readme_block), (page, page_block)):
+            if target is not None:
+                write_block(target, block(board=board))
+                console.print(f"updated the leaderboard block of {escape(str(target))}", highlight=False,
+                              soft_wrap=True)
         return
     text = render_export(fmt, submissions, store, metric, profile)
     if out is None:

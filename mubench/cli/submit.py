@@ -14,7 +14,6 @@ Registered on the main app by `register(app)` (mubench/cli/app.py).
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -177,10 +176,12 @@ def leaderboard_data(
     replace_: Annotated[bool, typer.Option("--replace", help="replace the baselines' existing entries (each atomically)")] = False,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, or auto")] = "cpu",
     readme: Annotated[Optional[Path], typer.Option("--readme", help="README whose leaderboard block is regenerated afterwards")] = Path("README.md"),
-    no_readme: Annotated[bool, typer.Option("--no-readme", help="leave the README alone")] = False,
+    page: Annotated[Path, typer.Option("--page", help="board page whose full leaderboard block is regenerated afterwards")] = Path("docs/board.md"),
+    no_readme: Annotated[bool, typer.Option("--no-readme", help="leave the README and the board page alone")] = False,
 ) -> None:
     """Run a suite for every baseline (missing runs only) and write each one's verified entry."""
-    from mubench.cli.board import readme_block, replace_readme_block
+    from mubench.board.tables import load_board
+    from mubench.cli.board import page_block, readme_block, write_block
     from mubench.cli.common import (
         check_data,
         check_device,
@@ -207,9 +208,10 @@ def leaderboard_data(
         raise SubmissionError(f"{len(existing)} entr{'y' if len(existing) == 1 else 'ies'} already exist "
                               f"({', '.join(str(p) for p in existing)}); nothing was run or overwritten. "
                               f"Pass --replace to regenerate them")
-    if readme is not None and not no_readme and not readme.is_file():
-        raise MubenchError(f"{readme}: no such file, so its leaderboard block cannot be regenerated; run from the "
-                           f"checkout, or pass --readme PATH or --no-readme")
+    for document in ((readme, page) if readme is not None and not no_readme else ()):
+        if not document.is_file():
+            raise MubenchError(f"{document}: no such file, so its leaderboard block cannot be regenerated; run from "
+                               f"the checkout, or pass --readme PATH and --page PATH, or --no-readme")
     check_device(device)
     grid.tasks = tasks_with_data(grid.tasks)
     configs = expand_grid(grid)
@@ -231,11 +233,10 @@ def leaderboard_data(
     for message in refused:
         err.print(f"[red]not written[/red] {escape(message)}", highlight=False, soft_wrap=True)
     if readme is not None and not no_readme:
-        text = replace_readme_block(readme.read_text(encoding="utf-8"), readme_block(target), str(readme))
-        staged = readme.with_name(f".{readme.name}.tmp")
-        staged.write_text(text, encoding="utf-8")
-        os.replace(staged, readme)
-        out.print(f"updated the leaderboard block of {escape(str(readme))}", highlight=False, soft_wrap=True)
+        board = load_board(target)
+        for document, block in ((readme, readme_block), (page, page_block)):
+            write_block(document, block(board=board))
+            out.print(f"updated the leaderboard block of {escape(str(document))}", highlight=False, soft_wrap=True)
     err.print(f"{len(built)} baseline entries written to {target}, {len(refused)} not written; "
               f"{len(records)} runs, store: {result_store.path}", highlight=False, soft_wrap=True)
     if refused:

@@ -8,8 +8,8 @@ relapse of unlearned tasks during later learning ("task relapse", Adhikari, Kuma
 Modules: `spec` (frozen stream and task definitions), `task` (the continual-task interface and
 registry), `split_mnist` / `split_cifar10` (the tasks), `streams` (per-task sample indices and the
 checksummed stream id), `training` (task-incremental loss, training and evaluation), `methods`
-(the ContinualMethod interface, its requests and registry), `metrics`, `runner` (a stream run ->
-`mubench.harness.record.Record`) and `cli` (`mubench stream ...`).
+(the ContinualMethod interface, its requests and registry), `metrics` and `runner` (a stream run ->
+`mubench.harness.record.Record`); the command line, `mubench stream ...`, is mubench.cli.stream.
 
 This package imports nothing heavy at import time, so mounting its command line costs nothing.
 """

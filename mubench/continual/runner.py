@@ -15,16 +15,14 @@ task's test accuracy. A method that fails yields a failed record with the reason
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from mubench.harness import provenance
-from mubench.harness.artifacts import ModelCache
 from mubench.continual.methods import ContinualMethod, StreamRequest, continual_methods
 from mubench.continual.metrics import STREAM_METRICS_VERSION, retained_accuracy, stream_metrics, unlearned_accuracy
 from mubench.continual.spec import StreamState
@@ -32,9 +30,11 @@ from mubench.continual.streams import PreparedStream, load_or_make_stream
 from mubench.continual.task import ContinualTask, continual_tasks
 from mubench.continual.training import StreamSubset, class_mask, fit, fresh_model, task_accuracy
 from mubench.errors import MubenchError
-from mubench.hashing import sha256_arrays
+from mubench.harness import provenance
+from mubench.harness.artifacts import ModelCache
 from mubench.harness.record import Record, RunConfig
 from mubench.harness.runner import check_architecture, derived_seed, resolve_device
+from mubench.hashing import sha256_arrays
 from mubench.tasks.base import TaskData
 from mubench.transfer import synchronize
 

@@ -21,8 +21,8 @@ import numpy as np
 from mubench import paths
 from mubench.continual.spec import ContinualSpec, StreamSpec
 from mubench.errors import SplitMismatchError
-from mubench.hashing import sha256_arrays, sha256_of
 from mubench.harness.splits import generator_for
+from mubench.hashing import sha256_arrays, sha256_of
 from mubench.tasks.base import TaskData
 
 

@@ -24,9 +24,9 @@ from torch.nn import functional as F
 from mubench.continual.spec import ContinualSpec
 from mubench.errors import MubenchError
 from mubench.harness.models import model_factories
-from mubench.tasks.spec import Recipe
-from mubench.request import shuffled
 from mubench.harness.training import crop_flip, make_optimizer, make_schedule
+from mubench.request import shuffled
+from mubench.tasks.spec import Recipe
 from mubench.transfer import synchronize, to_device
 
 

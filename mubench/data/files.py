@@ -265,8 +265,8 @@ def _progress_display(name: str) -> Iterator[Progress]:
     if not sys.stdout.isatty():
         yield lambda done, total: None
         return
-    from rich.console import Console
     from rich import progress as rich_progress
+    from rich.console import Console
 
     columns = (rich_progress.TextColumn("{task.description}"), rich_progress.BarColumn(),
                rich_progress.DownloadColumn(), rich_progress.TransferSpeedColumn())

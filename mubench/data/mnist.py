@@ -63,7 +63,7 @@ OFFICIAL = MnistSource("mnist", {
 
 def load_mnist(source: MnistSource = OFFICIAL) -> dict[str, np.ndarray]:
     """Return `train_images`, `train_labels`, `test_images`, `test_labels` as uint8 arrays."""
-    cache = paths.home() / "prepared" / f"{source.folder}-{sha256_of(source.pinned)[:16]}.npz"
+    cache = paths.prepared() / f"{source.folder}-{sha256_of(source.pinned)[:16]}.npz"
     if cache.is_file():
         try:
             with np.load(cache) as stored:

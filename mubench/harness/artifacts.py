@@ -45,7 +45,7 @@ class CachedModel:
 
 class ModelCache:
     def __init__(self, root: Path | None = None) -> None:
-        self.root = Path(root) if root is not None else paths.home() / "models"
+        self.root = Path(root) if root is not None else paths.models()
 
     def key(self, description: dict[str, object]) -> str:
         return sha256_of(description)

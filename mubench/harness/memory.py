@@ -14,8 +14,8 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from collections.abc import Callable
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 

@@ -21,22 +21,29 @@ import numpy as np
 import torch
 from torch import nn
 
-from mubench.harness import provenance
-from mubench.harness.artifacts import CachedModel, ModelCache
 from mubench.errors import MethodOutputError, MubenchError
 from mubench.evaluation import EVALUATED_PARTS, AttackBudget, EvaluationContext, Outputs, compute_outputs, outputs_on
+from mubench.harness import provenance
+from mubench.harness.artifacts import CachedModel, ModelCache
 from mubench.harness.memory import PeakMemory
+from mubench.harness.models import build_model
+from mubench.harness.record import Record, RunConfig
+from mubench.harness.splits import Split, load_or_make_poisoned_split
+from mubench.harness.training import (
+    TRAINER_VERSION,
+    Engine,
+    can_train_batched,
+    contiguous,
+    train_model,
+    train_models_batched,
+)
 from mubench.hashing import sha256_arrays, sha256_of
 from mubench.methods import methods
 from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION, compute_metrics
 from mubench.metrics.robustness import fgsm_budget
-from mubench.harness.models import build_model
-from mubench.harness.record import Record, RunConfig
 from mubench.request import Request, Subset
-from mubench.tasks.scenarios import pixel_scale, scenario_kinds
-from mubench.harness.splits import Split, load_or_make_poisoned_split
 from mubench.tasks.base import Task, TaskData, tasks
-from mubench.harness.training import TRAINER_VERSION, Engine, can_train_batched, contiguous, train_model, train_models_batched
+from mubench.tasks.scenarios import pixel_scale, scenario_kinds
 from mubench.transfer import synchronize
 
 

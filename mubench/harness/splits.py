@@ -29,8 +29,8 @@ import torch
 from mubench import paths
 from mubench.errors import SplitMismatchError, SplitSizeError
 from mubench.hashing import sha256_arrays, sha256_of
-from mubench.tasks.scenarios import scenario_kinds
 from mubench.tasks.base import Pool, Task, TaskData
+from mubench.tasks.scenarios import scenario_kinds
 
 PARTS = ("train", "forget", "retain", "val", "heldout", "test")
 

@@ -29,7 +29,6 @@ from mubench.targets import CLASSIFICATION, Target
 from mubench.tasks.spec import Recipe
 from mubench.transfer import to_device
 
-
 # Part of every cached model's key: bump it when training changes what is cached (weights or
 # the recorded seconds), so stale models are retrained instead of reused.
 TRAINER_VERSION = "2"  # unchanged by the engine options: their defaults train exactly as before

@@ -8,9 +8,17 @@ fairness over a task's sensitive attribute, FMD's counterfactual bias), robustne
 FGSM, for the fgsm_poison resilience scenarios).
 """
 
-from mubench.metrics import accuracy, bias, cost, membership, objectives, relearn, representation  # noqa: F401
-from mubench.metrics import fairness  # noqa: F401  (group fairness and counterfactual bias, sensitive attributes)
-from mubench.metrics import robustness  # noqa: F401  (accuracy under FGSM, fgsm_poison scenarios)
+from mubench.metrics import (  # noqa: F401
+           accuracy,
+           bias,
+           cost,
+           fairness,  # noqa: F401  (group fairness and counterfactual bias, sensitive attributes)
+           membership,
+           objectives,
+           relearn,
+           representation,
+           robustness,  # noqa: F401  (accuracy under FGSM, fgsm_poison scenarios)
+)
 from mubench.metrics.accuracy import jensen_shannon, subgroup_accuracy
 from mubench.metrics.core import Direction, Metric, add_metric, compute_metrics, is_finite, metrics
 from mubench.metrics.membership import MIA_SPEC_VERSION, membership_auc

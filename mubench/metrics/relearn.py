@@ -20,7 +20,6 @@ bound that at an accuracy resolution of 0.001 (metrics version 3; before, the wh
 from __future__ import annotations
 
 import copy
-
 from collections.abc import Callable
 
 import torch

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mubench.harness.record import Record
 from mubench.hashing import canonical_json
 from mubench.metrics import metrics
-from mubench.harness.record import Record
 
 GROUP = ["task", "scenario", "method", "hparams", "profile"]
 SIGNAL_ACC_MIN, SIGNAL_MIA_MIN = 0.01, 0.02

@@ -25,11 +25,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mubench.results.aggregate import records_frame  # noqa: E402
 from mubench.errors import MubenchError  # noqa: E402
-from mubench.results.ranking import hypervolume_table, objective_points, rank_table  # noqa: E402
 from mubench.harness.record import Record  # noqa: E402
 from mubench.registry import Registry  # noqa: E402
+from mubench.results.aggregate import records_frame  # noqa: E402
+from mubench.results.ranking import hypervolume_table, objective_points, rank_table  # noqa: E402
 from mubench.results.tradeoff import pareto_front  # noqa: E402
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]

@@ -20,11 +20,11 @@ from typing import Any
 
 import pandas as pd
 
-from mubench.results.aggregate import CELL, ci95_half_width, records_frame, select_settings
 from mubench.errors import MubenchError
+from mubench.harness.record import Record
 from mubench.metrics import metrics
 from mubench.metrics.objectives import OBJECTIVES
-from mubench.harness.record import Record
+from mubench.results.aggregate import CELL, ci95_half_width, records_frame, select_settings
 from mubench.results.tradeoff import hypervolume, pareto_front
 
 HV_PER_SEED = [*CELL, "seed", "hv", "points", "front"]

@@ -53,7 +53,7 @@ def cached_task_data(name: str, key: object, build: Callable[[], TaskData]) -> T
 
     Written atomically (temporary file, then rename); a damaged cache file is rebuilt.
     """
-    cache = paths.home() / "prepared" / f"{name}-{sha256_of(key)[:16]}.safetensors"
+    cache = paths.prepared() / f"{name}-{sha256_of(key)[:16]}.safetensors"
     if cache.is_file():
         try:
             return _from_tensors(load_file(cache))

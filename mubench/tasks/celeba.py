@@ -32,13 +32,28 @@ from typing import Any
 import numpy as np
 import torch
 
-from mubench.data.celeba import (ATTRIBUTE_NAMES, FULL_SIZE, HALF_SIZE, IMAGE_FOLDER, NUM_IMAGES, OFFICIAL,
-                                 CelebaFiles, CelebaPins, find_celeba, load_images, locate_celeba,
-                                 official_partition, read_attributes, read_id_values, read_manifest, values_for)
+from mubench.data.celeba import (
+    ATTRIBUTE_NAMES,
+    FULL_SIZE,
+    HALF_SIZE,
+    IMAGE_FOLDER,
+    NUM_IMAGES,
+    OFFICIAL,
+    CelebaFiles,
+    CelebaPins,
+    find_celeba,
+    load_images,
+    locate_celeba,
+    official_partition,
+    read_attributes,
+    read_id_values,
+    read_manifest,
+    values_for,
+)
 from mubench.data.files import DataFile, find
 from mubench.errors import MissingDataError
-from mubench.tasks.scenarios import ScenarioKind, scenario_kinds
 from mubench.tasks.base import DataStatus, Pool, Task, TaskData, cached_task_data, tasks
+from mubench.tasks.scenarios import ScenarioKind, scenario_kinds
 from mubench.tasks.spec import DataFileSpec, ProfileSpec, Recipe, ScenarioSpec, TaskSpec, random_scenarios
 
 SIDE = 64  # stored resolution (both profiles): SIDE x SIDE RGB

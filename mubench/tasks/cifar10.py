@@ -23,12 +23,29 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from mubench.data.cifar10 import (BATCHES_FOLDER, CLASSES, IMAGE_FOLDER_SOURCE, OFFICIAL, Cifar10Arrays,
-                                  Cifar10Source, find_batches_folder, locate_cifar10, locate_known)
+from mubench.data.cifar10 import (
+    BATCHES_FOLDER,
+    CLASSES,
+    IMAGE_FOLDER_SOURCE,
+    OFFICIAL,
+    Cifar10Arrays,
+    Cifar10Source,
+    find_batches_folder,
+    locate_cifar10,
+    locate_known,
+)
 from mubench.data.files import DataFile, find
 from mubench.errors import MissingDataError
 from mubench.tasks.base import DataStatus, Pool, Task, TaskData, cached_task_data, tasks
-from mubench.tasks.spec import DataFileSpec, ProfileSpec, Recipe, ScenarioSpec, TaskSpec, class_scenarios, random_scenarios
+from mubench.tasks.spec import (
+    DataFileSpec,
+    ProfileSpec,
+    Recipe,
+    ScenarioSpec,
+    TaskSpec,
+    class_scenarios,
+    random_scenarios,
+)
 
 # Channel means and standard deviations of the 50,000 official training images, in [0, 1]
 # (the widely used values; the JPEG copy's own statistics differ by less than 0.002).

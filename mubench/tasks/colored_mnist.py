@@ -15,10 +15,19 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from mubench.data.files import DataFile
 from mubench.data.mnist import OFFICIAL, load_mnist
 from mubench.tasks.base import Pool, Task, TaskData, cached_task_data, tasks
-from mubench.tasks.spec import DataFileSpec, ProfileSpec, Recipe, ScenarioSpec, TaskSpec, class_scenarios, random_scenarios
+from mubench.tasks.spec import (
+    DataFileSpec,
+    ProfileSpec,
+    Recipe,
+    ScenarioSpec,
+    TaskSpec,
+    class_scenarios,
+    random_scenarios,
+)
 
 # ReBias's COLOUR_MAP (clovaai/rebias, datasets/colour_mnist.py), RGB in 0..255.
 PALETTE = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [225, 225, 0], [225, 0, 225],

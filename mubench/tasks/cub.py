@@ -39,8 +39,17 @@ from __future__ import annotations
 
 import torch
 
-from mubench.data.cub import (ARCHIVE_FOLDER, OFFICIAL, CubMetadata, CubSource, Presence, decode_crops, find_present,
-                              locate_root, read_metadata)
+from mubench.data.cub import (
+    ARCHIVE_FOLDER,
+    OFFICIAL,
+    CubMetadata,
+    CubSource,
+    Presence,
+    decode_crops,
+    find_present,
+    locate_root,
+    read_metadata,
+)
 from mubench.data.files import DataFile
 from mubench.tasks.base import Pool, Task, TaskData, cached_task_data, tasks
 from mubench.tasks.spec import DataFileSpec, ProfileSpec, Recipe, ScenarioSpec, TaskSpec

@@ -44,7 +44,15 @@ import torch
 from mubench.data.cwru import FAULTS, OFFICIAL, TARGET_RATE_HZ, CwruSource, Signal, load_cwru
 from mubench.data.files import DataFile
 from mubench.tasks.base import Pool, Task, TaskData, cached_task_data, tasks
-from mubench.tasks.spec import DataFileSpec, ProfileSpec, Recipe, ScenarioSpec, TaskSpec, class_scenarios, random_scenarios
+from mubench.tasks.spec import (
+    DataFileSpec,
+    ProfileSpec,
+    Recipe,
+    ScenarioSpec,
+    TaskSpec,
+    class_scenarios,
+    random_scenarios,
+)
 
 WINDOW = 1024
 TRAIN_SHARE = 0.75

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from mubench.harness.record import Record, RunConfig
 from mubench.results.aggregate import records_frame, select_settings, summarise
 from mubench.results.ranking import hypervolume_table, mean_ranks, rank_table
-from mubench.harness.record import Record, RunConfig
 
 HERE = Path(__file__).resolve().parent
 RECORDS = HERE / "records.jsonl"
