@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import MIRROR_SKIP, REAL_MIRROR, shared_home
+from helpers import MIRROR_SKIP, REAL_MIRROR
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -54,19 +54,13 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def module_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A MUBENCH_HOME of the module's own (offline); models come from the session cache."""
-    folder = tmp_path_factory.mktemp("home")
-    with shared_home(folder):
-        yield folder
-
-
 def pytest_report_header(config: pytest.Config) -> str:
-    found = REAL_MIRROR.is_dir()
-    return (f"data mirror: {REAL_MIRROR}" if found else
-            f"data mirror: none at {REAL_MIRROR}; tests that need real data will be skipped "
-            f"(set MUBENCH_MIRROR to a folder holding the official files)")
+    """Where the mirror was looked for and which dataset folders it holds (shown without -q)."""
+    if not REAL_MIRROR.is_dir():
+        return (f"data mirror: none at {REAL_MIRROR}; tests that need real data will be skipped "
+                f"(set MUBENCH_MIRROR to a folder holding the official files)")
+    held = sorted(p.name for p in REAL_MIRROR.iterdir() if p.is_dir())
+    return f"data mirror: {REAL_MIRROR} ({', '.join(held) if held else 'empty'})"
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
@@ -75,7 +69,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
                if isinstance(report.longrepr, tuple) and MIRROR_SKIP in str(report.longrepr[2])]
     if not skipped:
         return
-    folders = sorted({str(report.longrepr[2]).split(MIRROR_SKIP, 1)[1].split()[0] for report in skipped})
+    folders = sorted({str(report.longrepr[2]).split(MIRROR_SKIP, 1)[1].rsplit(" in ", 1)[0] for report in skipped})
     modules = sorted({report.nodeid.split("::")[0] for report in skipped})
     terminalreporter.write_sep("-", "data mirror", yellow=True)
     terminalreporter.write_line(

@@ -28,6 +28,8 @@ from mubench.harness.runner import Harness
 from mubench.methods import methods
 from mubench.tasks import tasks
 
+pytestmark = pytest.mark.slow  # the whole module: see docs/testing.md
+
 HAS_REAL_CWRU = (REAL_MIRROR / "cwru").is_dir()
 needs_real_cwru = pytest.mark.skipif(not HAS_REAL_CWRU, reason=f"{MIRROR_SKIP}cwru/ in {REAL_MIRROR}")
 needs_real_cmnist = pytest.mark.skipif(not HAS_REAL_MNIST, reason=f"{MIRROR_SKIP}mnist/ in {REAL_MIRROR}")

@@ -218,6 +218,7 @@ def cmnist_config(method: str) -> RunConfig:
 
 @needs_real_mnist
 @pytest.mark.parametrize("method", METHODS)
+@pytest.mark.slow
 def test_bias_shrinks_on_cmnist_bias_aligned(smoke_harness, method):
     """The forget set is digit 0 in its stereotyped colour (99 % of digit 0's training images).
     Claim (Aylapuram et al. 2025): unlearning it lowers the model's reliance on colour; GA gives

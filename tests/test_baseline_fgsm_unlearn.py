@@ -89,6 +89,7 @@ def test_bad_hyper_parameters_fail_clearly():
 
 
 @needs_real_mnist
+@pytest.mark.slow
 def test_cmnist_fgsm_poison_forgets_the_poison_and_regains_robustness(tmp_path_factory):
     """Colored MNIST smoke, fgsm_poison_5 (5 % FGSM-perturbed, mislabelled training digits): the
     original memorised the wrong labels (forget accuracy 0.98, the oracle's 0.004) and lost its

@@ -175,6 +175,7 @@ def test_adult_counterfactual_bias_falls_and_only_the_head_weight_changes(smoke_
 
 
 @needs_real_mnist
+@pytest.mark.slow
 def test_cmnist_bias_aligned_bias_falls_and_accuracy_is_kept(smoke_harness):
     """Colored MNIST (digits recoloured): counterfactual bias and the aligned-minus-conflicting
     accuracy gap fall (seed 0: B 0.409 -> 0.373, bias/gap 0.638 -> 0.549) while test accuracy

@@ -144,6 +144,7 @@ def smoke_config(task: str, scenario: str, method: str) -> RunConfig:
 
 
 @needs_real_mnist
+@pytest.mark.slow
 def test_forget_accuracy_moves_to_the_oracle_on_cmnist_bias_aligned(smoke_harness):
     """Removing digit 0's bias-aligned images: the oracle keeps ~9 % of them right (seed 0), the
     original all. The Newton step should land near the oracle (gap/forget_acc 0.91 -> 0.07 with the

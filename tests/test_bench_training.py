@@ -68,6 +68,7 @@ def test_format_breakdown_keeps_method_and_outputs_then_the_costliest_metrics():
     assert bench_training.format_breakdown({"method": 1.0}) == "method 1.000"
 
 
+@pytest.mark.slow
 def test_bench_times_runs_concurrently_and_projects_with_the_effective_seconds(tmp_path, monkeypatch):
     """`--concurrent 2`: the runs also go through two workers (a local Ray instance, or worker
     processes without Ray); the projection takes the effective seconds per run (wall time / runs)."""
@@ -91,6 +92,7 @@ def test_bench_refuses_a_concurrency_below_one(capsys):
     assert "--concurrent must be at least 1" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_without_ray_the_runs_go_through_worker_processes(tmp_path, monkeypatch, capsys):
     """Ray is optional: without it `--concurrent` times the runs K at a time in the `processes`
     executor's worker processes, and says which executor it used."""

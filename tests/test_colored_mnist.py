@@ -143,7 +143,8 @@ def real(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MUBENCH_HOME", str(home))
         mp.setenv("MUBENCH_OFFLINE", "1")
-        mp.setenv("MUBENCH_MIRROR", REAL_MIRROR)
+        mp.setenv("MUBENCH_MIRROR", str(REAL_MIRROR))
+        mp.delenv("MUBENCH_CACHE", raising=False)  # this fixture checks the cache it writes
         data = ColoredMNIST().load()
         mnist = load_mnist()
         cached = sorted(p.name for p in (home / "prepared").iterdir())

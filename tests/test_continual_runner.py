@@ -295,6 +295,7 @@ def test_cli_names_a_bad_stream(fake):
 
 @pytest.mark.slow
 @needs_real_mnist
+@pytest.mark.slow
 def test_real_split_mnist_smoke_stream(tmp_path, monkeypatch):
     """The smoke profile of uncle_5c on the real MNIST with `retrain` and `sequential`."""
     monkeypatch.setenv("MUBENCH_HOME", str(tmp_path / "home"))

@@ -73,6 +73,7 @@ def cached_weights(folder: Path) -> dict[str, str]:
     return {p.stem: json.loads(p.read_text())["sha256"] for p in folder.glob("*.json")}
 
 
+@pytest.mark.slow
 def test_ray_gives_the_local_records_same_ids_same_numbers(tmp_path, local_ray, home):
     configs = small_grid()
     local = run_grid(configs, Store(tmp_path / "local.sqlite"), Harness(cache=ModelCache(tmp_path / "local-models")))
@@ -126,6 +127,7 @@ def killed_methods(monkeypatch):
     register_method("test_killed_twice")(KilledTwice)
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_retried_once_then_its_run_is_recorded_failed(tmp_path, local_ray, killed_methods, home):
     configs = expand_grid(GridSpec(tasks=["debug"], scenarios=["random_10"],
                                    methods=["identity", "test_killed_once", "test_killed_twice", "finetune"],
@@ -229,6 +231,7 @@ def test_processes_stop_on_an_error_outside_the_method_as_locally(processes):
     assert raised.value.__cause__ is None and raised.value.__suppress_context__  # no worker traceback chained
 
 
+@pytest.mark.slow
 def test_processes_record_a_failing_method_and_retry_a_killed_worker_once(tmp_path, processes, killed_methods):
     register_method("test_raises")(Raises)
     configs = expand_grid(GridSpec(tasks=["debug"], scenarios=["random_10"], seeds=[0], profile="smoke",

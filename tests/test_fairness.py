@@ -332,6 +332,7 @@ def test_debug_has_no_sensitive_attribute_and_no_fairness_metric():
 
 
 @needs_real_mnist
+@pytest.mark.slow
 def test_cmnist_bias_aligned_reports_fairness_metrics(monkeypatch):
     """identity through the whole harness; retrain as the oracle it reproduces exactly (same seeds,
     same recipe: test_runner checks it), which saves a third training and keeps this test short."""

@@ -62,6 +62,7 @@ SWEEP = ["run", "--task", "debug", "--scenario", "random_10", "--method", "test_
          "--seed", "0", "--seed", "1", "--executor", "ray", "--workers", "2", "--json"]  # 8 runs
 
 
+@pytest.mark.slow
 def test_a_driver_killed_mid_sweep_on_ray_resumes_without_duplicates_or_losses(tmp_path):
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
@@ -105,7 +106,7 @@ def _original(harness: Harness) -> tuple[dict[str, torch.Tensor], str, bool]:
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
-def test_a_corrupted_cached_model_is_detected_and_retrained(home, damage, caplog):
+def test_a_corrupted_cached_model_is_detected_and_retrained(home, damage, caplog, private_model_cache):
     fresh, key, from_cache = _original(Harness())
     assert not from_cache
     weights = home / "models" / f"{key}.safetensors"

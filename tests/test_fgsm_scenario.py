@@ -240,6 +240,7 @@ def test_robust_metric_only_on_poisoning_scenarios():
 
 
 @needs_real_mnist
+@pytest.mark.slow
 def test_cmnist_poisoned_original_memorises_the_poison_and_loses_test_accuracy(tmp_path_factory):
     """Colored MNIST smoke, fgsm_poison_5: the original fits the poisoned labels (forget accuracy
     near 1), the oracle, which never saw them, does not; and the poisoned original is worse on the

@@ -25,6 +25,8 @@ from board_fixtures import make_folder
 from browser_setup import CHROMIUM_ARGS, Server, chromium_or_reason
 from helpers import home_under, shared_home
 
+pytestmark = pytest.mark.slow  # the whole module: see docs/testing.md
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "leaderboard" / "app.py"
 SCREENSHOT_COPY = Path("/tmp/mubench-leaderboard.png")

@@ -16,6 +16,8 @@ from mubench.errors import CorruptDataError, MissingDataError
 from mubench.hashing import sha256_of
 
 HAS_REAL_MNIST = (REAL_MIRROR / "mnist").is_dir()
+# Every test here checks the prepared-data cache it writes under its own home, not the shared one.
+pytestmark = pytest.mark.usefixtures("private_model_cache")
 needs_real_mnist = pytest.mark.skipif(not HAS_REAL_MNIST, reason=f"{MIRROR_SKIP}mnist/ in {REAL_MIRROR}")
 
 GZIPPED = {"train_images", "test_labels"}  # the other two parts are written raw
@@ -158,7 +160,7 @@ def test_data_files_cover_both_forms_of_the_four_parts():
 
 @needs_real_mnist
 def test_real_mnist(home, monkeypatch):
-    monkeypatch.setenv("MUBENCH_MIRROR", REAL_MIRROR)
+    monkeypatch.setenv("MUBENCH_MIRROR", str(REAL_MIRROR))
     data = load_mnist()
     assert data["train_images"].shape == (60000, 28, 28)
     assert data["test_images"].shape == (10000, 28, 28)

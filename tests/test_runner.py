@@ -130,6 +130,7 @@ def cmnist_random_10(tmp_path_factory):
 
 
 @needs_real_mnist
+@pytest.mark.slow
 def test_cmnist_retrain_has_zero_gaps_and_identity_keeps_forget_accuracy(cmnist_random_10):
     records, prepared = cmnist_random_10
     assert all(v == 0.0 for k, v in records["retrain"].metrics.items() if k.startswith("gap/"))
@@ -138,6 +139,7 @@ def test_cmnist_retrain_has_zero_gaps_and_identity_keeps_forget_accuracy(cmnist_
 
 
 @needs_real_mnist
+@pytest.mark.slow
 def test_cmnist_random_10_membership(cmnist_random_10):
     """Colored MNIST's colour shortcut leaves the smoke original almost no membership signal
     (docs/design.md: about 0.01 AUC), so the oracle sits within sampling noise of 0.5 and the

@@ -161,6 +161,7 @@ def grid(tmp_path_factory):
     ("Peek", "AccessError: this method declared access 'forget', which does not include 'retain' data"),
     ("Suicide", "killed by signal SIGKILL"),
 ])
+@pytest.mark.slow
 def test_each_misbehaviour_is_a_failed_record_with_its_reason(grid, class_name, reason):
     records, _, stored, names = grid
     record = records[class_name]
@@ -170,11 +171,13 @@ def test_each_misbehaviour_is_a_failed_record_with_its_reason(grid, class_name, 
     assert record.split_id == records["Fine"].split_id  # the child reported its split before the method ran
 
 
+@pytest.mark.slow
 def test_the_hung_method_is_stopped_at_the_limit(grid):
     hang = grid[0]["Hang"]
     assert TIME_LIMIT_S <= hang.seconds < TIME_LIMIT_S + 3  # counted from when the child was ready
 
 
+@pytest.mark.slow
 def test_a_good_method_in_the_same_grid_gives_the_in_process_numbers(grid):
     records, in_process, _, _ = grid
     isolated = records["Fine"]
@@ -184,12 +187,14 @@ def test_a_good_method_in_the_same_grid_gives_the_in_process_numbers(grid):
     assert isolated.id == in_process.id and isolated.split_id == in_process.split_id
 
 
+@pytest.mark.slow
 def test_a_file_method_travels_by_file_and_a_baseline_by_module(grid):
     names = grid[3]
     assert method_source(names["Fine"]).file.endswith("methods.py:Fine")
     assert method_source("finetune").module == "baselines.finetune"  # an entry-point package
 
 
+@pytest.mark.slow
 def test_the_driver_trusts_only_a_valid_record_of_its_own_config(grid):
     """A record for another config, or no record at all, becomes a failed record built in the driver."""
     records, _, _, names = grid

@@ -327,7 +327,7 @@ def cmnist(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MUBENCH_HOME", str(home))
         mp.setenv("MUBENCH_OFFLINE", "1")
-        mp.setenv("MUBENCH_MIRROR", REAL_MIRROR)
+        mp.setenv("MUBENCH_MIRROR", str(REAL_MIRROR))
         task = tasks.get("cmnist")
         yield task, task.load()
     shutil.rmtree(home, ignore_errors=True)

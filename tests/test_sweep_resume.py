@@ -43,6 +43,7 @@ def subprocess_env() -> dict[str, str]:
 
 # ---- SIGKILL and resume -----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_sweep_killed_with_sigkill_resumes_without_losing_or_duplicating_records(tmp_path):
     store_path = tmp_path / "store.sqlite"
     command = [str(MUBENCH), *GRID_ARGS, "--store", str(store_path)]

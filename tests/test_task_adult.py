@@ -247,7 +247,7 @@ def test_tasks_are_registered_with_the_official_files():
     assert OFFICIAL.test.first_line == FIRST_LINE and OFFICIAL.test.label_suffix == "."
 
 
-def test_load_from_a_pinned_mirror_caches_and_names_missing_files(tmp_path):
+def test_load_from_a_pinned_mirror_caches_and_names_missing_files(tmp_path, private_model_cache):
     source = pinned_source(tmp_path / "mirror", (ROWS, LABELS), (ROWS[:2], LABELS[:2]))
     width = len(fit_encoder(load_adult(source)[0]).get_feature_names_out())
     task = Adult(SPEC.model_copy(update={"input_shape": (width,)}), source)
@@ -313,7 +313,7 @@ def test_logistic_model_agrees_with_scikit_learn(tmp_path, one_thread):
 @pytest.mark.slow
 @needs_real_adult
 def test_real_adult(tmp_path, monkeypatch, one_thread):
-    monkeypatch.setenv("MUBENCH_MIRROR", REAL_MIRROR)
+    monkeypatch.setenv("MUBENCH_MIRROR", str(REAL_MIRROR))
     train, test = load_adult()
     assert (len(train), len(test)) == (32_561, 16_281)
     assert (int(train["income"].sum()), int(test["income"].sum())) == (7_841, 3_846)

@@ -424,6 +424,7 @@ def test_resnet18_cifar_keeps_the_resolution():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_REAL_COPY, reason=f"{MIRROR_SKIP}cifar10-jpeg/ in {REAL_MIRROR}")
+@pytest.mark.slow
 def test_real_mirror(tmp_path, monkeypatch):
     monkeypatch.setenv("MUBENCH_MIRROR", str(REAL_MIRROR))
     monkeypatch.setenv("MUBENCH_HOME", str(tmp_path / "home"))

@@ -121,7 +121,7 @@ def test_crops_are_the_box_resized_and_rgb(root):
     assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
 
 
-def test_second_load_comes_from_the_cache_and_a_changed_copy_misses_it(root, tmp_path):
+def test_second_load_comes_from_the_cache_and_a_changed_copy_misses_it(root, tmp_path, private_model_cache):
     first = task_for(root).load()
     prepared = list((tmp_path / "home" / "prepared").iterdir())
     assert len(prepared) == 1 and prepared[0].name.startswith("cub200-")
@@ -318,7 +318,7 @@ def test_every_scenario_is_valid_on_a_full_copy_and_smoke_on_the_mirror():
 @needs_real_cub
 @pytest.mark.slow
 def test_real_mirror_holds_classes_1_to_10(monkeypatch):
-    monkeypatch.setenv("MUBENCH_MIRROR", REAL_MIRROR)
+    monkeypatch.setenv("MUBENCH_MIRROR", str(REAL_MIRROR))
     task = Cub200()
     data = task.load()
     assert task.data_source() == "classes 1-10 of 200 present (543 of 11,788 images)"

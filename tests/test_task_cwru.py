@@ -256,7 +256,7 @@ def test_inputs_keep_the_level_and_drop_each_windows_offset():
     assert torch.allclose(out[1] * SIGNAL_SCALE, x[1] - x[1].mean(), atol=1e-6)
 
 
-def test_the_task_loads_and_caches(fake, tmp_path):
+def test_the_task_loads_and_caches(fake, tmp_path, private_model_cache):
     task = CWRU(fake[0])
     data = task.load()
     cached = sorted(p.name for p in (tmp_path / "home" / "prepared").iterdir())
@@ -317,7 +317,7 @@ def test_cnn1d_is_wdcnn_shaped_and_deterministic(one_thread):
 def real_mirror(monkeypatch):
     if not HAS_REAL_CWRU:
         pytest.skip(f"{MIRROR_SKIP}cwru/ in {REAL_MIRROR}")
-    monkeypatch.setenv("MUBENCH_MIRROR", REAL_MIRROR)
+    monkeypatch.setenv("MUBENCH_MIRROR", str(REAL_MIRROR))
 
 
 @pytest.mark.slow
@@ -349,6 +349,7 @@ def test_real_sampling_rates_agree_with_the_spectra(real_mirror):
 
 @pytest.mark.slow
 @needs_real_cwru
+@pytest.mark.slow
 def test_real_splits_and_a_class_forgotten_by_the_oracle(real_mirror, one_thread):
     from mubench.harness.runner import Harness
     from mubench.harness.splits import make_split
