@@ -45,7 +45,7 @@ cards: install  # (re)write data_cards/<task>.md for every registered task (stat
 
 .PHONY: leaderboard-data
 # The baselines' committed leaderboard entries (leaderboard/submissions/<method>.json, verified
-# against the default store) and the README's leaderboard block, regenerated from harness runs of
+# against the default store), the README's summary and docs/board.md, regenerated from harness runs of
 # the quick suite on the CPU (missing runs only; about 15 minutes from scratch on 2 cores).
 # The standard suite (every scenario, seeds 0-2, paper-scale recipes) belongs on a GPU:
 #   $(BIN)/mubench leaderboard-data --suite standard --device cuda --replace

@@ -39,7 +39,7 @@ from mubench.board.submission import (
     submissions_folder,
     write_submission,
 )
-from mubench.cli.common import StoreOption
+from mubench.cli.common import StoreOption, check_data, check_device, err, out, run_with_progress, tasks_with_data
 from mubench.errors import MubenchError
 from mubench.orchestration.loading import load_entry_point_method, load_method_class
 
@@ -74,13 +74,6 @@ def submit(
     memory_limit: Annotated[Optional[int], typer.Option("--memory-limit", min=1, help="MB of address space the method may add")] = 16384,
 ) -> None:
     """Check a method, run the suite on it through the harness, and write its verified submission file."""
-    from mubench.cli.common import (  # noqa: F401
-        check_data,
-        err,
-        out,
-        run_with_progress,
-        tasks_with_data,
-    )
     from mubench.harness.runner import Harness
     from mubench.orchestration.sandbox import Limits
     from mubench.orchestration.store import Store
@@ -125,13 +118,6 @@ def validate(
     store: StoreOption = None,
 ) -> None:
     """Check a submission file: schema, registry (task versions, split ids), metric ranges, duplicates."""
-    from mubench.cli.common import (  # noqa: F401
-        check_data,
-        err,
-        out,
-        run_with_progress,
-        tasks_with_data,
-    )
     result = check_submission(file, folder, store)
     for note in result.notes:
         err.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
@@ -150,13 +136,6 @@ def schema(
     target: Annotated[Path, typer.Option("--path", help="where the schema lives")] = SCHEMA_PATH,
 ) -> None:
     """Write the submission file's JSON schema (generated from mubench.board.submission.Submission)."""
-    from mubench.cli.common import (  # noqa: F401
-        check_data,
-        err,
-        out,
-        run_with_progress,
-        tasks_with_data,
-    )
     text = schema_json()
     if check:
         if not target.is_file() or target.read_text(encoding="utf-8") != text:
@@ -182,14 +161,6 @@ def leaderboard_data(
     """Run a suite for every baseline (missing runs only) and write each one's verified entry."""
     from mubench.board.tables import load_board
     from mubench.cli.board import page_block, readme_block, write_block
-    from mubench.cli.common import (
-        check_data,
-        check_device,
-        err,
-        out,
-        run_with_progress,
-        tasks_with_data,
-    )
     from mubench.harness.runner import Harness
     from mubench.orchestration.store import Store
     from mubench.orchestration.sweep import GridSpec, expand_grid
