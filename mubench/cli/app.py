@@ -35,7 +35,6 @@ app.add_typer(data_app, name="data")
 app.add_typer(stream_app, name="stream")
 
 
-
 class Listable(str, Enum):
     tasks = "tasks"
     scenarios = "scenarios"
