@@ -45,6 +45,7 @@ def mixed_targets(competent_logits: torch.Tensor, incompetent_logits: torch.Tens
 class BadTeacher(Method):
     access = Access.RETAIN
     paper = "Chundawat et al. 2023 (AAAI); settings of the SSD repository's blindspot (Foster et al. 2024)"
+    authors_code = "if-loops/selective-synaptic-dampening@cdfdc0e src/forget_random_strategies.py (blindspot), src/unlearn.py"
     targets = frozenset({"class"})  # a KL between class distributions
     space = {"lr": (1e-4, [1e-5, 1e-4, 1e-3]),
              "epochs": (1, [1, 2, 5, 10]),

@@ -17,6 +17,7 @@ from mubench.toolkit.optim import sgd, step
 class Finetune(Method):
     access = Access.RETAIN
     paper = "Warnecke et al. 2023; settings of Fan et al. 2024 (SalUn)"
+    authors_code = "OPTML-Group/Unlearn-Sparse@80ba55d unlearn/FT.py; OPTML-Group/Unlearn-Saliency@a6e89fd Classification/unlearn/FT.py"
     space = {"lr": (0.01, [0.001, 0.003, 0.01, 0.03]),
              "epochs": (5, [1, 2, 5, 10]),
              "batch_size": (128, [128]),

@@ -120,6 +120,7 @@ class FMD(Method):
     mixed_precision = False  # an inverse-Hessian solve: float32 throughout
     targets = frozenset({"class"})
     paper = "Chen et al. 2023 (NeurIPS), FMD; settings of richhh520/model-debias"
+    authors_code = "richhh520/model-debias@92e0eb6 cmnist_removal.py, celeba_removal.py"
     space = {"n_pairs": (500, [100, 500, 1000]),
              "scale": (3000.0, [30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0]),
              "damping": (1e-3, [1e-4, 1e-3, 1e-2]),

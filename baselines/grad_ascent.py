@@ -16,6 +16,7 @@ from mubench.toolkit.optim import sgd, step
 class GradAscent(Method):
     access = Access.FORGET
     paper = "Golatkar et al. 2020; Thudi et al. 2022; settings of Jia et al. 2023"
+    authors_code = "OPTML-Group/Unlearn-Sparse@80ba55d unlearn/GA.py, README.MD"
     space = {"lr": (1e-4, [1e-5, 1e-4, 1e-3, 1e-2]),
              "epochs": (5, [1, 5, 10]),
              "batch_size": (128, [128])}

@@ -49,6 +49,7 @@ def l1_norm(model: nn.Module) -> torch.Tensor:
 class L1Sparse(Method):
     access = Access.RETAIN
     paper = "Jia et al. 2023 (NeurIPS), OPTML-Group/Unlearn-Sparse"
+    authors_code = "OPTML-Group/Unlearn-Sparse@80ba55d unlearn/FT.py (FT_l1), arg_parser.py"
     space = {"alpha": (5e-4, [1e-4, 5e-4, 2e-3, 1e-2, 5e-2, 0.2]),
              "lr": (0.01, [0.001, 0.003, 0.01, 0.03]),
              "epochs": (5, [1, 2, 5, 10]),

@@ -145,6 +145,7 @@ def _check(hp: HParams, num_classes: int) -> None:
 class L2UL(Method):
     access = Access.FORGET
     paper = "Cha et al. 2024 (AAAI), Learning to Unlearn; settings of csm9493/L2UL's scripts"
+    authors_code = "csm9493/L2UL@5fb777b main_unlearn_cifar10_mixed_label_resnet18.py, utils.py"
     targets = frozenset({"class"})  # targeted attacks towards wrong classes, CE, accuracy stop
     space = {"lr": (1e-3, [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]),
              "reg_lamb": (1.0, [0.0, 0.1, 1.0, 10.0]),

@@ -25,6 +25,7 @@ def random_wrong_labels(labels: torch.Tensor, num_classes: int, generator: torch
 class RandomLabel(Method):
     access = Access.RETAIN
     paper = "Graves et al. 2021 (Amnesiac ML); settings of Fan et al. 2024 (SalUn)"
+    authors_code = "OPTML-Group/Unlearn-Saliency@a6e89fd Classification/unlearn/RL.py; if-loops/selective-synaptic-dampening@cdfdc0e src/forget_random_strategies.py"
     targets = frozenset({"class"})  # "a wrong class" has no regression counterpart
     space = {"lr": (0.01, [0.001, 0.003, 0.01, 0.03]),
              "epochs": (3, [1, 3, 5]),

@@ -64,6 +64,7 @@ def saliency_mask(model: nn.Module, request: Request, ratio: float, batch_size: 
 class SalUn(Method):
     access = Access.RETAIN
     paper = "Fan et al. 2024 (ICLR), OPTML-Group/Unlearn-Saliency"
+    authors_code = "OPTML-Group/Unlearn-Saliency@a6e89fd Classification/generate_mask.py, Classification/unlearn/RL.py"
     targets = frozenset({"class"})  # random class labels have no regression counterpart
     space = {"mask_ratio": (0.5, [0.1, 0.3, 0.5, 0.7, 0.9]),
              "lr": (0.013, [0.003, 0.013, 0.03]),

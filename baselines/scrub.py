@@ -97,6 +97,7 @@ def make_optimizer(model: nn.Module, hp: HParams) -> torch.optim.Optimizer:
 class Scrub(Method):
     access = Access.RETAIN
     paper = "Kurmanji et al. 2023 (NeurIPS), meghdadk/SCRUB settings (smoke: small-scale notebooks; standard: large-scale)"
+    authors_code = "meghdadk/SCRUB@98ffb11 small_scale_unlearning.ipynb, large_scale_unlearning.ipynb; branch barebones@4ccce66 scrub.py, helper/loops.py"
     targets = frozenset({"class"})  # a KL between class distributions
     space = {"lr": (5e-4, [1e-4, 5e-4, 1e-3]),
              "epochs": (5, [3, 5, 10]),

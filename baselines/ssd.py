@@ -47,6 +47,7 @@ def dampening_factors(full: torch.Tensor, forget: torch.Tensor, alpha: float, la
 class SelectiveSynapticDampening(Method):
     access = Access.RETAIN  # D = retain + forget
     paper = "Foster, Schoepf & Brintrup 2024 (AAAI); settings of if-loops/selective-synaptic-dampening"
+    authors_code = "if-loops/selective-synaptic-dampening@cdfdc0e src/ssd.py, src/forget_random_main.py"
     space = {"alpha": (10.0, [1.0, 2.0, 5.0, 10.0, 30.0]),
              "dampening": (1.0, [0.1, 0.5, 1.0, 2.0, 5.0]),
              "batch_size": (128, [128])}

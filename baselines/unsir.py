@@ -80,6 +80,7 @@ def train_epoch(model: nn.Module, data: Subset, request: Request, lr: float, bat
 class Unsir(Method):
     access = Access.RETAIN
     paper = "Tarun et al. 2023 (IEEE TNNLS), UNSIR; settings of the SSD repository (Foster et al. 2024)"
+    authors_code = "if-loops/selective-synaptic-dampening@cdfdc0e src/forget_full_class_strategies.py (UNSIR)"
     targets = frozenset({"class"})
     space = {"noise_batch": (32, [32]),
              "noise_steps": (25, [5, 25, 100]),

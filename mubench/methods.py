@@ -59,6 +59,11 @@ class Method(ABC):
     intensity: ClassVar[str | None] = None
     version: ClassVar[str] = "1"
     paper: ClassVar[str] = ""
+    # The authors' public code the implementation was read from and checked against, as
+    # "owner/repository@commit path[, path]" (or where the code lives when it is not a git
+    # repository); empty when no code was public. docs/methods.md's provenance table lists it, and
+    # a method that names one has a one-step faithfulness test (tests/test_one_step_*.py).
+    authors_code: ClassVar[str] = ""
     # The target kinds the method is defined for (mubench.targets): a method that relabels with
     # wrong classes has no meaning for regression, one that ascends the task's loss does.
     targets: ClassVar[frozenset[str]] = frozenset({"class", "regression"})

@@ -136,7 +136,7 @@ def test_registration():
     cls = methods.get("fisher")
     assert cls is fisher.FisherForgetting
     assert cls.access is Access.RETAIN and cls.intensity == "alpha" and cls.targets == frozenset({"class"})
-    assert cls.defaults() == {"alpha": 1e-6, "label_samples": 1, "fisher_samples": 1000}
+    assert cls.defaults() == {"alpha": 1e-6, "label_samples": 1, "fisher_samples": 1000, "strategy": "auto"}
 
 
 def test_the_default_estimate_uses_a_subset_and_sampled_labels():
