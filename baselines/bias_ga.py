@@ -26,7 +26,10 @@ from mubench.methods import register_method
 @register_method("bias_ga")
 class BiasGradAscent(GradAscent):
     paper = "Aylapuram et al. 2025 (arXiv 2509.07456), GA variant; update rule of grad_ascent"
+    authors_code = ""  # built from the abstract; grad_ascent's code provenance does not carry over
     space = {"lr": (8e-3, [2e-3, 5e-3, 8e-3, 1e-2]),
              "epochs": (3, [1, 3, 5]),
-             "batch_size": (128, [128])}
+             "batch_size": (128, [128]),
+             "weight_decay": (0.0, [0.0])}  # as before grad_ascent took the repositories' 5e-4
     intensity = "lr"
+    version = "1"  # unchanged update (weight decay 0); not grad_ascent's version

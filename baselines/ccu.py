@@ -32,12 +32,19 @@ s(i, j) = <z_i, z_j> / tau:
   CE(retain) and (c). (A KL to the frozen original on retain logits would be a single-modality
   stand-in, but it would be a second, invented retention term, so it is left out.)
 
-Settings ([UNVERIFIED], chosen for the smoke profile): tau 0.5, lambda_a 1, lambda_c 1, SGD
+Settings ([UNVERIFIED], chosen for the smoke profile): tau 0.2, lambda_a 1, lambda_c 1, SGD
 lr 0.01 momentum 0.9 (the classic fine-tuning setting of SalUn / Unlearn-Sparse, as
 baselines/finetune.py), 5 epochs over
 the forget set, batch 128 for both sets (a forget set of one batch, e.g. cwru's class_0 with 34
 samples, makes only 5 steps and needs about 30 epochs; 30 is in the epochs sweep). Intensity: lambda_a, the weight of the forgetting term.
 Classification only (class labels define the contrastive positives).
+
+tau 0.2 was measured (smoke, class_0, seed 0; forget / retain / test accuracy; the oracle forgets
+fully): at the earlier 0.5 the defaults did nothing on CWRU (1.00 / 1.00 / 0.98) and half forgot
+cmnist (0.42 / 1.00 / 0.36); at 0.2, CWRU 0.25 / 1.00 / 0.94 and cmnist 0.00 / 1.00 / 0.34
+(0.1: CWRU 0.15 / 0.95 / 0.84; 0.2 with 10 epochs: 0.03 / 0.97 / 0.91). A lower temperature
+sharpens the similarities, so the inverted positives of the forget set weigh more in each anchor's
+softmax.
 """
 
 from __future__ import annotations
@@ -100,11 +107,12 @@ class CCU(Method):
     targets = frozenset({"class"})  # class labels define the contrastive positives
     space = {"lambda_a": (1.0, [0.1, 0.3, 1.0, 3.0]),
              "lambda_c": (1.0, [0.0, 0.3, 1.0]),
-             "tau": (0.5, [0.1, 0.5, 1.0]),
+             "tau": (0.2, [0.1, 0.2, 0.5, 1.0]),
              "lr": (0.01, [0.003, 0.01, 0.03]),
              "epochs": (5, [1, 3, 5, 10, 30]),
              "batch_size": (128, [128])}
     intensity = "lambda_a"
+    version = "2"  # 2: tau 0.2, measured to forget on CWRU and cmnist class_0
 
     def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
         _check(hp)

@@ -1,5 +1,5 @@
 """l1-sparse unlearning (Jia et al. 2023, NeurIPS, "Model Sparsity Can Simplify Machine
-Unlearning"; OPTML-Group/Unlearn-Sparse, `src/optim/unlearn/FT.py`, `FT_l1` / `FT_prune`):
+Unlearning"; OPTML-Group/Unlearn-Sparse at 80ba55d, `unlearn/FT.py`, `FT_l1` / `FT_prune`):
 fine-tune on the retain set with the task's loss plus a decaying l1 penalty on every parameter,
 
     loss = L(f(x_r), y_r) + gamma_e * ||theta||_1,
@@ -13,13 +13,14 @@ refused here instead: no_l1_epochs must be below epochs.
 Settings: SGD lr 0.01, momentum 0.9, weight decay 5e-4, 10 epochs, no_l1_epochs 0 (repository
 README and arg_parser), the `standard` profile's defaults; 5 epochs in the smoke profile, to
 match the smoke originals' training length (as baselines/finetune.py). alpha, the intensity:
-the README passes `--alpha 0.2`, but that flag is shared with the Fisher methods ("unlearn noise", the arg_parser default) and its l1 reading is
-implausible: the penalty's gradient alpha * sign(theta) moves every weight by lr * alpha = 2e-3
+the README runs FT_prune with `--alpha ${alpha}`, a placeholder it never fills. The flag's
+default is 0.2 (`arg_parser.py`, help "unlearn noise", shared with the Fisher methods), and that
+value's l1 reading is implausible: the penalty's gradient alpha * sign(theta) moves every weight by lr * alpha = 2e-3
 per SGD step before momentum, which zeroes a ResNet-18 long before 10 CIFAR-10 epochs (1 760
 steps). The default is 5e-4, recalled as the paper's value but not checked against the paper
 [UNVERIFIED; see docs/methods.md, l1_sparse]. A smoke
 run makes far fewer steps than 10 CIFAR-10 epochs, so at 5e-4 the penalty barely acts there (on
-`debug` the result is close to finetune's); the sweep therefore runs up to the README's 0.2,
+`debug` the result is close to finetune's); the sweep therefore runs up to the arg_parser default 0.2,
 where the penalty dominates (on `debug`/class_0 forget accuracy falls to ~0 and retain accuracy
 to ~0.74). Works for any target kind: it only uses `request.loss`."""
 

@@ -26,12 +26,19 @@ were not readable):
   eps 0.1 is Boundary Shrink's FGSM budget, the step eps/4 lets the ascent reach the corner in 4
   steps and then refine (Madry et al. use 2.5 eps / steps). For cmnist ([0, 1] pixels) that is 0.1
   of the range, for cwru (windows scaled to unit standard deviation) 0.1 of a standard deviation.
-- [choice] beta 1, T 2 (the KD temperature SCRUB's small-scale notebooks use), Adam lr 1e-4
-  (weight decay 5e-4, coupled), batch 64, 10 epochs over the forget set, model in train mode with
+- [choice] beta 0.3, T 2 (the KD temperature SCRUB's small-scale notebooks use), Adam lr 1e-4
+  (weight decay 5e-4, coupled), batch 64, 20 epochs over the forget set, model in train mode with
   BatchNorm statistics frozen (`batchnorm`, see mubench.toolkit.optim.train_mode). Adam rather than
   SGD: the push's gradient norm at the start differs by two orders of magnitude between tasks
   (about 100 on cwru class_0), and SGD lr 0.01 (Boundary Shrink's) left cwru retain accuracy at
   0.1-0.2 or diverged; Adam's steps do not scale with it. Intensity: epochs.
+- [measured] beta 0.3 and 20 epochs make the defaults forget on the paper's own scenario, CWRU
+  class forgetting (smoke, class_0, seed 0; forget / retain / test accuracy; the oracle forgets
+  fully with retain 1.00): beta 1 and 10 epochs, the earlier defaults, 0.93 / 0.88 / 0.84 (barely
+  forgets, loses retain); beta 1, 20 epochs 0.00 / 0.73 / 0.67; beta 0.3, 20 epochs 0.00 / 0.79 /
+  0.69; beta 0.3, 15 epochs 0.13 / 0.81 / 0.74; lr 3e-4 0.00 / 0.71 / 0.63. No point tried
+  forgets and keeps retain above 0.85: the paper reports a better balance on CWRU, which this
+  reconstruction does not reach; its board numbers are the reconstruction's.
 - [choice] the true class of each sample is masked (for class forgetting all forget samples share
   it, which is the paper's forget-class mask); the pull is zero at the start (student ==
   original) and only grows as the push changes the student.
@@ -106,14 +113,15 @@ class PTE(Method):
              "step_size": (0.025, [0.01, 0.025, 0.1]),
              "steps": (10, [1, 10, 20]),
              "push_input": ("clean", list(PUSH_INPUTS)),
-             "beta": (1.0, [0.0, 0.3, 1.0, 3.0, 10.0]),
+             "beta": (0.3, [0.0, 0.3, 1.0, 3.0, 10.0]),
              "temperature": (2.0, [1.0, 2.0, 4.0]),
              "lr": (1e-4, [1e-5, 3e-5, 1e-4, 3e-4, 1e-3]),
-             "epochs": (10, [1, 3, 10, 20]),
+             "epochs": (20, [1, 3, 10, 20, 30]),
              "batch_size": (64, [64]),
              "weight_decay": (5e-4, [5e-4]),
              "batchnorm": ("frozen", list(BATCHNORM_MODES))}
     intensity = "epochs"
+    version = "2"  # 2: defaults that forget on CWRU class forgetting (beta 0.3, 20 epochs)
 
     def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
         _check(hp, request.num_classes)

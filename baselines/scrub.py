@@ -28,11 +28,16 @@ Settings, by profile (see docs/methods.md, scrub):
   the weights up to non-finite values within the first epoch (measured on the CPU, fp32 and bf16
   alike), and the run fails with that reason. That failure is the setting's, reported as such;
   `--hparam scrub.optimizer=adam` with the smoke values runs there (and wrecks the model).
-Choices where the sources are silent or unverified: batch sizes 128 (retain) and 32 (forget) are the large-scale config's (`sgda_batch_size`,
-`del_batch_size`); the smoothed-SGDA model averaging (`smoothing`) of some notebooks is left out,
-as in the repository's own `scrub.py`, which returns the plain student. "First msteps epochs"
-follows the notebooks' 1-based `epoch <= msteps` (the repository's `scrub.py` loops from 0 and so
-makes msteps + 1 max-steps). Intensity: msteps (more max-steps, more forgetting, less utility).
+Batch sizes, chosen here: 128 (retain) and 32 (forget). The notebooks differ: the small-scale
+notebook's loaders use 32 (retain, `retain_bs`) and 64 (forget, `forget_bs`); the large-scale
+notebook sets `sgda_batch_size` 128 and `del_batch_size` 32, but never uses them: its loaders
+were built before, with 256 (retain) and 512 (forget). The smoothed-SGDA model averaging
+(`smoothing`) of the older notebooks is left out, as the repository did in its commit 812dd5d
+("sgda smoothhing removed") and in the stand-alone `scrub.py`, which lives on the repository's
+`barebones` branch (commit 4ccce66; main has no such file) and returns the plain student.
+"First msteps epochs" follows the notebooks' 1-based `epoch <= msteps` (that `scrub.py` loops
+from 0 and so makes msteps + 1 max-steps).
+Intensity: msteps (more max-steps, more forgetting, less utility).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ G = T (softmax(s/T) - softmax(t/T)) / n. The tests write the authors' update wit
 never with autograd, so that a change to a method's loss terms, data, optimiser or masks moves its
 first step away from the hand value and fails.
 
-Each one-step test is named `test_one_step_<method>`; tests/test_one_step_coverage.py checks that
+Each one-step test is named `test_one_step_<method>`; tests/test_provenance.py checks that
 every method that declares the authors' code it follows (`Method.authors_code`) has one.
 """
 
