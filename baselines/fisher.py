@@ -61,7 +61,7 @@ from torch import nn
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request
-from mubench.toolkit.heads import find_head
+from mubench.toolkit.heads import head_layer
 from mubench.toolkit.importance import fisher_diagonal
 from mubench.transfer import to_device
 
@@ -86,7 +86,7 @@ def full_class_noise(weights: torch.Tensor, fisher: torch.Tensor, alpha: float, 
     forgotten rows get mean 0 and variance 1e-4, then the whole tensor's variance is multiplied by
     10; other tensors are treated as in the random strategy. The code recognises the classifier by
     a first dimension equal to the number of classes; here it is the head layer itself
-    (`find_head`), so that a hidden layer that happens to have that many units keeps its rows."""
+    (`head_layer`), so that a hidden layer that happens to have that many units keeps its rows."""
     var = _scaled_variance(fisher, alpha, num_classes)
     mean = weights.detach().clone()
     if classifier:
@@ -142,7 +142,7 @@ class FisherForgetting(Method):
         fisher = fisher_diagonal(model, x, hp.label_samples, request.generator)
         full_class = is_full_class(request, hp.strategy)
         forgotten = request.forget.y.unique().cpu()
-        head = find_head(model, request.num_classes)[2] if full_class else None
+        head = head_layer(model, request.num_classes) if full_class else None
         classifier = {id(p) for p in head.parameters()} if head is not None else set()
         with torch.no_grad():
             for name, p in model.named_parameters():

@@ -34,7 +34,9 @@ notebook sets `sgda_batch_size` 128 and `del_batch_size` 32, but never uses them
 were built before, with 256 (retain) and 512 (forget). The smoothed-SGDA model averaging
 (`smoothing`) of the older notebooks is left out, as the repository did in its commit 812dd5d
 ("sgda smoothhing removed") and in the stand-alone `scrub.py`, which lives on the repository's
-`barebones` branch (commit 4ccce66; main has no such file) and returns the plain student.
+`barebones` branch (commit 4ccce66; main has no such file) and returns the plain student (that
+file builds its optimiser on `model.parameters()` but trains `model_s`, a deep copy, so as written
+its student never moves; the notebooks optimise the student, and they are followed here).
 "First msteps epochs" follows the notebooks' 1-based `epoch <= msteps` (that `scrub.py` loops
 from 0 and so makes msteps + 1 max-steps).
 Intensity: msteps (more max-steps, more forgetting, less utility).

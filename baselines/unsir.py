@@ -11,7 +11,9 @@ itself from vikram2000b/Fast-Machine-Unlearning):
    names the objective's two terms, the norm entering with the opposite sign to the CE).
 2. impair: one epoch, batch 32, Adam lr 1e-4, CE over the noise (labelled c, repeated
    `noise_copies` times) shuffled together with a retain subset of up to 500 samples per class
-   (drawn with request.rng).
+   (drawn at random with request.rng; the repository takes each class's first 500 in data-set
+   order, `classwise_train[i][:num_samples]`, which on a data set sorted by anything but chance
+   would not be a sample of the class).
 3. repair: one epoch, batch 128, a fresh Adam at lr 1e-4, CE over the retain subset only.
 
 Choices where the sources are silent or odd:

@@ -94,6 +94,8 @@ def test_find_head_picks_the_last_class_layer_and_fails_without_one():
     assert layer is model[2][1] and getattr(parent, attribute) is layer
     with pytest.raises(MubenchError, match="7 outputs"):
         boundary.find_head(model, 7)
+    with pytest.raises(MubenchError, match="is the head itself"):  # no parent to swap a widened head into
+        boundary.find_head(nn.Linear(4, 3), 3)
 
 
 def test_expand_returns_the_original_architecture_and_head_object(harness):

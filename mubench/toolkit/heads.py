@@ -13,17 +13,30 @@ from torch import nn
 from mubench.errors import MubenchError
 
 
+def head_layer(model: nn.Module, num_classes: int) -> nn.Linear:
+    """The last nn.Linear with num_classes outputs (the model itself when it is one)."""
+    return _last_head(model, num_classes)[1]
+
+
 def find_head(model: nn.Module, num_classes: int) -> tuple[nn.Module, str, nn.Linear]:
-    """(parent module, attribute name, layer) of the last nn.Linear with num_classes outputs."""
+    """(parent module, attribute name, layer) of the last nn.Linear with num_classes outputs, for
+    methods that swap the head for another layer (a bare head has no parent to swap it in)."""
+    name, layer = _last_head(model, num_classes)
+    if not name:
+        raise MubenchError("this method replaces the classifier head inside the model, and the model is the head "
+                           "itself (a bare nn.Linear); wrap it, e.g. nn.Sequential(head)")
+    parent_name, _, attribute = name.rpartition(".")
+    return model.get_submodule(parent_name), attribute, layer
+
+
+def _last_head(model: nn.Module, num_classes: int) -> tuple[str, nn.Linear]:
     found = None
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear) and module.out_features == num_classes:
             found = name, module
     if found is None:
         raise MubenchError(f"this method edits the classifier head, a final nn.Linear with {num_classes} outputs; the model has none")
-    name, layer = found
-    parent_name, _, attribute = name.rpartition(".")
-    return model.get_submodule(parent_name), attribute, layer
+    return found
 
 
 def widen(head: nn.Linear, generator: torch.Generator) -> nn.Linear:
