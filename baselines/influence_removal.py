@@ -29,7 +29,7 @@ from torch import nn
 from mubench.errors import MubenchError
 from mubench.methods import Access, HParams, Method, register_method
 from mubench.request import Request
-from mubench.toolkit.heads import find_head
+from mubench.toolkit.heads import head_layer
 from mubench.toolkit.influence import head_data, head_theta, removal_step, set_head_theta
 
 
@@ -42,6 +42,7 @@ class InfluenceRemoval(Method):
              "scale": (1.0, [0.5, 1.0, 2.0, 5.0]),
              "bias": (True, [True, False])}
     intensity = "scale"
+    version = "2"  # 2: with bias False the head's fixed bias enters its outputs (it was dropped)
 
     def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
         if not hp.damping > 0:
@@ -49,7 +50,7 @@ class InfluenceRemoval(Method):
         if not hp.scale >= 0:
             raise MubenchError(f"influence_removal: scale must be >= 0, got {hp.scale}")
         model.eval()
-        head = find_head(model, request.num_classes)[2]
+        head = head_layer(model, request.num_classes)
         bias = bool(hp.bias) and head.bias is not None
         retain = head_data(model, head, request.retain.x, request.retain.y, bias)
         forget = head_data(model, head, request.forget.x, request.forget.y, bias)

@@ -41,6 +41,9 @@ Choices:
   image in the pixel box and projects it onto the ball, which needs a pixel range we do not have).
 - target labels uniform over the K - 1 wrong classes (the code draws uniformly over K and
   re-draws those equal to y with a skewed formula).
+- forget and adversarial batches are shuffled with the request's generator; the scripts' loaders
+  are unshuffled, so their first step takes the first 32 forget samples in data-set order. Our
+  forget sets come in split order, which carries no meaning to keep.
 - MAS uses the forget batch size (32) as the code's loader does; with batch 1 it is exactly
   mean_x |d ||f(x)||_2 / d theta|. A constant tensor (max = min) gets Omega' = 1 (anchored),
   where the code would divide by zero.

@@ -16,8 +16,11 @@ The retain term carries the notebook's `l2_penalty` towards the original weights
 
     loss = alpha * (CE(retain) + init_penalty / 2 * ||theta - theta_0||^2) - (1 - alpha) * CE(forget)
 
-Deliberate difference: one batch size (128) for both sets, where the notebook pairs retain
-batches of 32 with forget batches of 64 (mubench pairs batches of one size). Unlike LoTUS's copy, whose gradient flip happens
+Batches as the notebook pairs them: retain batches of 32 (`retain_bs`) each with a forget batch of
+64 (`forget_bs`), the forget set reshuffled and cycled. At these defaults the cmnist smoke model
+keeps class_0 and its utility (forget / retain / test 0.997 / 0.999 / 0.387; CWRU 1.00 / 1.00 /
+0.98): the authors' setting forgets little at this scale, and stronger ascent (alpha 0.8) diverges.
+Unlike LoTUS's copy, whose gradient flip happens
 before `backward` and so never ascends, the sign here is in the loss."""
 
 from __future__ import annotations
@@ -38,16 +41,18 @@ class NegGradPlus(Method):
              "epochs": (5, [1, 3, 5, 10]),
              "alpha": (0.95, [0.8, 0.9, 0.95, 0.99]),
              "init_penalty": (0.1, [0.0, 0.1]),
-             "batch_size": (128, [128])}
+             "batch_size": (32, [32]),
+             "forget_batch_size": (64, [64])}
     intensity = "alpha"
     profile_defaults = {"standard": {"epochs": 10}}
-    version = "2"  # 2: plain SGD (momentum 0) in eval mode with the pull to the original, as the notebook
+    version = "2"  # 2: the notebook's plain SGD (momentum 0) in eval mode, pull to the original, batches 32 / 64
 
     def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
         model.eval()
         original = [p.detach().clone() for p in model.parameters()]
         optimizer = sgd(model, hp.lr, momentum=0.0)
-        for (xr, yr), (xf, yf) in request.batches("retain", "forget", batch_size=hp.batch_size, epochs=hp.epochs):
+        sizes = (hp.batch_size, hp.forget_batch_size)
+        for (xr, yr), (xf, yf) in request.batches("retain", "forget", batch_size=sizes, epochs=hp.epochs):
             pull = hp.init_penalty / 2 * sum(((p - p0) ** 2).sum() for p, p0 in zip(model.parameters(), original))
             loss = hp.alpha * (request.loss(model(xr), yr) + pull) - (1 - hp.alpha) * request.loss(model(xf), yf)
             step(optimizer, loss)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from mubench.access import Access
-from mubench.errors import AccessError
+from mubench.errors import AccessError, MubenchError
 from mubench.targets import CLASSIFICATION, Target
 from mubench.transfer import to_device
 
@@ -97,15 +97,21 @@ class Request:
     def available(self) -> list[str]:
         return sorted(self._subsets)
 
-    def batches(self, *names: str, batch_size: int = 128, epochs: int = 1) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], ...]]:
+    def batches(self, *names: str, batch_size: int | tuple[int, ...] = 128,
+                epochs: int = 1) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], ...]]:
         """Shuffled mini-batches of the named subsets, zipped.
 
         The first subset sets the epoch length; the others are reshuffled and cycled as needed
-        (NegGrad+ and SCRUB pair each retain batch with a forget batch this way).
+        (NegGrad+ pairs each retain batch with a forget batch this way). `batch_size` is one size
+        for every subset or one per subset, in the order of `names` (NegGrad+'s notebook pairs
+        retain batches of 32 with forget batches of 64).
         """
+        sizes = (batch_size,) * len(names) if isinstance(batch_size, int) else tuple(batch_size)
+        if len(sizes) != len(names) or min(sizes, default=1) < 1:
+            raise MubenchError(f"batches: batch_size must be a positive int or one per subset ({names}), got {batch_size}")
         subsets = [self.subset(name) for name in names]
-        others = [_cycle(s, batch_size, self.generator) for s in subsets[1:]]
-        for batch in self.batches_of(subsets[0], batch_size=batch_size, epochs=epochs):
+        others = [_cycle(s, size, self.generator) for s, size in zip(subsets[1:], sizes[1:])]
+        for batch in self.batches_of(subsets[0], batch_size=sizes[0], epochs=epochs):
             yield (batch, *(next(other) for other in others))
 
     def batches_of(self, subset: Subset, batch_size: int = 128, epochs: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -137,3 +137,13 @@ def test_same_seed_same_weights(harness, method):
     _, second = unlearn_directly(harness, method, seed=3)
     for key, value in first.state_dict().items():
         assert torch.equal(second.state_dict()[key], value), key
+
+
+def test_shrink_defaults_to_the_authors_step_size_and_expand_keeps_its_measured_one():
+    """Chen et al.'s code steps both methods with SGD lr 1e-5; Boundary Shrink takes it (at 1e-3 it
+    collapsed cmnist random_10), Boundary Expand keeps 1e-3, where 1e-5 barely moves the smoke
+    models (baselines/boundary.py). Both versions say which default their records used."""
+    shrink, expand = methods.get("boundary_shrink"), methods.get("boundary_expand")
+    assert shrink.defaults()["lr"] == 1e-5 and shrink.version == "2"
+    assert expand.defaults()["lr"] == 1e-3 and expand.version == "1"
+    assert shrink.defaults("standard")["lr"] == 1e-5

@@ -164,8 +164,9 @@ def test_forgets_class_0_of_cmnist_keeping_the_retain_set(harness):
 
     identity, record = run("identity"), run("ccu")
     assert record.status == "ok", record.error
-    # the oracle never saw class 0; CCU's defaults measured 0.55 against identity's 1.0
-    assert record.metrics["forget/acc"] < identity.metrics["forget/acc"] - 0.2
+    # the oracle never saw class 0; CCU's defaults (tau 0.2) measured 0.002 against identity's 1.0
+    # (0.42 at the earlier tau 0.5)
+    assert record.metrics["forget/acc"] < 0.1
     # CE on the retain batch is in every step and (c) keeps retain classes compact: within
     # 2 points (~180 of the ~9000 retain samples; measured 0.998 against 0.998)
     assert record.metrics["retain/acc"] > identity.metrics["retain/acc"] - 0.02

@@ -89,12 +89,13 @@ def test_each_step_is_the_newton_influence_of_swapping_the_favoured_member_for_t
     originals, counterfactuals = counterfactual_pairs(tiny_request(), 1)  # the same draw as the method's
     features = lambda x: augment(torch.relu(model[0](x)).detach(), bias=False)  # noqa: E731
     one = torch.ones(3, dtype=torch.float64)
+    fixed = model[2].bias.detach().double()  # bias False: not stepped, but part of the head's logits
     train = HeadData(features(torch.cat([request.retain.x, request.forget.x])),
-                     torch.cat([request.retain.y, request.forget.y]), one, 0 * one)
-    a = HeadData(features(originals.x), originals.y, one, 0 * one)
-    b = HeadData(features(counterfactuals.x), counterfactuals.y, one, 0 * one)
+                     torch.cat([request.retain.y, request.forget.y]), one, 0 * one, fixed)
+    a = HeadData(features(originals.x), originals.y, one, 0 * one, fixed)
+    b = HeadData(features(counterfactuals.x), counterfactuals.y, one, 0 * one, fixed)
     theta = model[2].weight.detach().double()
-    p = lambda d: torch.softmax(d.features @ theta.T, 1)[0, d.y[0]]  # noqa: E731
+    p = lambda d: torch.softmax(d.features @ theta.T + fixed, 1)[0, d.y[0]]  # noqa: E731
     favoured, other = (a, b) if p(a) >= p(b) else (b, a)
     difference = per_sample_gradients(favoured, theta, CLASSIFICATION) - per_sample_gradients(other, theta, CLASSIFICATION)
     step = (5.0 / 50) * solve(hessian(train, theta, CLASSIFICATION, 0.1), difference[0]).view_as(theta)

@@ -355,6 +355,18 @@ def test_batches_same_seed_same_batches_other_seed_other_batches():
     assert first_epoch != second_epoch  # reshuffled every epoch
 
 
+def test_batches_take_one_size_per_subset():
+    """NegGrad+'s notebook pairs retain batches of 32 with forget batches of 64: with a size per
+    subset, the first sets the epoch's batches and the others cycle at their own size."""
+    request = make_request(retain=10, forget=7, seed=0)
+    pairs = list(request.batches("retain", "forget", batch_size=(4, 3), epochs=1))
+    assert [len(yr) for (_, yr), _ in pairs] == [4, 4, 2]
+    assert [len(yf) for _, (_, yf) in pairs] == [3, 3, 1]  # 7 = 3 + 3 + 1, then reshuffled
+    for bad in [(4,), (4, 3, 2), (4, 0)]:
+        with pytest.raises(MubenchError, match="one per subset"):
+            list(request.batches("retain", "forget", batch_size=bad))
+
+
 def test_single_subset_batches_are_one_tuples():
     request = make_request(Access.FORGET, forget=5)
     batches = list(request.batches("forget", batch_size=2, epochs=3))

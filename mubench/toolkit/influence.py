@@ -38,13 +38,21 @@ CHUNK_FLOATS = 2**23
 
 @dataclass(frozen=True)
 class HeadData:
-    """Penultimate features (with a ones column where the head has a bias), labels, and the fixed
-    affine map out = scale * head(features) + offset from the head's outputs to the model's."""
+    """Penultimate features (with a ones column where the head's bias is a parameter of theta),
+    labels, the fixed affine map out = scale * head(features) + offset from the head's outputs to
+    the model's, and the head's bias where it is held fixed (not in theta): the head's outputs are
+    features @ theta^T + fixed, so a step on the weight alone still sees the head's own outputs."""
 
     features: torch.Tensor  # (n, D) float64
     y: torch.Tensor  # (n,) class indices, or (n, K) regression targets
     scale: torch.Tensor  # (K,) float64
     offset: torch.Tensor  # (K,) float64
+    fixed: torch.Tensor | None = None  # (K,) float64: the head's bias when theta leaves it out
+
+    def head_outputs(self, theta: torch.Tensor) -> torch.Tensor:
+        """The head's outputs (logits) at theta: features @ theta^T, plus the fixed bias if any."""
+        outputs = self.features @ theta.T
+        return outputs if self.fixed is None else outputs + self.fixed
 
     def __len__(self) -> int:
         return len(self.y)
@@ -99,7 +107,8 @@ def head_data(model: nn.Module, head: nn.Linear, x: torch.Tensor, y: torch.Tenso
               batch_size: int = 1024) -> HeadData:
     features, z, out = head_outputs(model, head, x, batch_size)
     scale, offset = output_affine(z, out)
-    return HeadData(augment(features, bias), y, scale, offset)
+    fixed = head.bias.detach().double().to(z.device) if not bias and head.bias is not None else None
+    return HeadData(augment(features, bias), y, scale, offset, fixed)
 
 
 def augment(features: torch.Tensor, bias: bool) -> torch.Tensor:
@@ -127,7 +136,7 @@ def set_head_theta(head: nn.Linear, theta: torch.Tensor, bias: bool) -> None:
 
 def _residuals(data: HeadData, theta: torch.Tensor, target: Target) -> tuple[torch.Tensor, torch.Tensor]:
     """Regression: (masked residuals of the model's outputs, per-target weights 1 / present count)."""
-    outputs = (data.features @ theta.T) * data.scale + data.offset
+    outputs = data.head_outputs(theta) * data.scale + data.offset
     y = data.y.to(outputs)
     present = target.present(y)
     weights = present.double() / present.sum(dim=1, keepdim=True).clamp(min=1)
@@ -137,7 +146,7 @@ def _residuals(data: HeadData, theta: torch.Tensor, target: Target) -> tuple[tor
 def sample_losses(data: HeadData, theta: torch.Tensor, target: Target) -> torch.Tensor:
     """l_i: cross-entropy of the logits, or half the masked mean squared error (regression)."""
     if not target.regression:
-        return F.cross_entropy(data.features @ theta.T, data.y.long(), reduction="none")
+        return F.cross_entropy(data.head_outputs(theta), data.y.long(), reduction="none")
     residuals, weights = _residuals(data, theta, target)
     return 0.5 * (weights * residuals**2).sum(dim=1)
 
@@ -146,7 +155,7 @@ def per_sample_gradients(data: HeadData, theta: torch.Tensor, target: Target) ->
     """(n, K * D): grad_theta l_i = (p_i - e_{y_i}) x_i^T (cross-entropy), or
     (w_ij r_ij scale_j)_j x_i^T (squared error), flattened row by row."""
     if not target.regression:
-        probabilities = torch.softmax(data.features @ theta.T, dim=1)
+        probabilities = torch.softmax(data.head_outputs(theta), dim=1)
         coefficients = probabilities - F.one_hot(data.y.long(), theta.shape[0]).to(probabilities)
     else:
         residuals, weights = _residuals(data, theta, target)
@@ -168,7 +177,7 @@ def hessian(data: HeadData, theta: torch.Tensor, target: Target, damping: float)
         for k in range(classes):
             total[k, :, k, :] = (x * (weights[:, k] * data.scale[k] ** 2)[:, None]).T @ x
     else:  # sum_i diag(p_i) kron x_i x_i^T - (p_i kron x_i)(p_i kron x_i)^T
-        probabilities = torch.softmax(x @ theta.T, dim=1)
+        probabilities = torch.softmax(data.head_outputs(theta), dim=1)
         for k in range(classes):
             total[k, :, k, :] = (x * probabilities[:, k:k + 1]).T @ x
         flat = total.view(classes * width, classes * width)
