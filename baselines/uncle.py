@@ -9,8 +9,11 @@ to the chunk embedding c_j, emits chunk j of the flat parameter vector of the ta
 stream task's own model); the chunks of one task, concatenated and cut to the target's parameter
 count, are that task's whole network, head included.
 
-- learn t: Adam (lr) on phi and e_t (and the chunk embeddings, on the first task only: frozen
-  afterwards), StepLR(25 epochs, 0.5), gradient-norm clip 1.0, loss
+- learn t: Adam (lr) on phi and e_t (the code's `Adam(list(hnet.parameters()) +
+  [task_embeddings[task]])`; the chunk embeddings stay at their random start, as in the code,
+  where they are a plain list outside every optimiser), StepLR(25 epochs, 0.5), gradient-norm
+  clip 1.0 on phi's parameters only (`clip_grad_norm_(hnet.parameters(), 1)`: e_t is not clipped),
+  loss
   CE(f_{h(e_t)}(x), y) + beta * (1/T) * sum_{t' retained, t' != t} ||h_phi(e_t') - h_phi*(e_t')||^2
   (squared L2 summed over every generated parameter; T = number of tasks; phi* the hypernet
   frozen at the start of the request), as `output_reg` in the code.
@@ -28,6 +31,10 @@ chunks as in the code, hidden widths (128, 256) instead of (128, 256, 512), so e
 ceil(269,322 / 200) = 1,347 outputs of one linear layer (about 0.4 M hypernet parameters). Epochs
 and batch size per task are the stream profile's recipe (smoke: 3 epochs of batch 64), so every
 method learns from the same budget; `epochs` overrides the count (0 = the recipe's).
+
+Deliberate difference: the hypernetwork's layers start from nn.Linear's default initialisation;
+the code initialises its output heads with a "hyperfan" uniform scheme
+(`layer_chunked_hypernet_yaml.py`) that scales them to the target's fan-in.
 
 Evaluation: UnCLe scores task t on the network h(e_t). The harness asks every continual method
 for the network of each task (ContinualMethod.task_model), so here task t is scored on the target
@@ -101,6 +108,9 @@ def unflatten(model: nn.Module, flat: torch.Tensor) -> dict[str, torch.Tensor]:
 class UnCLe(ContinualMethod):
     keeps_data = False
     paper = "UnCLe (Adhikari, Kumaravelu & Srijith 2025, arXiv 2509.17530; visprasadh/uncle)"
+    authors_code = ("visprasadh/uncle@f9f1e21 main.py, toolbox/regularisation.py, "
+                    "hypernet/hnet/layer_chunked_hypernet_yaml.py, config/main/*.yaml")
+    version = "2"  # 2: learning moves e_t (it froze e_t and moved the others), chunk embeddings fixed, clip on phi
     space = {
         "beta": (0.1, [0.001, 0.01, 0.1, 1.0]),
         "gamma": (0.01, [0.001, 0.01, 0.1]),  # the intensity: weight of the noise alignment
@@ -169,16 +179,13 @@ class UnCLe(ContinualMethod):
         targets = self._frozen_targets([t for t in request.retained if t != task_id])
         mlp_params = list(hnet.mlp.parameters())
         groups = [{"params": mlp_params}, {"params": [hnet.task_embeddings]}]
-        first = not self.learned
-        if first:
-            groups.append({"params": [hnet.chunk_embeddings]})
-        hnet.chunk_embeddings.requires_grad_(first)
+        hnet.task_embeddings.requires_grad_(True)
+        hnet.chunk_embeddings.requires_grad_(False)
         optimizer = torch.optim.Adam(groups, lr=self.hp.lr)
         schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=25, gamma=0.5)
         epochs = int(self.hp.epochs) or request.recipe.epochs
-        clipped = mlp_params + [hnet.task_embeddings] + ([hnet.chunk_embeddings] if first else [])
-        other_rows = torch.ones(n_tasks, 1, device=request.device)
-        other_rows[task_id] = 0.0  # only e_t of the current task moves
+        current_row = torch.zeros(n_tasks, 1, device=request.device)
+        current_row[task_id] = 1.0  # only e_t of the current task moves (Adam leaves zero-gradient rows still)
         hnet.train()
         for _ in range(epochs):
             for x, y, task in request.batches_of(data, request.recipe.batch_size):
@@ -188,8 +195,8 @@ class UnCLe(ContinualMethod):
                     loss = loss + self.hp.beta / n_tasks * output_regulariser(hnet, targets)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                hnet.task_embeddings.grad.mul_(other_rows)
-                nn.utils.clip_grad_norm_(clipped, 1.0)
+                hnet.task_embeddings.grad.mul_(current_row)
+                nn.utils.clip_grad_norm_(mlp_params, 1.0)
                 optimizer.step()
             schedule.step()
         hnet.eval()

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import baselines  # noqa: F401 - registers every baseline
+from mubench.continual.methods import continual_methods
 from mubench.methods import methods
 
 TESTS = Path(__file__).parent
@@ -25,28 +26,35 @@ def one_step_tests() -> set[str]:
     return names
 
 
+def every_method() -> dict[str, type]:
+    """Unlearning and stream methods by name (stream methods as "stream <name>", as the docs list them)."""
+    found: dict[str, type] = {name: methods.get(name) for name in methods.names()}
+    found.update({f"stream {name}": continual_methods.get(name) for name in continual_methods.names()})
+    return found
+
+
 def with_code() -> dict[str, str]:
-    return {name: methods.get(name).authors_code for name in methods.names() if methods.get(name).authors_code}
+    return {name: cls.authors_code for name, cls in every_method().items() if cls.authors_code}
 
 
 def provenance_rows() -> dict[str, str]:
     text = DOCS.read_text()
     table = text[text.index("## Provenance"):]
-    return {m.group(1): m.group(0) for m in re.finditer(r"^\| `(\w+)` \|.*$", table, re.MULTILINE)}
+    return {m.group(1): m.group(0) for m in re.finditer(r"^\| `([\w ]+)` \|.*$", table, re.MULTILINE)}
 
 
 def test_every_method_with_authors_code_has_a_one_step_test():
-    missing = sorted(set(with_code()) - one_step_tests())
+    missing = sorted({name.removeprefix("stream ") for name in with_code()} - one_step_tests())
     assert not missing, f"no test_one_step_<method> in tests/test_one_step_*.py for: {missing}"
 
 
 def test_one_step_tests_name_registered_methods():
-    assert one_step_tests() <= set(methods.names())
+    assert one_step_tests() <= set(methods.names()) | set(continual_methods.names())
 
 
 def test_the_provenance_table_names_each_methods_code():
     rows = provenance_rows()
-    assert set(methods.names()) <= set(rows), sorted(set(methods.names()) - set(rows))
+    assert set(every_method()) <= set(rows), sorted(set(every_method()) - set(rows))
     for name, code in with_code().items():
         pinned = re.findall(r"[\w.-]+/[\w.-]+@[0-9a-f]{7}", code)  # owner/repository@commit
         assert pinned, f"{name}.authors_code names no owner/repository@commit: {code!r}"

@@ -116,6 +116,8 @@ class ContinualMethod(ABC):
     space: ClassVar[dict[str, tuple[HParamValue, list[HParamValue]]]] = {}
     version: ClassVar[str] = "1"
     paper: ClassVar[str] = ""
+    # As Method.authors_code: the authors' code read, "owner/repository@commit files" (or empty).
+    authors_code: ClassVar[str] = ""
 
     def __init__(self, hp: HParams) -> None:
         self.hp = hp
