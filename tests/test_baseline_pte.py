@@ -86,9 +86,26 @@ def test_zero_epochs_change_nothing_and_same_seed_same_weights(harness):
         assert torch.equal(second.state_dict()[key], value), key
 
 
+def test_max_steps_caps_the_edit_and_zero_means_no_cap(harness, monkeypatch):
+    """The edit takes at most max_steps Adam steps, whatever the epochs (a 1,000-sample class makes
+    16 batches an epoch where CWRU's makes one); 0 leaves the epochs alone."""
+    steps = []
+    real = pte.step
+    monkeypatch.setattr(pte, "step", lambda optimizer, loss: steps.append(1) or real(optimizer, loss))
+    forget = harness.prepare("debug", "class_0", 0, "smoke").subsets["forget"]
+    per_epoch = -(-len(forget) // 8)
+    assert per_epoch > 1
+    unlearn_directly(harness, batch_size=8, epochs=3, max_steps=per_epoch + 1)
+    assert len(steps) == per_epoch + 1
+    steps.clear()
+    unlearn_directly(harness, batch_size=8, epochs=3, max_steps=0)
+    assert len(steps) == 3 * per_epoch
+
+
 @pytest.mark.parametrize("bad, word", [({"push_input": "noisy"}, "push_input"), ({"temperature": 0.0}, "temperature"),
                                        ({"eps": -0.1}, "eps"), ({"batchnorm": "x"}, "batchnorm"),
-                                       ({"batch_size": 0}, "batch_size")])
+                                       ({"batch_size": 0}, "batch_size"),
+                                       ({"max_steps": -1}, "max_steps")])
 def test_bad_hyper_parameters_fail_clearly(harness, bad, word):
     record = harness.run(debug_config("pte", "class_0", **bad))
     assert record.status == "failed" and word in record.error
