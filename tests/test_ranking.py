@@ -288,7 +288,7 @@ def test_results_table_names_the_protocol_and_the_methods_it_left_out(store):
     text = " ".join(val.stdout.split())
     assert SELECTIONS["val"] in text and "finetune" in text and "left out" not in text
     csv = pd.read_csv(io.StringIO(invoke("results", "--store", store, "--select", "val", "--format", "csv").stdout))
-    assert set(csv[csv["method"] == "grad_ascent"]["hparams"]) == {'{"batch_size":128,"epochs":5,"lr":0.01}'}  # best val
+    assert set(csv[csv["method"] == "grad_ascent"]["hparams"]) == {'{"batch_size":128,"epochs":5,"lr":0.01,"weight_decay":0.0005}'}  # best val
 
 
 def test_results_csv_with_a_protocol_keeps_its_columns_and_notes_on_stderr(store):

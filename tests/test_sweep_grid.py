@@ -249,7 +249,7 @@ def test_run_sweep_axes_then_grid_on_the_debug_task(tmp_path):
     assert grid.exit_code == 0, grid.stderr
     again = [Record.model_validate_json(line) for line in grid.stdout.splitlines()]
     lrs = grad_ascent.space["lr"][1]
-    assert [r.config.hparams for r in again] == [{"lr": lr, "epochs": 1, "batch_size": 128} for lr in lrs] + [{}]
+    assert [r.config.hparams for r in again] == [{"lr": lr, "epochs": 1, "batch_size": 128, "weight_decay": 5e-4} for lr in lrs] + [{}]
     assert grid.stderr.count("stored before") == 2  # (default lr, epochs 1) from the axes, and identity
     assert Store(store).count() == len(records) + len(lrs) - 1
 
