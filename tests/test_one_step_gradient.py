@@ -123,35 +123,30 @@ def grad_ascent_steps(model: torch.nn.Linear, forget: Subset, lr: float, weight_
     return (w1, b1), (w2, b2)
 
 
+def assert_two_ascent_steps(method: str, weight_decay: float) -> None:
+    """`method`'s first two steps on a three-sample forget set equal grad_ascent_steps' hand values
+    (lr 0.3: large enough that lr * wd * theta is far above the tolerance)."""
+    model, forget, lr = linear(), data(3, [0, 1, 1], seed=2), 0.3
+    (w1, b1), (w2, b2) = grad_ascent_steps(model, forget, lr, weight_decay)
+    for epochs, (weight, bias) in ((1, (w1, b1)), (2, (w2, b2))):
+        out = unlearn_once(method, model, request(Access.FORGET, forget=forget), lr=lr, batch_size=64, epochs=epochs)
+        torch.testing.assert_close(out.weight.detach(), weight)
+        torch.testing.assert_close(out.bias.detach(), bias)
+
+
 def test_one_step_grad_ascent():
     """Gradient ascent as Jia et al. 2023 run it (`unlearn/GA.py`, `GA`): loss = -CE on forget batches,
     stepped by the optimiser that `unlearn/impl.py` builds for every method, SGD with momentum 0.9
     and weight decay 5e-4 (arg_parser defaults; the README's GA line sets only lr and epochs), so
     theta_1 = theta_0 - lr (-g_f + wd theta_0), and buf_2 = 0.9 buf_1 - g_f(theta_1) + wd theta_1."""
-    model, forget = linear(), data(3, [0, 1, 1], seed=2)
-    lr = 0.3  # large enough that lr * wd * theta is far above the tolerance
-    (w1, b1), (w2, b2) = grad_ascent_steps(model, forget, lr, WEIGHT_DECAY)
-    out = unlearn_once("grad_ascent", model, request(Access.FORGET, forget=forget), lr=lr, batch_size=64)
-    torch.testing.assert_close(out.weight.detach(), w1)
-    torch.testing.assert_close(out.bias.detach(), b1)
-    two = unlearn_once("grad_ascent", model, request(Access.FORGET, forget=forget), lr=lr, batch_size=64, epochs=2)
-    torch.testing.assert_close(two.weight.detach(), w2)
-    torch.testing.assert_close(two.bias.detach(), b2)
+    assert_two_ascent_steps("grad_ascent", WEIGHT_DECAY)
 
 
 def test_bias_ga_steps_without_weight_decay():
     """bias_ga (a reconstruction of Aylapuram et al. 2025 from its abstract) shares grad_ascent's
     update but keeps weight decay 0, as it did before grad_ascent took the repositories' 5e-4: its
     first two steps are the ascent steps above with wd = 0."""
-    model, forget = linear(), data(3, [0, 1, 1], seed=2)
-    lr = 0.3
-    (w1, b1), (w2, b2) = grad_ascent_steps(model, forget, lr, 0.0)
-    out = unlearn_once("bias_ga", model, request(Access.FORGET, forget=forget), lr=lr, batch_size=64)
-    torch.testing.assert_close(out.weight.detach(), w1)
-    torch.testing.assert_close(out.bias.detach(), b1)
-    two = unlearn_once("bias_ga", model, request(Access.FORGET, forget=forget), lr=lr, batch_size=64, epochs=2)
-    torch.testing.assert_close(two.weight.detach(), w2)
-    torch.testing.assert_close(two.bias.detach(), b2)
+    assert_two_ascent_steps("bias_ga", 0.0)
 
 
 def test_one_step_random_label():
