@@ -42,7 +42,8 @@ Two strategies, as the SSD repository has two files (commit cdfdc0e):
 - random (`forget_random_strategies.py`): the variance above, the mean the original weights.
 - full class (`forget_full_class_strategies.py`, also Golatkar et al.'s own notebook for a whole
   class, AdityaGolatkar/SelectiveForgetting at 4c02825): for the classifier's weight and bias (the
-  tensors whose first dimension is the number of classes) the forgotten class's row gets mean 0
+  code finds them as the tensors whose first dimension is the number of classes; here they are the
+  head layer's, `head_layer`) the forgotten class's row gets mean 0
   and variance 1e-4 before the scaling, so its logit is pinned near 0 whatever the input, and the
   whole classifier's variance is multiplied by 10 (not only its bias). This is what makes the
   method forget a class: with the random strategy the noise alone leaves a well-trained class in
@@ -112,7 +113,7 @@ def is_full_class(request: Request, strategy: str) -> bool:
     """"auto": every forgotten label is absent from the retain set (a whole class is forgotten)."""
     if strategy != "auto":
         return strategy == "class"
-    return not bool(torch.isin(request.forget.y, request.retain.y).any())
+    return request.forgets_whole_classes()
 
 
 @register_method("fisher")

@@ -114,7 +114,7 @@ def unseen_accuracy(teacher: nn.Module, request: Request, hp: HParams) -> float:
 def is_class_unlearning(request: Request, setting: str) -> bool:
     if setting != "auto":
         return setting == "true"
-    return not bool(torch.isin(request.forget.y, request.retain.y).any())
+    return request.forgets_whole_classes()
 
 
 CLASS_UNLEARNING_ALPHA = 32.0  # class_reproduce_results.sh, every data set

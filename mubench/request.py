@@ -94,6 +94,12 @@ class Request:
     def unseen(self) -> Subset:
         return self.subset("unseen")
 
+    def forgets_whole_classes(self) -> bool:
+        """Whether no forget label occurs in the retain set: every forgotten class is forgotten
+        whole. Methods whose authors run a separate class-unlearning setting (Fisher forgetting's
+        full-class strategy, LoTUS's class flag) decide it from this; it reads the retain set."""
+        return not bool(torch.isin(self.forget.y, self.retain.y).any())
+
     def available(self) -> list[str]:
         return sorted(self._subsets)
 

@@ -381,3 +381,14 @@ def test_request_generators_are_seeded():
     a, b = make_request(seed=3), make_request(seed=3)
     assert torch.equal(torch.rand(4, generator=a.generator), torch.rand(4, generator=b.generator))
     assert a.rng.integers(0, 1 << 30) == b.rng.integers(0, 1 << 30)
+
+
+def test_forgets_whole_classes_reads_the_labels_of_both_sets():
+    whole = make_request(retain=10, forget=3)  # retain labels 0..9, forget labels 1000..1002
+    assert whole.forgets_whole_classes()
+    shared = Request({"forget": Subset(torch.zeros(2, 1), torch.tensor([1, 2])),
+                      "retain": Subset(torch.zeros(3, 1), torch.tensor([0, 2, 3]))},
+                     Access.RETAIN, 4, torch.device("cpu"), seed=0)
+    assert not shared.forgets_whole_classes()  # label 2 is on both sides
+    with pytest.raises(AccessError):
+        make_request(Access.FORGET, forget=3).forgets_whole_classes()  # needs the retain set
