@@ -105,7 +105,9 @@ class EvaluationContext:
     original: dict[str, Outputs]
     test_attributes: dict[str, torch.Tensor] = field(default_factory=dict)
     method_seconds: float = 0.0
-    oracle_seconds: float = 0.0
+    oracle_seconds: float = 0.0  # retraining's seconds on this machine, now (Harness.reference_seconds)
+    method_work: float = 0.0  # work units (mubench.harness.work): sample passes through the task's model
+    oracle_work: float = 0.0  # retraining's work units: 3 x epochs x retain samples
     models: dict[str, nn.Module] = field(default_factory=dict)  # "unlearned", "oracle", "original"
     subsets: dict[str, Subset] = field(default_factory=dict)
     method_peak_memory_mb: float | None = None

@@ -8,14 +8,17 @@ timing, metrics, storage) is the harness's job.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
 from mubench.access import Access
 from mubench.errors import MubenchError
+from mubench.hashing import sha256_file
 from mubench.registry import Registry
 
 if TYPE_CHECKING:
@@ -83,6 +86,18 @@ class Method(ABC):
     @abstractmethod
     def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
         """Return a model of the same architecture that has forgotten `request.forget`."""
+
+    @classmethod
+    def source_digest(cls) -> str:
+        """sha256 of the file that defines the class: part of every run config's identity
+        (RunConfig.method_digest), so a method whose code changed is rerun, never scored with
+        the records of its old code, whether or not its `version` was bumped. Empty when the
+        class has no source file (defined interactively)."""
+        try:
+            path = inspect.getsourcefile(cls)
+        except TypeError:
+            return ""
+        return sha256_file(Path(path)) if path and Path(path).is_file() else ""
 
     @classmethod
     def inapplicable(cls, spec: TaskSpec) -> str | None:

@@ -52,15 +52,16 @@ def test_markdown_tables_by_hand(made):
     text = render_export(ExportFormat.markdown, made[1])
     lines = text.splitlines()
     # class_0 gaps: alpha 0.08/0.12 (CI t(0.975, 1) * 0.0283 / sqrt 2 = 0.254), gamma 0.1, beta 0.2;
-    # beta's hypervolume: its lr 0.01 point is dominated, so 0.9 * 0.8 * 0.5 = 0.36
+    # beta's hypervolume over (utility, forgetting): its lr 0.01 point is dominated, so 0.9 * 0.8 = 0.72;
+    # in the other scenario 0.9 * (1 - gap) per seed, mean 0.9 * 0.95, CI 0.9 x alpha's 0.127
     expected = [
         "**`debug` / `class_0` (`smoke`)**: ranked by gap/forget\\_acc, lower is better",
         "| rank | method | access | status | gap/forget\\_acc | n | hypervolume |",
         "|---:|---|---|---|---:|---:|---:|",
         "| 1.5 | `alpha` | forget | unchecked | 0.100 ± 0.254 | 2 | – |",
         "| 1.5 | `gamma` | unseen | self-reported | 0.100 ± 0.000 | 2 | – |",
-        "| 3 | `beta` | retain | unchecked | 0.200 ± 0.000 | 2 | 0.360 ± 0.000 |",
-        "| 1 | `beta` | retain | unchecked | 0.050 ± 0.127 | 2 | 0.427 ± 0.057 |",
+        "| 3 | `beta` | retain | unchecked | 0.200 ± 0.000 | 2 | 0.720 ± 0.000 |",
+        "| 1 | `beta` | retain | unchecked | 0.050 ± 0.127 | 2 | 0.855 ± 0.114 |",
         "| 2 | `alpha` | forget | unchecked | 0.300 ± 0.635 | 2 | – |",
         "**Mean rank over task x scenario cells \\(1 = best\\)**",
         "| `smoke` | `gamma` | 1.5 | 1 |", "| `smoke` | `alpha` | 1.75 | 2 |", "| `smoke` | `beta` | 2 | 2 |",
@@ -82,7 +83,7 @@ def test_latex_and_html_by_hand(made):
     page = render_export(ExportFormat.html, made[1])
     assert page.startswith("<!DOCTYPE html>") and page.count("<table") == 3
     assert "<h2>debug / random_10 (smoke): ranked by gap/forget_acc, lower is better</h2>" in page
-    assert "<td>beta</td>" in page and "<td>0.427 ± 0.057</td>" in page
+    assert "<td>beta</td>" in page and "<td>0.855 ± 0.114</td>" in page
 
 
 def test_every_format_escapes_hostile_texts():

@@ -163,7 +163,7 @@ def test_the_harness_hands_back_contiguous_weights_after_a_channels_last_run(pro
     _cuda_options_on_cpu(monkeypatch)
     harness = Harness("cpu")
     config = _config("engine_probe", "standard")
-    model, _, _ = harness.unlearn(config, harness.prepare(config.task, config.scenario, config.seed, config.profile))
+    model, _, _, _ = harness.unlearn(config, harness.prepare(config.task, config.scenario, config.seed, config.profile))
     assert Probe.seen == [(True, True)]
     assert all(p.is_contiguous() for p in model.parameters())
 

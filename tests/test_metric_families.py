@@ -16,7 +16,6 @@ from mubench.harness.memory import PeakMemory
 from mubench.metrics import relearn as relearn_module
 from mubench.metrics.accuracy import tug_of_war
 from mubench.metrics.cost import params_changed
-from mubench.metrics.objectives import cost, forgetting, utility
 from mubench.metrics.regression import masked_mae, masked_mape, masked_rmse
 from mubench.metrics.relearn import relearn, relearn_steps
 from mubench.metrics.representation import cka_to_oracle, linear_cka, penultimate_features
@@ -176,25 +175,6 @@ def test_relearn_metric_evaluates_check_samples_per_step_until_the_cap(monkeypat
     perfect = torch.stack([-x[:, 0], x[:, 0]], dim=1)
     assert relearn(relearn_context(stuck, x, y, perfect, lr=0.0)) == relearn_module.MAX_STEPS
     assert CountingLinear.evaluated == 10 * (relearn_module.MAX_STEPS + 1)  # the first check, then one per step
-
-
-def test_objectives_score_the_oracle_one_on_utility_and_forgetting():
-    parts = {"forget": (5, 10), "retain": (9, 10), "test": (8, 10), "heldout": (6, 10)}
-    ctx = context(parts, parts, method_seconds=2.0, oracle_seconds=8.0)
-    assert utility(ctx) == 1.0 and forgetting(ctx) == 1.0
-    assert cost(ctx) == pytest.approx(0.75)
-
-
-def test_objectives_by_hand():
-    unlearned = {"forget": (9, 10), "retain": (9, 10), "test": (6, 10), "heldout": (6, 10)}
-    oracle = {"forget": (5, 10), "retain": (9, 10), "test": (8, 10), "heldout": (6, 10)}
-    ctx = context(unlearned, oracle, method_seconds=10.0, oracle_seconds=8.0)
-    assert utility(ctx) == pytest.approx(0.6 / 0.8)
-    from mubench.metrics.membership import loss_auc
-
-    mia_gap = min(1.0, 2 * abs(loss_auc(ctx.unlearned) - loss_auc(ctx.oracle)))
-    assert forgetting(ctx) == pytest.approx(1 - (0.4 + mia_gap) / 2)
-    assert cost(ctx) == 0.0  # slower than retraining: floored at 0
 
 
 def test_masked_regression_errors_match_scikit_learn_on_the_present_values():

@@ -95,7 +95,7 @@ def classification_context(seed: int = 0) -> EvaluationContext:
     subsets = {part: Subset(torch.randn(n, 4, generator=g), unlearned[part].labels) for part in EVALUATED_PARTS}
     attributes = {"bias_aligned": torch.randint(0, 2, (n,), generator=g), "colour": torch.randint(0, 3, (n,), generator=g)}
     return EvaluationContext(unlearned, oracle, original, test_attributes=attributes, method_seconds=1.5,
-                             oracle_seconds=6.0, models={"unlearned": model, "oracle": model, "original": model},
+                             oracle_seconds=6.0, method_work=2.0, oracle_work=8.0, models={"unlearned": model, "oracle": model, "original": model},
                              subsets=subsets, method_peak_memory_mb=12.0, sensitive_attributes=("colour",),
                              counterfactual=lambda x, attributes, generator: x.flip(1), shadow_outputs=shadow)
 
@@ -111,6 +111,7 @@ def regression_context(seed: int = 0) -> EvaluationContext:
     model = seeded_linear(4, 12, g)
     unlearned = outputs()
     return EvaluationContext(unlearned, outputs(), outputs(), method_seconds=1.0, oracle_seconds=4.0,
+                             method_work=1.0, oracle_work=4.0,
                              method_peak_memory_mb=3.0, models={"unlearned": model, "oracle": model, "original": model},
                              subsets={p: Subset(torch.randn(120, 4, generator=g), unlearned[p].labels)
                                       for p in EVALUATED_PARTS},

@@ -68,27 +68,25 @@ def test_aggregation_reproduces_the_golden_file(records, name):
 def test_hypervolumes_of_the_golden_sweeps_by_hand(records):
     table = hypervolume_table(records)
     assert list(table.columns) == ["task", "scenario", "method", "profile", "hv_mean", "hv_ci95", "n", "points", "front"]
-    # keep: one point per seed, the box .96 x .40 x 1
+    # over (utility, forgetting); the records' objective/cost plays no part.
+    # keep: one point per seed, the box .96 x .40
     assert one(table, scenario="s1", method="keep")["hv_mean"] == pytest.approx(0.384, abs=1e-12)
     assert one(table, scenario="s1", method="keep")["n"] == 3
-    # ascent, s1: inclusion-exclusion of three boxes per seed
-    seed0 = (.95 * .5 * .98 + .9 * .7 * .97 + .6 * .85 * .97) - (.9 * .5 * .97 + .6 * .5 * .97 + .6 * .7 * .97) + .6 * .5 * .97
-    seed1 = (.94 * .52 * .98 + .91 * .72 * .97 + .55 * .8 * .96) - (.91 * .52 * .97 + .55 * .52 * .96 + .55 * .72 * .96) \
-        + .55 * .52 * .96
+    # ascent, s1: a staircase of three points per seed, by utility descending
+    seed0 = .95 * .5 + .9 * (.7 - .5) + .6 * (.85 - .7)
+    seed1 = .94 * .52 + .91 * (.72 - .52) + .55 * (.8 - .72)
     row = one(table, scenario="s1", method="ascent")
-    assert (seed0, seed1) == (pytest.approx(0.7274), pytest.approx(0.697804))
+    assert (seed0, seed1) == (pytest.approx(0.745), pytest.approx(0.7148))
     assert row["hv_mean"] == pytest.approx((seed0 + seed1) / 2, abs=1e-12)
     assert row["hv_ci95"] == pytest.approx(12.7062047361747 * abs(seed0 - seed1) / 2, rel=1e-9)  # t_.975,1 * s / sqrt 2
     assert (row["n"], row["points"], row["front"]) == (2, 3, 3.0)
     # ascent, s2: seed 1's lr=0.1 run has no objectives, so that seed has two points
-    a, b, c = (.75, .625, .875), (.875, .5, .875), (.4, .9, .85)
-    s2_seed0 = (math.prod(a) + math.prod(b) + math.prod(c)) - (.75 * .5 * .875 + .4 * .625 * .85 + .4 * .5 * .85) \
-        + .4 * .5 * .85
-    s2_seed1 = .75 * .5 * .875 + .8 * .45 * .9 - .75 * .45 * .875
+    s2_seed0 = .875 * .5 + .75 * (.625 - .5) + .4 * (.9 - .625)
+    s2_seed1 = .8 * .45 + .75 * (.5 - .45)
     assert one(table, scenario="s2", method="ascent")["hv_mean"] == pytest.approx((s2_seed0 + s2_seed1) / 2, abs=1e-12)
-    # tune, s2: (1, .5, .5) dominates (.5, .5, .5): .25 on both seeds, an exact tie with keep
+    # tune, s2: (1, .5) dominates (.5, .5): .5 on both seeds; keep's (.5, .5): .25
     tune = one(table, scenario="s2", method="tune")
-    assert (tune["hv_mean"], tune["hv_ci95"], tune["points"], tune["front"]) == (0.25, 0.0, 2, 1.0)
+    assert (tune["hv_mean"], tune["hv_ci95"], tune["points"], tune["front"]) == (0.5, 0.0, 2, 1.0)
     assert one(table, scenario="s2", method="keep")["hv_mean"] == 0.25
 
 
@@ -97,12 +95,12 @@ def test_hypervolume_per_seed_counts_points_and_front(records):
     row = one(per_seed, scenario="s2", method="ascent", seed=1)
     assert (row["points"], row["front"]) == (2, 2)
     row = one(per_seed, scenario="s1", method="tune", seed=1)
-    assert (row["points"], row["front"]) == (3, 2)  # lr=0.3's seed-1 point is dominated
+    assert (row["points"], row["front"]) == (3, 1)  # (.99, .78) dominates the other two
     assert len(per_seed) == 3 + 2 + 2 + 2 + 2 + 2  # the failed run adds no seed
 
 
 def test_hypervolume_of_records_without_objectives_is_an_empty_table():
-    bare = [r for r in golden.build_records() if "objective/cost" not in r.metrics]
+    bare = [r for r in golden.build_records() if "objective/forgetting" not in r.metrics]
     assert hypervolume_table(bare).empty
     assert list(hypervolume_table([]).columns) == ["task", "scenario", "method", "profile", "hv_mean", "hv_ci95", "n",
                                                    "points", "front"]
@@ -226,16 +224,16 @@ def test_ranks_of_the_golden_store(records):
     ranks, omitted = rank_table(records, "forget/acc", "default", golden.DEFAULTS)
     assert set(ranks["metric"]) == {"gap/forget_acc"}
     got = {(r.scenario, r.method): (r.hv_rank, r.metric_rank) for r in ranks.itertuples()}
-    assert got[("s1", "ascent")] == (1.0, 1.0)
-    assert got[("s1", "tune")] == (2.0, 2.0)
+    assert got[("s1", "ascent")] == (2.0, 1.0)
+    assert got[("s1", "tune")] == (1.0, 2.0)            # hypervolume .757 against ascent's .730
     assert got[("s1", "keep")] == (3.0, 3.0)
     assert got[("s2", "ascent")] == (1.0, 1.5)          # gap .25 = mean(.125, .375): tied with keep
-    assert got[("s2", "keep")] == (2.5, 1.5)            # hypervolume .25: tied with tune
-    assert got[("s2", "tune")][0] == 2.5 and math.isnan(got[("s2", "tune")][1])  # no default run in s2
+    assert got[("s2", "keep")] == (3.0, 1.5)
+    assert got[("s2", "tune")][0] == 2.0 and math.isnan(got[("s2", "tune")][1])  # no default run in s2
     assert list(omitted["method"]) == ["tune"]
     mean = mean_ranks(ranks)
-    assert list(mean["method"]) == ["ascent", "tune", "keep"]
-    assert one(mean, method="tune")[["hv_rank", "metric_rank", "hv_cells", "metric_cells"]].tolist() == [2.25, 2.0, 2, 1]
+    assert list(mean["method"]) == ["ascent", "tune", "keep"]  # equal hypervolume ranks: the metric's decides
+    assert one(mean, method="tune")[["hv_rank", "metric_rank", "hv_cells", "metric_cells"]].tolist() == [1.5, 2.0, 2, 1]
     assert one(mean, method="keep")["metric_rank"] == pytest.approx((3 + 1.5) / 2)
 
 
@@ -255,7 +253,7 @@ def invoke(*args: object):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
-OBJ = ("objective/utility", "objective/forgetting", "objective/cost")
+OBJ = ("objective/utility", "objective/forgetting")
 
 
 @pytest.fixture
@@ -264,8 +262,8 @@ def store(tmp_path):
     grad_ascent at its defaults and one other lr, finetune only off its defaults; two seeds."""
     ga = dict(methods.get("grad_ascent").resolve())
     ft = {**methods.get("finetune").resolve(), "lr": 0.5}
-    rows = [("identity", {}, (.5, .5, 1.0), .70, .30), ("grad_ascent", ga, (.8, .6, .9), .60, .20),
-            ("grad_ascent", {**ga, "lr": 0.01}, (.4, .9, .9), .80, .05), ("finetune", ft, (.9, .9, .5), .75, .10)]
+    rows = [("identity", {}, (.5, .5), .70, .30), ("grad_ascent", ga, (.8, .6), .60, .20),
+            ("grad_ascent", {**ga, "lr": 0.01}, (.4, .9), .80, .05), ("finetune", ft, (.9, .9), .75, .10)]
     path = tmp_path / "store.sqlite"
     db = Store(path)
     for seed in (0, 1):
@@ -303,13 +301,13 @@ def test_results_csv_with_a_protocol_keeps_its_columns_and_notes_on_stderr(store
 def test_results_hypervolume_view(store):
     result = invoke("results", "--store", store, "--view", "hypervolume", "--format", "csv")
     table = pd.read_csv(io.StringIO(result.stdout)).set_index("method")
-    # grad_ascent: boxes .8x.6x.9 and .4x.9x.9, overlap .4x.6x.9
-    assert table.loc["grad_ascent", "hv_mean"] == pytest.approx(.432 + .324 - .216)
+    # grad_ascent: boxes .8x.6 and .4x.9, overlap .4x.6
+    assert table.loc["grad_ascent", "hv_mean"] == pytest.approx(.48 + .36 - .24)
     assert table.loc["identity", "hv_mean"] == pytest.approx(0.25)
-    assert table.loc["finetune", "hv_mean"] == pytest.approx(0.405)  # every setting counts, default or not
+    assert table.loc["finetune", "hv_mean"] == pytest.approx(0.81)  # every setting counts, default or not
     assert table.loc["grad_ascent", "points"] == 2 and table.loc["grad_ascent", "n"] == 2
     rich = invoke("results", "--store", store, "--view", "hypervolume")
-    assert "reference point (0, 0, 0)" in " ".join(rich.stdout.split())
+    assert "reference point (0, 0)" in " ".join(rich.stdout.split())
     markdown = invoke("results", "--store", store, "--view", "hypervolume", "--format", "markdown")
     assert markdown.stdout.splitlines()[0].startswith("| scenario | method | hypervolume")
 
@@ -319,7 +317,7 @@ def test_results_ranks_view(store):
     payload = json.loads(result.stdout)
     ranks = {row["method"]: row for row in payload["ranks"]}
     assert payload["select"] == "default"
-    assert (ranks["grad_ascent"]["hv_rank"], ranks["finetune"]["hv_rank"], ranks["identity"]["hv_rank"]) == (1.0, 2.0, 3.0)
+    assert (ranks["grad_ascent"]["hv_rank"], ranks["finetune"]["hv_rank"], ranks["identity"]["hv_rank"]) == (2.0, 1.0, 3.0)
     assert ranks["grad_ascent"]["metric"] == "gap/forget_acc" and ranks["grad_ascent"]["metric_rank"] == 1.0
     assert ranks["finetune"]["metric_rank"] is None  # no default run
     assert "left out by --select default: finetune" in result.stderr

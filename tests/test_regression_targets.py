@@ -9,6 +9,7 @@ import torch
 
 from mubench.evaluation import EvaluationContext, Outputs
 from mubench.metrics import compute_metrics
+from mubench.metrics.membership import loss_auc
 from mubench.metrics.regression import regression_error
 from mubench.targets import CLASSIFICATION, Target
 
@@ -65,7 +66,7 @@ def test_regression_metrics_replace_accuracy_ones():
     assert "test/acc" not in values and "tow" not in values and "js/oracle" not in values
     assert "mia/svc" not in values and "fair/dp" not in values
     for key in ("test/mae", "test/rmse", "test/mape", "forget/mae_h3", "test/mae_h12", "gap/forget_mae",
-                "mia/loss_auc", "gap/mia_loss_auc", "objective/utility", "objective/forgetting", "objective/cost"):
+                "mia/loss_auc", "gap/mia_loss_auc", "objective/utility", "objective/forgetting", "score", "score/val"):
         assert key in values, key
 
 
@@ -92,13 +93,20 @@ def test_the_oracle_scores_zero_gaps_and_full_objectives():
 
 def test_regression_objectives_by_hand():
     ctx = _context(2.0)
-    ours = regression_error(ctx.unlearned["test"], "mae")
-    oracle = regression_error(ctx.oracle["test"], "mae")
+    mae = {(model, part): regression_error(getattr(ctx, model)[part], "mae")
+           for model in ("unlearned", "oracle", "original") for part in ("forget", "retain", "test", "val")}
     values = compute_metrics(ctx)
-    assert values["objective/utility"] == pytest.approx(min(1.0, oracle / ours))
+    utility = (min(1.0, mae["oracle", "retain"] / mae["unlearned", "retain"])
+               * min(1.0, mae["oracle", "test"] / mae["unlearned", "test"]))
+    assert values["objective/utility"] == pytest.approx(utility)
     assert values["objective/utility"] < 1.0
-    forget_gap = abs(regression_error(ctx.unlearned["forget"], "mae") - regression_error(ctx.oracle["forget"], "mae"))
-    relative = min(1.0, forget_gap / regression_error(ctx.oracle["forget"], "mae"))
-    mia_gap = min(1.0, 2 * values["gap/mia_loss_auc"])
-    assert values["objective/forgetting"] == pytest.approx(1 - (relative + mia_gap) / 2)
-    assert values["objective/cost"] == pytest.approx(0.9)
+    # forgetting: the share of the original-to-oracle distance closed, forget MAE relative to the oracle's
+    signal = abs(mae["original", "forget"] - mae["oracle", "forget"])
+    closed = 1 - min(1.0, abs(mae["unlearned", "forget"] - mae["oracle", "forget"]) / signal)
+    auc = {m: loss_auc(getattr(ctx, m)) for m in ("unlearned", "oracle", "original")}
+    components = [closed]
+    if abs(auc["original"] - auc["oracle"]) >= 0.02:
+        components.append(1 - min(1.0, abs(auc["unlearned"] - auc["oracle"]) / abs(auc["original"] - auc["oracle"])))
+    assert values["objective/forgetting"] == pytest.approx(sum(components) / len(components))
+    assert values["score"] == pytest.approx(values["objective/forgetting"] * utility)
+    assert values["cost/rte"] == pytest.approx(0.1)

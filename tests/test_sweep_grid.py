@@ -242,7 +242,7 @@ def test_run_sweep_axes_then_grid_on_the_debug_task(tmp_path):
     grad_ascent = methods.get("grad_ascent")
     assert [r.config.hparams for r in records] == [*sweep_points(grad_ascent, "axes"), {}]
     assert all(r.status == "ok" for r in records)
-    assert {"objective/utility", "objective/forgetting", "objective/cost"} <= set(records[0].metrics)
+    assert {"objective/utility", "objective/forgetting", "score", "cost/work"} <= set(records[0].metrics)
 
     # the grid kind, with an override on top of every point: lr x {epochs=1}; two runs are stored already
     grid = invoke(*base, "--json", "--sweep", "grid", "--hparam", "grad_ascent.epochs=1")

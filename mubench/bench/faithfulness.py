@@ -122,8 +122,8 @@ def run_table(table: PublishedTable, seeds: list[int], profile: str, harness: Ha
     grid = GridSpec(tasks=[table.task], scenarios=[table.scenario], methods=names, seeds=seeds, profile=profile)
     for config in expand_grid(grid):  # seed by seed, each method at its defaults
         prepared = harness.prepare(config.task, config.scenario, config.seed, config.profile)
-        model, seconds, peak = harness.unlearn(config, prepared)
-        values = measures(harness.evaluation_context(prepared, model, seconds, peak), table)
+        model, seconds, peak, work = harness.unlearn(config, prepared)
+        values = measures(harness.evaluation_context(prepared, model, seconds, peak, work), table)
         for column in table.rows[config.method]:
             cells[config.method, column].values.append(values[column])
         print(f"  seed {config.seed} {config.method}: "

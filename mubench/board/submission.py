@@ -81,9 +81,9 @@ class MetricSummary(BaseModel):
 
 
 class TradeoffPoint(BaseModel):
-    """One setting of the method's runs in a task x scenario: the means over seeds of the three
-    objectives the trade-off plot and the hypervolume use (mubench.results.ranking.objective_points) and of
-    `cost/rte`, the plot's marker size (mubench.results.plots.tradeoff)."""
+    """One setting of the method's runs in a task x scenario: the means over seeds of the two
+    objectives the trade-off plot and the hypervolume use (mubench.results.ranking.objective_points),
+    of `cost/work` and of `cost/rte` (the plot's marker size, mubench.results.plots.tradeoff)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -91,8 +91,8 @@ class TradeoffPoint(BaseModel):
     n: int = Field(ge=1, description="seeds the means are over")
     utility: float = Field(ge=0, le=1)
     forgetting: float = Field(ge=0, le=1)
-    cost: float = Field(ge=0, le=1)
-    rte: float | None = Field(default=None, ge=0, description="mean seconds relative to the oracle's training")
+    work: float | None = Field(default=None, ge=0, description="mean cost/work: sample passes relative to retraining's")
+    rte: float | None = Field(default=None, ge=0, description="mean seconds relative to retraining timed on the same machine")
 
 
 class Hypervolume(BaseModel):
@@ -250,14 +250,17 @@ def _tradeoff_means(records: Sequence[Record]) -> Any:
     keys = ["task", "scenario", "profile", "hparams"]
     means = points.groupby(keys, sort=True).agg(
         utility=("objective/utility", "mean"), forgetting=("objective/forgetting", "mean"),
-        cost=("objective/cost", "mean"), n=("seed", "count")).reset_index()
-    rte = frame[frame["metric"] == "cost/rte"].groupby(keys)["value"].mean().rename("rte").reset_index()
-    return means.merge(rte, on=keys, how="left")
+        n=("seed", "count")).reset_index()
+    for key, column in (("cost/work", "work"), ("cost/rte", "rte")):
+        values = frame[frame["metric"] == key].groupby(keys)["value"].mean().rename(column).reset_index()
+        means = means.merge(values, on=keys, how="left")
+    return means
 
 
 def _cell_points(points: Any, cell: Any) -> list[TradeoffPoint]:
     return [TradeoffPoint(hparams=str(p.hparams), n=int(p.n), utility=float(p.utility), forgetting=float(p.forgetting),
-                          cost=float(p.cost), rte=None if p.rte != p.rte else float(p.rte))
+                          work=None if p.work != p.work else float(p.work),
+                          rte=None if p.rte != p.rte else float(p.rte))
             for p in _in_cell(points, cell).itertuples(index=False)]
 
 

@@ -246,10 +246,11 @@ def tradeoff_frame(board: Board) -> pd.DataFrame:
     """One row per (entry, cell, setting): the objectives' means, as mubench.results.plots.tradeoff draws them."""
     rows = [{**_entry_fields(entry), "task": r.task, "scenario": r.scenario, "profile": r.profile,
              "hparams": p.hparams, "n": p.n, "objective/utility": p.utility, "objective/forgetting": p.forgetting,
-             "objective/cost": p.cost, "cost/rte": p.rte if p.rte is not None else float("nan")}
+             "cost/work": p.work if p.work is not None else float("nan"),
+             "cost/rte": p.rte if p.rte is not None else float("nan")}
             for entry in board.entries for r in entry.submission.results for p in r.tradeoff]
     return pd.DataFrame(rows, columns=[*ENTRY_COLUMNS, *CELL, "hparams", "n", "objective/utility",
-                                       "objective/forgetting", "objective/cost", "cost/rte"])
+                                       "objective/forgetting", "cost/work", "cost/rte"])
 
 
 def filter_rows(frame: pd.DataFrame, max_access: str | Access | None = None, verified_only: bool = False,

@@ -68,6 +68,7 @@ class View(str, Enum):
     table = "table"
     hypervolume = "hypervolume"
     ranks = "ranks"
+    board = "board"
 
 
 class _OptionalSweepValue(TyperCommand):
@@ -134,6 +135,15 @@ def run(
     from mubench.orchestration.store import Store
     from mubench.orchestration.sweep import GridSpec, expand_grid
 
+    if suite:
+        from mubench.orchestration.sweep import SUITES
+
+        if suite in SUITES and SUITES[suite].tuning is not None:
+            if hparam or sweep or profile:
+                raise MubenchError(f"suite {suite!r} chooses each method's setting by its tuning protocol and runs each "
+                                   "task at its own profile: --hparam, --sweep and --profile do not apply")
+            run_tuned_suite(suite, task, scenario, method, seed, device, store, as_json, shadow_models)
+            return
     grid = GridSpec.from_suite(suite) if suite else GridSpec(tasks=[], scenarios=None, methods=None, seeds=[0], profile="smoke")
     grid.tasks = task or grid.tasks
     grid.scenarios, grid.methods = scenario or grid.scenarios, method or grid.methods
@@ -180,13 +190,67 @@ def run(
         err.print(f"{len(records)} runs ({len(failed)} failed); store: {result_store.path}")
 
 
+def board_records(records: list) -> list:  # type: ignore[type-arg]
+    """The records the board suite reports: per profile grid, those at the settings its tuning
+    protocol chooses from the stored search (mubench.orchestration.tuning.tuned_records)."""
+    from mubench.orchestration.sweep import SUITES
+    from mubench.orchestration.tuning import tuned_records
+
+    suite = SUITES["board"]
+    assert suite.tuning is not None
+    reported = []
+    for grid in suite.grids(sorted({r.config.task for r in records} & set(suite.tasks))):
+        reported += tuned_records(grid, suite.tuning, records)[2]
+    return reported
+
+
+def run_tuned_suite(name: str, task: list[str] | None, scenario: list[str] | None, method: list[str] | None,
+                    seed: list[int] | None, device: str, store: Path | None, as_json: bool, shadow_models: int) -> None:
+    """`mubench run --suite board`: per profile of the suite, the tuning protocol's search on the
+    development seed, the choice, and the reported seeds at the chosen settings
+    (mubench.orchestration.tuning); every stage resumes from the store."""
+    from mubench.harness.runner import Harness
+    from mubench.orchestration.store import Store
+    from mubench.orchestration.sweep import SUITES, expand_grid
+    from mubench.orchestration.tuning import report_configs, search_configs
+    from mubench.results.report import render_board
+    from mubench.results.scoreboard import choose_settings
+
+    chosen_suite = SUITES[name]
+    tuning = chosen_suite.tuning
+    assert tuning is not None
+    names = task or tasks_with_data(list(chosen_suite.tasks))
+    grids = chosen_suite.grids(names)
+    for grid in grids:
+        grid.scenarios = scenario or grid.scenarios
+        grid.methods = method or grid.methods
+        grid.seeds = seed or grid.seeds
+        expand_grid(grid)  # every name checked before anything runs
+    check_data(names)
+    check_device(device)
+    result_store = Store(store or paths.default_store())
+    harness = Harness(device=device, shadow_models=shadow_models)
+    reported = []
+    for grid in grids:
+        search = run_with_progress(search_configs(grid, tuning), result_store, harness, as_json)
+        choices = choose_settings(search, tuning.dev_seed)
+        reported += run_with_progress(report_configs(grid, choices), result_store, harness, as_json)
+    if not as_json:
+        render_board(reported, out)
+        failed = [r for r in reported if r.status == "failed"]
+        for record in failed:
+            err.print(f"[red]failed[/red] {record.config.label}: {record.error}", highlight=False, soft_wrap=True)
+        err.print(f"{len(reported)} reported runs ({len(failed)} failed), settings chosen on seed {tuning.dev_seed}; "
+                  f"store: {result_store.path}")
+
+
 @app.command()
 def results(
     task: Annotated[Optional[list[str]], typer.Option("--task")] = None,
     scenario: Annotated[Optional[list[str]], typer.Option("--scenario")] = None,
     method: Annotated[Optional[list[str]], typer.Option("--method")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="table, csv, json or markdown")] = Format.table,
-    view: Annotated[View, typer.Option("--view", help="table (one setting per method, see --select), hypervolume (of each method's sweep) or ranks")] = View.table,
+    view: Annotated[View, typer.Option("--view", help="table (one setting per method, see --select), hypervolume (of each method's sweep), ranks, or board (the board suite's tuned runs: score ± CI, rank bands, flags)")] = View.table,
     select: Annotated[Select, typer.Option("--select", help="the setting per method: default (its default hyper-parameters) or val (per seed, the best val/acc)")] = Select.default,
     metric: Annotated[str, typer.Option("--metric", help="headline metric of --view ranks (one whose best is the oracle's ranks by its gap)")] = "forget/acc",
     store: StoreOption = None,
@@ -212,6 +276,11 @@ def results(
     if not path.exists():
         raise MubenchError(f"no result store at {path}; run `mubench run` first or pass --store")
     records = Store(path).records(task=task, scenario=scenario, method=method)
+    if view is View.board:  # the board suite's reported runs: each method at its chosen setting
+        from mubench.results.report import render_board
+
+        render_board(board_records(records), out, fmt.value)
+        return
     if view is View.hypervolume:  # every setting: the sweep is the point
         render_hypervolume(hypervolume_table(records), fmt.value, out)
         return

@@ -27,6 +27,10 @@ class RunConfig(BaseModel):
     hparams: dict[str, HParamValue]
     seed: int = Field(ge=0)
     profile: str
+    # sha256 of the method's source file (Method.source_digest): changed code is a new run. Empty
+    # in configs from before it was part of the identity; an empty digest is left out of the id,
+    # so their records keep their ids and stay readable (and are rerun, not reused).
+    method_digest: str = ""
 
     @field_validator("hparams")
     @classmethod
@@ -38,7 +42,7 @@ class RunConfig(BaseModel):
 
     @property
     def id(self) -> str:
-        return sha256_of(self.model_dump(mode="json"))
+        return sha256_of(self.model_dump(mode="json", exclude=set() if self.method_digest else {"method_digest"}))
 
     @property
     def label(self) -> str:

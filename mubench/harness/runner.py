@@ -37,6 +37,7 @@ from mubench.harness.training import (
     train_model,
     train_models_batched,
 )
+from mubench.harness.work import counting_work, training_work
 from mubench.hashing import sha256_arrays, sha256_of
 from mubench.methods import methods
 from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION, compute_metrics
@@ -45,6 +46,8 @@ from mubench.request import Request, Subset
 from mubench.tasks.base import Task, TaskData, tasks
 from mubench.tasks.scenarios import pixel_scale, scenario_kinds
 from mubench.transfer import synchronize
+
+CALIBRATION_SECONDS = 0.5  # how long Harness.reference_seconds times training steps (at most the whole training)
 
 
 def derived_seed(*names: object) -> int:
@@ -68,6 +71,12 @@ class Prepared:
     oracle_outputs: dict[str, Outputs]
     shadow_outputs: dict[str, list[Outputs]] = field(default_factory=dict)  # "in"/"out": forget-set outputs (mia/ulira)
     attack: AttackBudget | None = None  # the scenario's FGSM budget (fgsm_poison), for robust/fgsm_acc
+    reference_seconds: float | None = None  # retraining's seconds on this machine now (Harness.reference_seconds)
+
+    @property
+    def oracle_work(self) -> float:
+        """Retraining's work units (mubench.harness.work): the recipe's epochs over the retain set."""
+        return training_work(self.task.spec.profile(self.profile).recipe.epochs, len(self.subsets["retain"]))
 
 
 @dataclass
@@ -280,22 +289,49 @@ class Harness:
         the context the host phase reads, without the models and subsets (their memory is free
         once this returns, and no outputs-only metric can reach the device)."""
         started = time.perf_counter()
-        unlearned, method_seconds, peak_mb = self.unlearn(config, prepared)
+        unlearned, method_seconds, peak_mb, work = self.unlearn(config, prepared)
         unlearned_at = time.perf_counter()  # the breakdown takes wall time: a reused oracle is charged, not spent
-        context = self.evaluation_context(prepared, unlearned, method_seconds, peak_mb)
+        context = self.evaluation_context(prepared, unlearned, method_seconds, peak_mb, work)
         if self.run_seconds is not None:
             for key, seconds in (("method", unlearned_at - started), ("outputs", time.perf_counter() - unlearned_at)):
                 self.run_seconds[key] = self.run_seconds.get(key, 0.0) + seconds
         values = compute_metrics(context, self.run_seconds, "device")
         return dataclasses.replace(context, models={}, subsets={}, counterfactual=None), values
 
-    def unlearn(self, config: RunConfig, prepared: Prepared) -> tuple[nn.Module, float, float | None]:
+    def reference_seconds(self, prepared: Prepared) -> float:
+        """Retraining's seconds on this machine, measured now rather than read from the model
+        cache (whose oracle may have been trained elsewhere or under other load): the recipe's
+        training steps on a copy of the original over the retain set, timed until they take
+        `CALIBRATION_SECONDS` (or the whole training is done), scaled to the recipe's samples.
+        Measured once per prepared split, just before its first method runs; `cost/rte` divides
+        by it, and `retrain` is charged it, so that retraining costs 1."""
+        if prepared.reference_seconds is None:
+            recipe = prepared.task.spec.profile(prepared.profile).recipe
+            retain = prepared.subsets["retain"]
+            total_steps = recipe.epochs * math.ceil(len(retain) / recipe.batch_size)
+            generator = torch.Generator().manual_seed(derived_seed(prepared.task.spec.name, prepared.seed, "calibrate"))
+            engine = Engine.for_device(self.device, recipe, False)
+            model = copy.deepcopy(prepared.original.model)
+            train_model(model, retain.x, retain.y, recipe, generator, prepared.task.spec.target_spec,
+                        engine=engine, max_steps=1)  # warm-up: first-call allocations are not training
+            steps = 2
+            while True:
+                stats = train_model(model, retain.x, retain.y, recipe, generator, prepared.task.spec.target_spec,
+                                    engine=engine, max_steps=min(steps, total_steps))
+                if stats.seconds >= CALIBRATION_SECONDS or steps >= total_steps:
+                    break
+                steps *= 2
+            prepared.reference_seconds = stats.seconds / stats.samples_seen * recipe.epochs * len(retain)
+        return prepared.reference_seconds
+
+    def unlearn(self, config: RunConfig, prepared: Prepared) -> tuple[nn.Module, float, float | None, float]:
         """The method of `config` on a copy of the prepared original, given only the data it
-        declared: (the checked unlearned model, its seconds, its peak device memory in MB)."""
+        declared: (the checked unlearned model, its seconds, its peak device memory in MB, its
+        work units: mubench.harness.work)."""
         method_cls = methods.get(config.method)
         task, hp = prepared.task, method_cls.resolve(config.hparams, config.profile)
         check_target(method_cls, task)
-        charged: list[float] = []  # seconds of trainings reused rather than repeated (_from_scratch)
+        charged: list[tuple[float, float]] = []  # (seconds, work) of trainings reused rather than repeated
         request = Request({name: prepared.subsets[name] for name in method_cls.access.subsets}, method_cls.access,
                           task.spec.num_classes, self.device,
                           seed=derived_seed(config.task, config.scenario, config.method, config.seed, "method"),
@@ -304,14 +340,16 @@ class Harness:
                           sensitive_attributes=task.spec.sensitive_attributes)
         model = copy.deepcopy(prepared.original.model)
         engine = self.method_engine(config, task)
-        with PeakMemory(self.device) as peak:
+        self.reference_seconds(prepared)  # before the method: neither its clock nor its work include this
+        with PeakMemory(self.device) as peak, counting_work(type(model), task.spec.input_shape) as work:
             started = time.perf_counter()
             with engine.hosting(model, self.device):
                 unlearned = method_cls().unlearn(model, request, hp)
             synchronize(self.device)  # the method's loop may return with steps still queued
-            method_seconds = time.perf_counter() - started + sum(charged)
+            method_seconds = time.perf_counter() - started + sum(seconds for seconds, _ in charged)
         check_architecture(unlearned, prepared.original.model)  # first: it names a result that is no model
-        return contiguous(unlearned), method_seconds, None if charged else peak.megabytes
+        units = work.units + sum(units for _, units in charged)
+        return contiguous(unlearned), method_seconds, None if charged else peak.megabytes, units
 
     def method_engine(self, config: RunConfig, task: Task) -> Engine:
         """The engine the method of `config` runs under (Engine.for_method: the task's recipe,
@@ -319,30 +357,34 @@ class Harness:
         recipe = task.spec.profile(config.profile).recipe
         return Engine.for_method(self.device, recipe, methods.get(config.method).mixed_precision)
 
-    def _from_scratch(self, prepared: Prepared, config: RunConfig, subset: Subset, charged: list[float]) -> nn.Module:
+    def _from_scratch(self, prepared: Prepared, config: RunConfig, subset: Subset,
+                      charged: list[tuple[float, float]]) -> nn.Module:
         """`Request.train_from_scratch` of one run. On the split's retain part it is exactly the
         oracle's training (the task's recipe, the run's seed, the same samples), so it returns a
-        copy of the prepared oracle and charges the oracle's training seconds to the method
-        (appended to `charged`): `retrain` costs what retraining costs, its gaps are zero on
+        copy of the prepared oracle and charges retraining's seconds on this machine
+        (`reference_seconds`) and work to the method (appended to `charged`): `retrain` costs
+        exactly 1 in `cost/rte` and `cost/work`, its gaps are zero on
         every device (a GPU's non-deterministic kernels would otherwise make a second training
         differ slightly), and the leaderboard pays for each oracle once. Its peak memory is then
         not measured (None). Any other subset is trained afresh."""
         retain = prepared.subsets["retain"]
         if subset.x is retain.x and subset.y is retain.y:
-            charged.append(prepared.oracle.train_seconds)
+            charged.append((self.reference_seconds(prepared), prepared.oracle_work))
             return copy.deepcopy(prepared.oracle.model)
         return self.fit_from_scratch(prepared.task, config.profile, config.seed, subset)
 
     def evaluation_context(self, prepared: Prepared, unlearned: nn.Module, method_seconds: float,
-                           peak_memory_mb: float | None = None) -> EvaluationContext:
-        """Outputs of the unlearned model on every part, beside the prepared oracle and original."""
+                           peak_memory_mb: float | None = None, method_work: float = 0.0) -> EvaluationContext:
+        """Outputs of the unlearned model on every part, beside the prepared oracle and original.
+        Costs are relative to retraining's on this machine (`reference_seconds`, when measured)."""
         profile_spec = prepared.task.spec.profile(prepared.profile)
         batch = profile_spec.eval_batch_size
         target = prepared.task.spec.target_spec
         return EvaluationContext(
             unlearned=outputs_on(unlearned, prepared.subsets, batch, target), oracle=prepared.oracle_outputs,
             original=prepared.original_outputs, test_attributes=prepared.test_attributes,
-            method_seconds=method_seconds, oracle_seconds=prepared.oracle.train_seconds,
+            method_seconds=method_seconds, oracle_seconds=prepared.reference_seconds or 0.0,
+            method_work=method_work, oracle_work=prepared.oracle_work,
             models={"unlearned": unlearned, "oracle": prepared.oracle.model, "original": prepared.original.model},
             subsets=prepared.subsets, method_peak_memory_mb=peak_memory_mb,
             relearn_lr=profile_spec.recipe.lr, eval_batch_size=batch,

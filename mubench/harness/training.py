@@ -170,13 +170,15 @@ def training_loss(target: Target, recipe: Recipe) -> Callable[[torch.Tensor, tor
 
 def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe,
                 generator: torch.Generator, target: Target = CLASSIFICATION, *,
-                transform: Transform | None = None, engine: Engine | None = None) -> TrainStats:
+                transform: Transform | None = None, engine: Engine | None = None,
+                max_steps: int | None = None) -> TrainStats:
     """Minimise the task's loss (`target.loss`: cross-entropy, or masked MAE for regression) on
     (x, y) with `recipe`; x and y already live on the model's device.
 
     `transform`, when given, turns a batch of stored samples into model inputs (e.g. uint8 images
     into normalised floats) on the device; x then holds the stored samples. `engine` defaults to
-    `Engine.for_device` of the model's device.
+    `Engine.for_device` of the model's device. `max_steps` stops after that many optimiser steps
+    (the schedule is still the whole recipe's): a timing sample of the recipe (Harness.reference_seconds).
     """
     start = time.perf_counter()
     device = x.device
@@ -191,10 +193,15 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
     schedule = make_schedule(optimizer, recipe, recipe.epochs * steps_per_epoch)
     loss_fn = training_loss(target, recipe)
     loss = torch.zeros(())
+    steps, seen = 0, 0
     for _ in range(recipe.epochs):
         permutation = to_device(torch.randperm(len(y), generator=generator), device)
         for offset in range(0, len(y), recipe.batch_size):
+            if max_steps is not None and steps >= max_steps:
+                break
+            steps += 1
             batch = permutation[offset:offset + recipe.batch_size]
+            seen += len(batch)
             inputs = x[batch] if transform is None else transform(x[batch])
             if recipe.augment == "crop_flip":
                 inputs = crop_flip(inputs, generator)
@@ -209,11 +216,13 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
             optimizer.step()
             if schedule is not None:
                 schedule.step()
+        if max_steps is not None and steps >= max_steps:
+            break
     if engine.channels_last and images:
         contiguous(model)
     model.eval()
     final = float(loss.detach())  # the one synchronisation of the loop: the clock stops after the GPU does
-    return TrainStats(time.perf_counter() - start, recipe.epochs * len(y), final)
+    return TrainStats(time.perf_counter() - start, seen, final)
 
 
 def can_train_batched(model: nn.Module) -> bool:

@@ -23,7 +23,8 @@ from mubench.metrics.accuracy import jensen_shannon, subgroup_accuracy
 from mubench.metrics.core import Direction, Metric, add_metric, compute_metrics, is_finite, metrics
 from mubench.metrics.membership import MIA_SPEC_VERSION, membership_auc
 
-METRICS_VERSION = "3"  # 3: relearn/steps checks 1,024 forget samples; retain evaluated on at most 10,000
+METRICS_VERSION = "4"  # 4: forgetting and utility relative to the signal and the kept data, score, cost/work, cost/rte on a reference timed here
+# 3: relearn/steps checks 1,024 forget samples; retain evaluated on at most 10,000
 
 __all__ = ["METRICS_VERSION", "MIA_SPEC_VERSION", "Direction", "Metric", "add_metric", "compute_metrics",
            "is_finite", "jensen_shannon", "membership_auc", "metrics", "subgroup_accuracy"]

@@ -69,7 +69,7 @@ def tug_of_war(ctx: EvaluationContext) -> float:
     return score
 
 
-@add_metric("signal/forget_acc", "info", "|original - oracle| forget accuracy: how much there is to forget",
-            outputs_only=True)
+@add_metric("signal/forget_acc", "info", "original's minus the oracle's forget accuracy: how much there is to "
+            "forget (signed, so that a difference that holds over seeds can be told from noise)", outputs_only=True)
 def signal_forget_acc(ctx: EvaluationContext) -> float:
-    return abs(ctx.original["forget"].accuracy - ctx.oracle["forget"].accuracy)
+    return ctx.original["forget"].accuracy - ctx.oracle["forget"].accuracy

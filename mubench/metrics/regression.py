@@ -90,13 +90,15 @@ def _register() -> None:
                     f"|{part} {error.upper()} - the oracle's| (same split and seed)", REGRESSION_ONLY, outputs_only=True))
     metrics.add("signal/forget_mae", Metric(
         "signal/forget_mae", "info",
-        lambda ctx: _abs_difference(regression_error(ctx.original["forget"], "mae"),
-                                    regression_error(ctx.oracle["forget"], "mae")),
-        "|original - oracle| forget MAE: how much there is to forget", REGRESSION_ONLY, outputs_only=True))
+        lambda ctx: relative_improvement(regression_error(ctx.original["forget"], "mae"),
+                                         regression_error(ctx.oracle["forget"], "mae")),
+        "(oracle's - original's forget MAE) / oracle's: how much there is to forget, relative and signed "
+        "(positive where the original fits the forget set better)", REGRESSION_ONLY, outputs_only=True))
 
 
-def _abs_difference(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else abs(a - b)
+def relative_improvement(original: float | None, oracle: float | None) -> float | None:
+    """(oracle - original) / oracle for an error; None where either is missing or the oracle's is 0."""
+    return None if original is None or oracle is None or oracle <= 0 else (oracle - original) / oracle
 
 
 _register()

@@ -169,7 +169,7 @@ def ranks_heatmap(records: Sequence[Record], task: str | None, scenario: str | N
 FAMILIES = {
     "utility": "objective/utility",
     "forgetting": "objective/forgetting",
-    "cost": "objective/cost",
+    "score": "score",
     "privacy (1 - 2|MIA gap|)": "gap/mia_loss_auc",
     "oracle agreement (ToW)": "tow",
     "representation (CKA)": "repr/cka_oracle",

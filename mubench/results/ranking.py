@@ -1,7 +1,7 @@
 """Hypervolumes of hyper-parameter sweeps, and method rankings: pure functions from records to tables.
 
 Hypervolume: per (task, scenario, method, profile, seed), each successful record of the sweep is a
-point of the three objectives (mubench.metrics.objectives, each in [0, 1], higher is better); the
+point of the two objectives (mubench.metrics.objectives, each in [0, 1], higher is better); the
 hypervolume of their Pareto front above the fixed reference point (mubench.results.tradeoff) is one number
 per seed, aggregated over seeds as everything else is (mean, 95 % t-interval, n).
 
@@ -35,7 +35,7 @@ RANKED_SELECTIONS = ("default", "val")
 
 
 def objective_points(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per run (cell, seed, hparams) with the three objectives as columns; runs missing any
+    """One row per run (cell, seed, hparams) with the two objectives as columns; runs missing any
     of them (records older than the objectives) are left out."""
     chosen = frame[frame["metric"].isin(OBJECTIVES)]
     if chosen.empty:

@@ -1,18 +1,21 @@
 """Rendering aggregated results: a rich table for the terminal, CSV, JSON and Markdown.
 
-Three views: the ordinary table (one row per method and setting, after a selection protocol),
-the hypervolume of each method's sweep, and method ranks (mubench.results.ranking).
+Four views: the ordinary table (one row per method and setting, after a selection protocol),
+the hypervolume of each method's sweep, method ranks (mubench.results.ranking), and the board's
+score with rank bands (mubench.results.scoreboard).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from mubench.harness.record import Record
 from mubench.results.aggregate import SELECTIONS, direction_of, low_signal_scenarios, wide
 from mubench.results.tradeoff import REFERENCE_POINT
 
@@ -135,15 +138,48 @@ def render_hypervolume(table: pd.DataFrame, fmt: str, console: Console) -> None:
     elif fmt == "json":
         console.file.write(json.dumps(_plain_rows(table), indent=1) + "\n")
     elif table.empty:
-        console.print("no successful records with the three objectives match", highlight=False)
+        console.print("no successful records with the trade-off objectives match", highlight=False)
     elif fmt == "markdown":
         console.file.write(_markdown(hypervolume_frame(table)) + "\n")
     else:
         reference = ", ".join(f"{v:g}" for v in REFERENCE_POINT)
-        title = (f"mubench hypervolume: {_scope(table)} (every setting of each method's sweep; objectives utility, "
-                 f"forgetting, cost; reference point ({reference}); mean ± 95 % CI over seeds; points: settings, "
+        title = (f"mubench hypervolume: {_scope(table)} (every setting of each method's sweep; objectives forgetting "
+                 f"and utility; reference point ({reference}); mean ± 95 % CI over seeds; points: settings, "
                  "front: mean Pareto-optimal points per seed)")
         _print_frame(hypervolume_frame(table), title, console)
+
+
+def board_frame(scores: pd.DataFrame) -> pd.DataFrame:
+    """The board's per-scenario table (mubench.results.scoreboard.score_table) with formatted
+    cells: rank band ('ref' for the reference rows, '–' where the scenario is not ranked)."""
+    labels = [c for c in ("task", "profile") if scores[c].nunique() > 1] + ["scenario", "method"]
+    rank = ["ref" if ref else ("–" if r != r else f"{r:.0f}") for r, ref in zip(scores["rank"], scores["reference"])]
+    return pd.concat([
+        pd.DataFrame({"rank": rank}), scores[labels].reset_index(drop=True),
+        pd.DataFrame({"score ↑": [format_cell(m, c, "score") for m, c in zip(scores["score"], scores["score_ci95"])],
+                      "forgetting": [_number(v) for v in scores["forgetting"]],
+                      "utility": [_number(v) for v in scores["utility"]],
+                      "n": scores["n"].to_numpy(), "flags": scores["flags"].to_numpy()})], axis=1)
+
+
+def render_board(records: Sequence[Record], console: Console, fmt: str = "table") -> None:
+    """The board's ranking of `records` (one setting per method and seed): score mean ± 95 % CI
+    over seeds, rank bands, reference rows and flags (mubench.results.scoreboard)."""
+    from mubench.results.scoreboard import score_table
+
+    scores = score_table(records)
+    if fmt == "csv":
+        console.file.write(scores.to_csv(index=False))
+    elif fmt == "json":
+        console.file.write(json.dumps(_plain_rows(scores), indent=1) + "\n")
+    elif scores.empty:
+        console.print("no successful records with a score match", highlight=False)
+    elif fmt == "markdown":
+        console.file.write(_markdown(board_frame(scores)) + "\n")
+    else:
+        title = (f"mubench board: {_scope(scores)} (score = forgetting x utility, mean ± 95 % CI over seeds; rank: "
+                 "1 + methods whose interval lies wholly above; ref: retrain and identity, not ranked)")
+        _print_frame(board_frame(scores), title, console)
 
 
 def rank_frames(ranks: pd.DataFrame, mean: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

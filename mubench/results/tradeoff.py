@@ -1,10 +1,13 @@
 """Pareto fronts and hypervolumes of trade-off sweeps (pymoo).
 
-Each run is a point of three objectives in [0, 1], higher is better (mubench.metrics.objectives).
-pymoo minimises, so points are mapped to 1 - objective; the reference point is the worst corner,
-objectives (0, 0, 0), fixed for every task so that hypervolumes are comparable across methods and
-releases. The hypervolume of a method's sweep is the share of the unit cube its front dominates:
-1 would be a method as good as the oracle on utility and forgetting at no cost.
+Each run is a point of two objectives in [0, 1], higher is better (mubench.metrics.objectives):
+forgetting and utility, the setting of CUP (Hwang and Lim 2024), which brought hypervolume to
+unlearning; cost is reported beside, never folded in. pymoo minimises, so points are mapped to
+1 - objective; the reference point is the worst corner, objectives (0, 0), fixed for every task
+so that hypervolumes are comparable across methods and releases. The hypervolume of a method's
+sweep is the share of the unit square its front dominates: 1 is the oracle's point (1, 1), 0 is
+doing nothing (forgetting 0 wherever there is signal), and a single point's hypervolume is its
+`score` (forgetting x utility).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import numpy as np
 
 from mubench.metrics.objectives import OBJECTIVES
 
-REFERENCE_POINT = (0.0, 0.0, 0.0)  # in objective space (higher is better), one value per objective
+REFERENCE_POINT = (0.0, 0.0)  # in objective space (higher is better), one value per objective
 
 
 def _as_minimisation(points: np.ndarray) -> np.ndarray:
