@@ -47,7 +47,7 @@ def record(method: str, scenario: str, seed: int, gap: float, hparams: dict | No
     from mubench.tasks.base import tasks
 
     config = RunConfig(task="debug", task_version=tasks.get("debug").spec.version, scenario=scenario, method=method,
-                       method_version="1", hparams=hparams or {}, seed=seed, profile="smoke")
+                       method_version="1", hparams=hparams or {}, seed=seed, profile="smoke", method_digest="0" * 64)
     metrics = {"forget/acc": 0.5 + gap, "gap/forget_acc": gap, "test/acc": 0.8, "val/acc": val,
                "objective/utility": 0.9, "objective/forgetting": 1 - gap, "cost/work": 0.5, "cost/rte": 0.5}
     return Record(id=config.id, config=config, status="ok", metrics=metrics, split_id=split_id(scenario, seed),

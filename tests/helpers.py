@@ -54,7 +54,8 @@ def debug_config(method: str, scenario: str = "class_0", seed: int = 0, **hparam
 
     cls = methods.get(method)
     return RunConfig(task="debug", task_version=tasks.get("debug").spec.version, scenario=scenario, method=method,
-                     method_version=cls.version, hparams=dict(cls.resolve(hparams)), seed=seed, profile="smoke")
+                     method_version=cls.version, hparams=dict(cls.resolve(hparams)), seed=seed, profile="smoke",
+                     method_digest=cls.source_digest())
 
 
 def home_under(base: Path) -> Path:

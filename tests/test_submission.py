@@ -21,12 +21,13 @@ from mubench.board.submission import (
     write_submission,
 )
 from mubench.cli.app import app
-from mubench.methods import Access
+from mubench.methods import Access, methods
 from mubench.orchestration.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 INFO = MethodInfo(method="identity", version="1", authors=["A. Author"], paper="none", description="does nothing",
-                  source_file="identity.py", class_name="Identity", source_sha256="0" * 64, access=Access.FORGET,
+                  source_file="identity.py", class_name="Identity", source_sha256=methods.get("identity").source_digest(),
+                  access=Access.FORGET,
                   hparams={}, intensity=None)
 
 

@@ -104,6 +104,16 @@ class Hypervolume(BaseModel):
     points: int = Field(ge=1, description="distinct hyper-parameter settings of the sweep")
 
 
+class SearchResult(BaseModel):
+    """How the tuning protocol chose the cell's setting (mubench.orchestration.tuning)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    searched: int = Field(ge=1, description="settings run on the development seed")
+    value: float | None = Field(description="the chosen setting's selection score on the development seed")
+    reason: PlainText
+
+
 class TaskResult(BaseModel):
     """One task x scenario: what was run and the harness's aggregated numbers."""
 
@@ -119,6 +129,18 @@ class TaskResult(BaseModel):
     hypervolume: Hypervolume | None = None
     tradeoff: list[TradeoffPoint] = Field(default_factory=list, description="every setting run (the sweep's "
                                           "points; one without a sweep), for trade-off plots")
+    search: SearchResult | None = Field(default=None, description="tuned entries: how the setting was chosen; the "
+                                        "hypervolume and trade-off points are then the development seed's search")
+
+
+class TuningProtocol(BaseModel):
+    """A tuned entry's protocol: `budget` settings per method chosen by `select_by` on `dev_seed`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dev_seed: int = Field(ge=0)
+    budget: int = Field(ge=1)
+    select_by: PlainText
 
 
 class Submission(BaseModel):
@@ -141,7 +163,9 @@ class Submission(BaseModel):
     suite: PlainText
     seeds: list[int] = Field(min_length=1)
     sweep: Literal["axes", "grid"] | None = None
-    selection: Literal["default", "val"] = Field(description="hyper-parameter selection protocol (mubench.results.aggregate)")
+    selection: Literal["default", "val", "tuned"] = Field(description="hyper-parameter selection protocol "
+                                                          "(mubench.results.aggregate; tuned: mubench.orchestration.tuning)")
+    tuning: TuningProtocol | None = None
     hardware: PlainText
     compute_seconds: float = Field(ge=0, description="sum of the runs' seconds")
     mubench_version: PlainText
@@ -153,6 +177,9 @@ class Submission(BaseModel):
     results: list[TaskResult] = Field(min_length=1)
     failures: list[PlainText] = Field(default_factory=list, description="runs that failed, with the reason")
     record_ids: list[str] = Field(min_length=1, description="the records every number comes from")
+    records_sha256: str | None = Field(default=None, pattern=SHA256, description="sha256 of the committed records "
+                                       "file (leaderboard/records/<method>.jsonl.gz), when the records travel with "
+                                       "the entry")
     verified: bool = False
 
 
@@ -180,7 +207,7 @@ def build_submission(records: Sequence[Record], info: MethodInfo, *, suite: str,
     from mubench.results.aggregate import records_frame, select_settings, summarise
     from mubench.results.ranking import hypervolume_table
 
-    mine = [r for r in records if r.config.method == info.method]
+    mine = sorted((r for r in records if r.config.method == info.method), key=lambda r: r.id)  # order-free sums
     ok = [r for r in mine if r.status == "ok"]
     if not ok:
         raise SubmissionError(f"method {info.method}: no successful run to submit" + _failures_text(mine))
@@ -204,6 +231,54 @@ def build_submission(records: Sequence[Record], info: MethodInfo, *, suite: str,
         git_commit=", ".join(sorted({r.git_commit for r in ok})), created_at=created_at, results=results,
         failures=[f"{r.config.label}: {r.error}".replace("<", "(").replace(">", ")") for r in mine if r.status != "ok"],
         record_ids=sorted(r.id for r in mine), verified=verified)
+
+
+def build_tuned_entry(search: Sequence[Record], reported: Sequence[Record], info: MethodInfo, *, suite: str,
+                      seeds: Sequence[int], tuning: TuningProtocol, created_at: str,
+                      records_sha256: str | None = None) -> Submission:
+    """A tuned entry (the board suite's): its numbers are the reported seeds' records at the chosen
+    settings; its hypervolume and trade-off points are the development seed's search, and each
+    cell says how its setting was chosen (mubench.results.scoreboard.choose_settings)."""
+    from mubench.results.aggregate import records_frame, summarise
+    from mubench.results.ranking import hypervolume_table
+    from mubench.results.scoreboard import choose_settings
+
+    # sorted by id, so that every sum (means, intervals) is taken in the same order as on a rebuild
+    search = sorted((r for r in search if r.config.method == info.method), key=lambda r: r.id)
+    reported = sorted((r for r in reported if r.config.method == info.method), key=lambda r: r.id)
+    ok = [r for r in reported if r.status == "ok"]
+    if not ok:
+        raise SubmissionError(f"method {info.method}: no successful reported run" + _failures_text(reported))
+    searched_ok = [r for r in search if r.status == "ok"]
+    kept = records_frame(ok)
+    summary = summarise(kept)
+    volumes = hypervolume_table(searched_ok)
+    points = _tradeoff_means(searched_ok)
+    choices = choose_settings(search, tuning.dev_seed)  # tie-breaks by the registry's defaults per profile, as the run did
+    results = []
+    for cell in summary[["task", "scenario", "profile"]].drop_duplicates().itertuples(index=False):
+        chosen = choices[(choices["task"] == cell.task) & (choices["scenario"] == cell.scenario)
+                         & (choices["profile"] == cell.profile)]
+        search_result = None if chosen.empty else SearchResult(
+            searched=int(chosen["searched"].iloc[0]), value=_finite(chosen["value"].iloc[0]),
+            reason=str(chosen["reason"].iloc[0]))
+        result = _task_result(summary, volumes, ok, cell, kept, points)
+        results.append(result.model_copy(update={"search": search_result}))
+    everything = [*search, *reported]
+    return Submission(
+        method=info.method, version=info.version, authors=list(info.authors), paper=info.paper,
+        description=info.description, source_file=info.source_file, class_name=info.class_name,
+        source_sha256=info.source_sha256, access=info.access, hparams=dict(info.hparams), intensity=info.intensity,
+        suite=suite, seeds=sorted(set(seeds)), sweep=None, selection="tuned", tuning=tuning,
+        hardware="; ".join(sorted({r.hardware for r in everything if r.status == "ok"})),
+        compute_seconds=float(sum(r.seconds for r in everything)),
+        mubench_version=", ".join(sorted({r.mubench_version for r in ok})),
+        metrics_version=", ".join(sorted({r.metrics_version for r in ok})),
+        mia_spec_version=", ".join(sorted({r.mia_spec_version for r in ok})),
+        git_commit=", ".join(sorted({r.git_commit for r in ok})), created_at=created_at, results=results,
+        failures=[f"{r.config.label}: {r.error}".replace("<", "(").replace(">", ")")
+                  for r in everything if r.status != "ok"],
+        record_ids=sorted({r.id for r in everything}), records_sha256=records_sha256, verified=True)
 
 
 def _task_result(summary: Any, volumes: Any, records: Sequence[Record], cell: Any, kept: Any,
@@ -335,7 +410,7 @@ def check_submission(path: Path, folder: Path | None = None, store: Path | None 
     registry_problems, notes = _registry_problems(submission)
     result.problems += registry_problems
     result.notes += notes
-    verified, why = _verified(submission, store)
+    verified, why = _verified(submission, store, path.parent)
     if submission.verified and not verified:
         result.notes.append(f"accepted as self-reported (verified: false): {why}")
     result.submission = submission.model_copy(update={"verified": verified})
@@ -454,31 +529,122 @@ def current_split_id(task: Any, data: Any, scenario: str, seed: int, profile: st
     return (replace(split, poison=poison.sha256) if poison is not None else split).id
 
 
-def _verified(submission: Submission, store_path: Path | None) -> tuple[bool, str]:
-    """Whether the file's claim to be verified stands: its records are in the local store and
-    rebuilding from them reproduces its results."""
-    from mubench import paths
-    from mubench.orchestration.store import Store
-
+def _verified(submission: Submission, store_path: Path | None, folder: Path | None = None) -> tuple[bool, str]:
+    """Whether the file's claim to be verified stands (`verify_entry`'s checks, without reruns)."""
     if not submission.verified:
         return False, "the file says so"
-    path = Path(store_path or paths.default_store())
-    if not path.exists():
-        return False, f"no local store at {path} holds its records"
-    store = Store(path)
+    problems = verify_entry(submission, folder, store_path)
+    return (not problems, "; ".join(problems))
+
+
+def entry_records(submission: Submission, folder: Path | None = None,
+                  store_path: Path | None = None) -> tuple[list[Record] | None, str]:
+    """The records an entry cites, and where they were read: the committed records file beside the
+    submissions folder when the entry names one (`records_sha256`), else the local store.
+    (None, why) when they cannot all be had; a tampered records file raises RecordsFileError."""
+    from mubench import paths
+    from mubench.board.records_file import read_records, records_path
+    from mubench.orchestration.store import Store
+
+    if submission.records_sha256 is not None:
+        path = records_path(folder or submissions_folder(), submission.method)
+        if not path.exists():
+            return None, f"its records file {path} is missing"
+        by_id = {r.id: r for r in read_records(path, submission.records_sha256)}
+        where = str(path)
+    else:
+        store = Path(store_path or paths.default_store())
+        if not store.exists():
+            return None, f"no local store at {store} holds its records (and no records file travels with it)"
+        db = Store(store)
+        try:
+            by_id = {i: r for i in submission.record_ids if (r := db.get(i)) is not None}
+        finally:
+            db.close()
+        where = f"the local store {store}"
+    missing = [i for i in submission.record_ids if i not in by_id]
+    if missing:
+        return None, f"{len(missing)} of its {len(submission.record_ids)} records are not in {where} (e.g. {missing[0][:12]})"
+    return [by_id[i] for i in submission.record_ids], where
+
+
+def verify_entry(submission: Submission, folder: Path | None = None, store_path: Path | None = None) -> list[str]:
+    """Why an entry is not verified (empty: it is). Its records must all be found (the committed
+    records file, else the local store), each run with the code the entry names (the records'
+    `method_digest` is the entry's `source_sha256`, and, for a method installed here, its source
+    now), and rebuilding the entry from them must give the same results, field by field."""
+    from mubench.board.records_file import RecordsFileError
+
     try:
-        records = [store.get(record_id) for record_id in submission.record_ids]
-    finally:
-        store.close()
-    if any(r is None for r in records):
-        return False, f"some of its records are not in the local store {path}"
+        records, where = entry_records(submission, folder, store_path)
+    except RecordsFileError as exc:
+        return [str(exc)]
+    if records is None:
+        return [where]
+    problems = _code_problems(submission, records)
+    if problems:
+        return problems
+    rebuilt = rebuild_entry(submission, records)
+    difference = first_difference(submission.model_dump(mode="json")["results"],
+                                  rebuilt.model_dump(mode="json")["results"], "results")
+    if difference:
+        return [f"{difference} (rebuilt from the records in {where})"]
+    return []
+
+
+def _code_problems(submission: Submission, records: Sequence[Record]) -> list[str]:
+    """Numbers tied to code: every record ran the source the entry names, and that source is the
+    installed method's now (where the method is installed here)."""
+    from mubench.methods import methods
+
+    stale = sorted({r.config.method_digest for r in records if r.config.method_digest != submission.source_sha256})
+    if stale:
+        shown = ", ".join(d[:12] or "none" for d in stale[:3])
+        return [f"source_sha256: the entry names source {submission.source_sha256[:12]}, but records ran source "
+                f"{shown}: rerun them with the entry's code"]
+    if submission.method in methods.names():
+        now = methods.get(submission.method).source_digest()
+        if now and now != submission.source_sha256:
+            return [f"source_sha256: the installed {submission.method} is source {now[:12]}, the entry's records ran "
+                    f"{submission.source_sha256[:12]}: the code changed since, rerun (`make board`)"]
+    return []
+
+
+def rebuild_entry(submission: Submission, records: Sequence[Record]) -> Submission:
+    """The entry the harness builds from `records` with the entry's own description and protocol."""
     info = MethodInfo(**{name: getattr(submission, name) for name in MethodInfo.__dataclass_fields__})
-    rebuilt = build_submission([r for r in records if r is not None], info, suite=submission.suite,
-                               seeds=submission.seeds, sweep=submission.sweep, verified=True,
-                               created_at=submission.created_at)
-    if rebuilt.results != submission.results:
-        return False, f"its results differ from those rebuilt from the records in {path}"
-    return True, ""
+    if submission.selection == "tuned" and submission.tuning is not None:
+        dev = submission.tuning.dev_seed
+        return build_tuned_entry([r for r in records if r.config.seed == dev],
+                                 [r for r in records if r.config.seed != dev], info, suite=submission.suite,
+                                 seeds=submission.seeds, tuning=submission.tuning, created_at=submission.created_at,
+                                 records_sha256=submission.records_sha256)
+    return build_submission(records, info, suite=submission.suite, seeds=submission.seeds, sweep=submission.sweep,
+                            verified=True, created_at=submission.created_at)
+
+
+def first_difference(stated: Any, rebuilt: Any, where: str) -> str | None:
+    """The first field where two JSON values differ, as 'path: the entry says X, the records give Y'."""
+    if isinstance(stated, dict) and isinstance(rebuilt, dict):
+        for key in sorted(set(stated) | set(rebuilt)):
+            if key not in stated or key not in rebuilt:
+                return f"{where}.{key}: {'absent from the entry' if key not in stated else 'not given by the records'}"
+            found = first_difference(stated[key], rebuilt[key], f"{where}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(stated, list) and isinstance(rebuilt, list):
+        if len(stated) != len(rebuilt):
+            return f"{where}: the entry lists {len(stated)}, the records give {len(rebuilt)}"
+        for index, (a, b) in enumerate(zip(stated, rebuilt)):
+            label = "/".join(str(a.get(k)) for k in ("task", "scenario", "profile")) if isinstance(a, dict) and "task" in a else ""
+            found = first_difference(a, b, f"{where}[{label or index}]")
+            if found:
+                return found
+        return None
+    if stated != rebuilt:
+        return f"{where}: the entry says {stated!r}, the records give {rebuilt!r}"
+    return None
 
 
 def schema_json() -> str:

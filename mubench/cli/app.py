@@ -21,6 +21,7 @@ from mubench.cli.common import (
     err,
     limits,
     out,
+    run_tuned_grids,
     run_with_progress,
     tasks_with_data,
 )
@@ -212,9 +213,7 @@ def run_tuned_suite(name: str, task: list[str] | None, scenario: list[str] | Non
     from mubench.harness.runner import Harness
     from mubench.orchestration.store import Store
     from mubench.orchestration.sweep import SUITES, expand_grid
-    from mubench.orchestration.tuning import report_configs, search_configs
     from mubench.results.report import render_board
-    from mubench.results.scoreboard import choose_settings
 
     chosen_suite = SUITES[name]
     tuning = chosen_suite.tuning
@@ -230,11 +229,7 @@ def run_tuned_suite(name: str, task: list[str] | None, scenario: list[str] | Non
     check_device(device)
     result_store = Store(store or paths.default_store())
     harness = Harness(device=device, shadow_models=shadow_models)
-    reported = []
-    for grid in grids:
-        search = run_with_progress(search_configs(grid, tuning), result_store, harness, as_json)
-        choices = choose_settings(search, tuning.dev_seed)
-        reported += run_with_progress(report_configs(grid, choices), result_store, harness, as_json)
+    _, reported = run_tuned_grids(grids, tuning, result_store, harness, as_json)
     if not as_json:
         render_board(reported, out)
         failed = [r for r in reported if r.status == "failed"]

@@ -85,3 +85,19 @@ def run_with_progress(configs, store, harness, as_json: bool, executor="local", 
             progress.update(bar, advance=1, description=record.config.scenario)
 
         return run_grid(configs, store, harness, on_record, executor, isolate)
+
+
+def run_tuned_grids(grids, tuning, store, harness, as_json: bool):  # type: ignore[no-untyped-def]
+    """The tuning protocol over each grid (mubench.orchestration.tuning): the search on the
+    development seed, the choice from its records, the reported seeds at the chosen settings;
+    every stage resumes from the store. Returns (search records, reported records)."""
+    from mubench.orchestration.tuning import report_configs, search_configs
+    from mubench.results.scoreboard import choose_settings
+
+    search, reported = [], []
+    for grid in grids:
+        found = run_with_progress(search_configs(grid, tuning), store, harness, as_json)
+        search += found
+        reported += run_with_progress(report_configs(grid, choose_settings(found, tuning.dev_seed)), store, harness,
+                                      as_json)
+    return search, reported

@@ -39,7 +39,16 @@ from mubench.board.submission import (
     submissions_folder,
     write_submission,
 )
-from mubench.cli.common import StoreOption, check_data, check_device, err, out, run_with_progress, tasks_with_data
+from mubench.cli.common import (
+    StoreOption,
+    check_data,
+    check_device,
+    err,
+    out,
+    run_tuned_grids,
+    run_with_progress,
+    tasks_with_data,
+)
 from mubench.errors import MubenchError
 from mubench.orchestration.loading import load_entry_point_method, load_method_class
 
@@ -163,11 +172,15 @@ def leaderboard_data(
     from mubench.cli.board import page_block, readme_block, write_block
     from mubench.harness.runner import Harness
     from mubench.orchestration.store import Store
-    from mubench.orchestration.sweep import GridSpec, expand_grid
+    from mubench.orchestration.sweep import SUITES, GridSpec, expand_grid
 
     baselines = {cls.name: cls for cls in baseline_methods()}
     if not baselines:
         raise MubenchError(f"no method of the {BASELINE_PACKAGE!r} package is registered: is it installed (pip install -e .)?")
+    if suite in SUITES and SUITES[suite].tuning is not None:
+        _tuned_leaderboard_data(suite, baselines, folder, store, replace_, device,
+                                None if no_readme else readme, page)
+        return
     grid = GridSpec.from_suite(suite)
     names = [name for name in (grid.methods or baselines) if name in baselines]
     if not names:
@@ -214,8 +227,103 @@ def leaderboard_data(
         raise typer.Exit(1)
 
 
+def _tuned_leaderboard_data(suite: str, baselines: dict, folder: Path | None, store: Path | None,  # type: ignore[type-arg]
+                            replace_: bool, device: str, readme: Path | None, page: Path) -> None:
+    """`leaderboard-data` for a tuned suite (the board): the tuning protocol's missing runs, then per
+    baseline its records file (leaderboard/records/<method>.jsonl.gz) and its tuned entry, which
+    names the file's sha256, so that any clone verifies it without a store."""
+    from mubench.board.records_file import records_path, write_records
+    from mubench.board.submission import TuningProtocol, build_tuned_entry
+    from mubench.board.tables import load_board
+    from mubench.cli.board import page_block, readme_block, write_block
+    from mubench.harness.runner import Harness
+    from mubench.orchestration.store import Store
+    from mubench.orchestration.sweep import SUITES, expand_grid
+    from mubench.results.scoreboard import SELECT_BY
+
+    chosen = SUITES[suite]
+    assert chosen.tuning is not None
+    names = [name for name in (chosen.methods or baselines) if name in baselines]
+    target = submissions_folder(folder)
+    existing = [target / f"{name}.json" for name in names if (target / f"{name}.json").exists()]
+    if existing and not replace_:
+        raise SubmissionError(f"{len(existing)} entr{'y' if len(existing) == 1 else 'ies'} already exist; nothing was "
+                              "run or overwritten. Pass --replace to regenerate them")
+    check_device(device)
+    tasks = tasks_with_data(list(chosen.tasks))
+    grids = chosen.grids(tasks)
+    for grid in grids:
+        grid.methods = names
+        expand_grid(grid)
+    check_data(tasks)
+    result_store = Store(store or paths.default_store())
+    search, reported = run_tuned_grids(grids, chosen.tuning, result_store, Harness(device=device), False)
+    tuning = TuningProtocol(dev_seed=chosen.tuning.dev_seed, budget=chosen.tuning.budget, select_by=SELECT_BY)
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    written, refused = [], []
+    for name in names:
+        mine = [r for r in [*search, *reported] if r.config.method == name]
+        try:
+            entry = build_tuned_entry(search, reported, baseline_info(baselines[name]), suite=suite,
+                                      seeds=chosen.seeds, tuning=tuning, created_at=created)
+        except SubmissionError as exc:
+            refused.append(str(exc))
+            continue
+        digest = write_records(records_path(target, name), mine)
+        entry = entry.model_copy(update={"records_sha256": digest})
+        path = write_replacing(entry, target) if replace_ else write_submission(entry, target)
+        written.append(path)
+        out.print(f"wrote {escape(str(path))} and its {len(mine)} records ({len(entry.results)} task x scenario "
+                  f"results, {len(entry.failures)} failed runs)", highlight=False, soft_wrap=True)
+    for message in refused:
+        err.print(f"[red]not written[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    if readme is not None:
+        board = load_board(target)
+        for document, block in ((readme, readme_block), (page, page_block)):
+            write_block(document, block(board=board))
+    err.print(f"{len(written)} baseline entries written to {target}, {len(refused)} not written; "
+              f"{len(search)} search and {len(reported)} reported runs, store: {result_store.path}",
+              highlight=False, soft_wrap=True)
+    if refused:
+        raise typer.Exit(1)
+
+
+def verify(
+    file: Annotated[Path, typer.Argument(help="a leaderboard entry", metavar="ENTRY.json")],
+    rerun: Annotated[int, typer.Option("--rerun", min=0, help="re-execute this many of its reported runs from their "
+                                       "configs and compare every metric")] = 0,
+    store: StoreOption = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, or auto (for --rerun)")] = "cpu",
+) -> None:
+    """Check an entry against its records (the committed records file, else the local store) and the
+    installed code; with --rerun K, re-execute K of its runs and compare their metrics."""
+    from mubench.board.rerun import rerun_records
+    from mubench.board.submission import entry_records, validate_submission, verify_entry
+
+    submission = validate_submission(file, file.parent, store)  # schema, registry, ranges: every problem at once
+    problems = verify_entry(submission, file.parent, store)
+    if problems:
+        for problem in problems:
+            err.print(f"- {escape(problem)}", highlight=False, soft_wrap=True)
+        err.print(f"{escape(str(file))}: not verified", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    records, where = entry_records(submission, file.parent, store)
+    assert records is not None
+    out.print(f"OK {escape(str(file))}: {len(records)} records ({escape(where)}) rebuild every number, run with "
+              f"source {submission.source_sha256[:12]}", highlight=False, soft_wrap=True)
+    if rerun:
+        check_device(device)
+        report = rerun_records(records, rerun, device)
+        for line in report.lines:
+            out.print(escape(line), highlight=False, soft_wrap=True)
+        if report.problems:
+            for problem in report.problems:
+                err.print(f"- {escape(problem)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add `submit`, `validate`, `schema` and `leaderboard-data` to the main app (mubench/cli/app.py calls this)."""
-    for command in (submit, validate, schema):
+    for command in (submit, validate, verify, schema):
         app.command()(command)
     app.command("leaderboard-data")(leaderboard_data)

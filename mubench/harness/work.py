@@ -33,9 +33,10 @@ def training_work(epochs: int, samples: int) -> float:
 
 
 def _physical(tensor: torch.Tensor) -> torch.Tensor:
-    """The tensor under every functorch batching level (vmap), with its batch dimensions."""
+    """The tensor under every functorch level (vmap's batching, grad's tracking), with its batch
+    dimensions."""
     functorch = torch._C._functorch
-    while functorch.is_batchedtensor(tensor):
+    while functorch.is_functorch_wrapped_tensor(tensor):
         tensor = functorch.get_unwrapped(tensor)
     return tensor
 
