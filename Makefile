@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-slow test-all lint bench clean
+.PHONY: install run test test-slow test-all lint bench clean board
 
 install: $(STAMP)
 
@@ -51,3 +51,12 @@ cards: install  # (re)write data_cards/<task>.md for every registered task (stat
 #   $(BIN)/mubench leaderboard-data --suite standard --device cuda --replace
 leaderboard-data: install
 	$(BIN)/mubench leaderboard-data --suite quick --replace
+
+.PHONY: board
+# The board (docs/board.md): the board suite's tuning search on seed 100 and its reported runs on
+# seeds 0-2, on the CPU and one thread (so that `mubench verify --rerun` compares bit for bit),
+# missing runs only: a killed `make board` continues where it stopped. Then each baseline's entry
+# with its records file (leaderboard/records/), the README's summary and docs/board.md. Runs of one
+# task alone: `mubench run --suite board --task adult`, then `make board` writes the entries.
+board: install
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mubench leaderboard-data --suite board --replace

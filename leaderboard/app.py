@@ -91,7 +91,9 @@ def overview(board: bd.Board, filters: tuple) -> None:
     ranks = bd.rank_cells(tidy, metric, volumes)
     st.caption("Ranks per task x scenario: 1 = best, ties share their mean rank. Status: verified (its records are "
                "in the local store and reproduce it), unchecked (made by mubench submit, records not here), "
-               "self-reported, or local (records of the local store, never submitted).")
+               "self-reported, or local (records of the local store, never submitted). Hypervolume: of the "
+               "records the entry cites only, over its hv seeds and hv settings (a tuned entry: its development "
+               "seed's search); `mubench results --view hypervolume` pools every record of a store.")
     if ranks.empty:
         st.info("No entry matches: the submissions folder is empty, or the filters exclude every entry.")
     inapplicable = bd.not_applicable_frame(board)

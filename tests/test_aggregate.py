@@ -122,12 +122,21 @@ def test_low_signal_flags_only_scenarios_with_little_to_forget():
         + signal_records("accuracy_only", 0.05, 0.0)))  # a forget-accuracy signal only: not flagged
     low = low_signal_scenarios(summary)
     assert list(low["scenario"]) == ["quiet"]
-    assert low.iloc[0]["signal/forget_acc"] == pytest.approx(0.002)
+    assert low.iloc[0]["signal/forget"] == pytest.approx(0.002)
 
     buffer = io.StringIO()  # the terminal report warns about it, once
     render(summary, "table", Console(file=buffer, width=300))
     assert buffer.getvalue().count("low signal") == 1
     assert "t/quiet (smoke)" in buffer.getvalue()
+
+
+def test_low_signal_covers_regression_tasks_by_their_relative_forget_mae():
+    quiet = [record({"signal/forget_mae": 0.007, "signal/mia_loss_auc": 0.004, "forget/mae": 4.0},
+                    method="identity", scenario="sensor", seed=seed) for seed in (0, 1)]
+    loud = [record({"signal/forget_mae": 0.2, "signal/mia_loss_auc": 0.0, "forget/mae": 4.0},
+                   method="identity", scenario="poisoned", seed=seed) for seed in (0, 1)]
+    low = low_signal_scenarios(summarise(records_frame(quiet + loud)))
+    assert list(low["scenario"]) == ["sensor"] and low.iloc[0]["signal/forget"] == pytest.approx(0.007)
 
 
 def test_low_signal_without_signal_metrics_is_empty():

@@ -145,3 +145,83 @@ def test_the_schema_fields_are_filled_for_every_metric(board):
     assert all(len(m.values) == m.n == 2 for m in result.metrics.values())
     data = json.loads(board.entry("alpha").submission.model_dump_json())
     assert data["results"][0]["tradeoff"][0]["hparams"] == "{}"
+
+
+# ---- the app's hypervolume and the CLI's, from the same records ----------------------------------
+
+def _cli_hypervolumes(store, *extra: str) -> tuple[dict, str]:
+    from typer.testing import CliRunner
+
+    from mubench.cli.app import app
+
+    result = CliRunner().invoke(app, ["results", "--view", "hypervolume", "--format", "json", "--store", str(store),
+                                      *extra], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    return {(r["scenario"], r["method"]): (r["hv_mean"], r["n"], r["points"]) for r in rows}, result.stderr
+
+
+def _app_hypervolumes(board) -> dict:
+    frame = bd.hypervolume_frame(board)
+    return {(r.scenario, r.method): (r.hv_mean, r.hv_n, r.points) for r in frame.itertuples(index=False)}
+
+
+def test_a_sweep_entry_and_the_cli_give_the_same_hypervolume(made, tmp_path):
+    """beta's sweep (two settings on each of two seeds) in a store: `mubench results --view
+    hypervolume` and the board (the number its file states) agree in every cell."""
+    from board_fixtures import records_of
+
+    store = Store(tmp_path / "beta.sqlite")
+    for run in records_of("beta"):
+        store.put(run)
+    store.close()
+    with shared_home(made[0]):
+        board = bd.load_board(made[1], tmp_path / "beta.sqlite")
+    app, cli_side = _app_hypervolumes(board), _cli_hypervolumes(tmp_path / "beta.sqlite")[0]
+    assert set(app) == set(cli_side) == {("class_0", "beta"), ("random_10", "beta")}
+    for key in app:
+        assert app[key][0] == pytest.approx(cli_side[key][0], abs=1e-12) and app[key][1:] == cli_side[key][1:]
+
+
+def test_a_tuned_entrys_hypervolume_is_its_search_and_the_cli_says_what_it_pools(tmp_path):
+    """A tuned entry states the hypervolume of its development seed's search (seed 100, three
+    settings, n 1). The store also holds the reported seeds (0, 1), which ran only the chosen
+    setting: over every record, each of them adds a one-point "front" (0.72 vs 0.515 here). The CLI
+    names the difference, `--seed 100` gives the entry's number, and the board says what it covers."""
+    from mubench.board.submission import MethodInfo, TuningProtocol, build_tuned_entry
+    from mubench.cli.app import hypervolume_notes
+    from mubench.methods import Access
+
+    def run(seed: int, gap: float, lr: float, utility: float, score_val: float = 0.5):
+        made_run = record("beta", "class_0", seed, gap, {"lr": lr})
+        return made_run.model_copy(update={"metrics": {**made_run.metrics, "objective/utility": utility,
+                                                       "score/val": score_val}})
+
+    search = [run(100, 0.1, 0.1, 0.5, 0.9), run(100, 0.6, 0.01, 0.95, 0.1), run(100, 0.3, 0.05, 0.8)]
+    reported = [run(0, 0.15, 0.1, 0.5), run(1, 0.2, 0.1, 0.5)]
+    info = MethodInfo(method="beta", version="1", authors=["A. Author"], paper="none", description="tuned",
+                      source_file="beta.py", class_name="Beta", source_sha256="0" * 64, access=Access.RETAIN,
+                      hparams={"lr": 0.1}, intensity=None)
+    entry = build_tuned_entry(search, reported, info, suite="board", seeds=[0, 1], created_at="2026-01-01T00:00:00+00:00",
+                              tuning=TuningProtocol(dev_seed=100, budget=3, select_by="score/val"))
+    board = bd.Board((bd.Entry(entry, "submission", bd.UNCHECKED, "beta.json"),), ())
+    store = Store(tmp_path / "tuned.sqlite")
+    for made_run in [*search, *reported]:
+        store.put(made_run)
+    store.close()
+
+    app = _app_hypervolumes(board)[("class_0", "beta")]
+    assert app == (pytest.approx(0.72), 1, 3)  # the search's front: (0.9, 0.5), (0.4, 0.95), (0.7, 0.8)
+    pooled, notes = _cli_hypervolumes(tmp_path / "tuned.sqlite")
+    assert pooled[("class_0", "beta")] == (pytest.approx((0.72 + 0.85 * 0.5 + 0.8 * 0.5) / 3), 3, 3)
+    said = " ".join(notes.split())
+    assert "debug/class_0/beta/smoke: its seeds ran different settings (seed 100: 3 settings; seeds 0, 1: 1 setting)" \
+        in said and "--seed" in said
+    searched, notes = _cli_hypervolumes(tmp_path / "tuned.sqlite", "--seed", "100")
+    assert searched[("class_0", "beta")] == (app[0], 1, 3) and "note:" not in notes  # the same number, exactly
+    display = bd.ranking_display(bd.rank_cells(bd.metrics_frame(board), None, bd.hypervolume_frame(board)))
+    assert display[["hypervolume", "hv seeds", "hv settings"]].iloc[0].tolist() == [pytest.approx(0.72), 1, 3]
+    other_code = record("beta", "class_0", 100, 0.3, {"lr": 0.05}).config.model_copy(update={"method_digest": "1" * 64})
+    rebuilt = search[2].model_copy(update={"id": other_code.id, "config": other_code})
+    assert any("pools records of 2 method versions / source digests" in note
+               for note in hypervolume_notes([*search, rebuilt]))

@@ -69,6 +69,59 @@ def json_records(stdout: str) -> list[Record]:
     return [Record.model_validate_json(line) for line in stdout.splitlines()]
 
 
+# ---- progress ---------------------------------------------------------------------------------
+
+def test_the_progress_bar_names_each_run_while_it_runs(tmp_path, monkeypatch, capsys):
+    """run_with_progress (`mubench run`, `mubench submit`): the bar's description is the run in
+    progress (task/scenario/method/seed and its setting), a finished run's line counts i/N, and a
+    run already stored is counted without running."""
+    from helpers import debug_config
+    from mubench.cli import common
+    from mubench.cli.common import describe_runs, run_name, run_with_progress
+    from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION
+
+    descriptions: list[str] = []
+
+    class Recording(common.Progress):
+        def add_task(self, description, *args, **kwargs):  # type: ignore[no-untyped-def]
+            descriptions.append(description)
+            return super().add_task(description, *args, **kwargs)
+
+        def update(self, task_id, *args, description=None, **kwargs):  # type: ignore[no-untyped-def]
+            if description is not None:
+                descriptions.append(description)
+            return super().update(task_id, *args, description=description, **kwargs)
+
+    def finished(config):  # type: ignore[no-untyped-def]
+        return Record(id=config.id, config=config, status="ok", metrics={"test/acc": 0.5}, split_id="s",
+                      metrics_version=METRICS_VERSION, mia_spec_version=MIA_SPEC_VERSION, mubench_version="0",
+                      git_commit="x", hardware="cpu", device="cpu", seconds=0.0, peak_rss_mb=0.0)
+
+    class Executor:
+        def map(self, configs):  # type: ignore[no-untyped-def]
+            for config in configs:
+                seen.append(descriptions[-1])  # what the bar says while this run runs
+                yield finished(config)
+
+    seen: list[str] = []
+    monkeypatch.setattr(common, "Progress", Recording)
+    configs = [debug_config("identity", seed=0), debug_config("finetune", seed=0, lr=0.5),
+               debug_config("identity", scenario="random_10", seed=1)]
+    store = Store(tmp_path / "store.sqlite")
+    store.put(finished(configs[1]))
+    assert describe_runs(configs, store) == (
+        f"3 runs over 2 task x scenario cells of 1 task x 2 seeds x 2 settings; "
+        f"1 already in the store {store.path}, 2 to run")
+    records = run_with_progress(configs, store, None, False, Executor())
+    assert [r.id for r in records] == [c.id for c in configs]
+    assert seen == [run_name(configs[0]), run_name(configs[2])]
+    assert run_name(configs[1]) == 'debug/class_0/finetune/seed0/smoke ' + json.dumps(
+        dict(configs[1].hparams), sort_keys=True, separators=(",", ":"))
+    assert descriptions[-1] == "done"
+    lines = capsys.readouterr().err
+    assert f"[2/3] {run_name(configs[1])}: stored before" in lines and f"[3/3] {run_name(configs[2])}: ok" in lines
+
+
 # ---- list -------------------------------------------------------------------------------------
 
 def test_list_tasks_json():

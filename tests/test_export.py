@@ -162,4 +162,31 @@ def test_leaderboard_starts_streamlit_with_the_paths(made, monkeypatch):
     command, env = calls[0]
     assert command[:4] == [sys.executable, "-m", "streamlit", "run"] and command[4].endswith("leaderboard/app.py")
     assert command[command.index("--server.port") + 1] == "8600"
+    assert command[command.index("--server.address") + 1] == "127.0.0.1"  # this machine only, unless asked
     assert env["MUBENCH_SUBMISSIONS"] == str(made[1].resolve()) and env["MUBENCH_STORE"] == str(made[2].resolve())
+    result = CliRunner().invoke(_cli(), ["leaderboard", "--submissions", str(made[1]), "--host", "0.0.0.0"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0
+    command, env = calls[1]
+    assert command[command.index("--server.address") + 1] == "0.0.0.0" and "MUBENCH_STORE" not in env
+    assert "0.0.0.0 exposes" in " ".join(CliRunner().invoke(_cli(), ["leaderboard", "--help"]).output.split())
+
+
+def test_export_reads_the_default_store_but_the_readme_and_page_blocks_never_do(made, tmp_path, monkeypatch):
+    """Without --store, `export` checks statuses against $MUBENCH_HOME/results.sqlite when it exists
+    (as `leaderboard` and `results` do); the README and board page blocks stay store-free."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "results.sqlite").write_bytes(made[2].read_bytes())
+    monkeypatch.setenv("MUBENCH_HOME", str(home))
+    alpha_verified = "| 1.5 | `alpha` | forget | verified | 0.100 ± 0.254 | 2 | – |"
+    result = CliRunner().invoke(_cli(), ["export", "--submissions", str(made[1])], catch_exceptions=False)
+    assert result.exit_code == 0 and alpha_verified in result.stdout.splitlines()
+    readme, page = tmp_path / "README.md", tmp_path / "board.md"
+    for document in (readme, page):
+        document.write_text(f"# title\n{README_START}\n{README_END}\n")
+    result = CliRunner().invoke(_cli(), ["export", "--readme", str(readme), "--page", str(page), "--submissions",
+                                         str(made[1])], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert _block(readme) == "\n" + readme_block(made[1]) and _block(page) == "\n" + page_block(made[1])
+    assert alpha_verified not in page.read_text() and "| `alpha` | forget | unchecked |" in page.read_text()

@@ -58,3 +58,26 @@ def test_plot_command_reads_the_store(records, tmp_path):
     result = CliRunner().invoke(app, ["plot", "hypervolume", "--store", str(store.path), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert out.stat().st_size > 5_000
+
+
+def with_cost(records: list[Record]) -> list[Record]:
+    """The golden records with a cost/rte per run, as the harness records it (the golden file has none)."""
+    return [r.model_copy(update={"metrics": {**r.metrics, "cost/rte": 0.5 if r.config.method == "tune" else 1.5}})
+            for r in records]
+
+
+def test_tradeoff_over_several_scenarios_draws_one_panel_per_cell(records, tmp_path):
+    """Without --scenario (or --task) the trade-off used to crash in pandas (runs of two scenarios
+    share (method, seed, hparams)); it now draws one panel per task x scenario, through the CLI too."""
+    costly = with_cost(records)
+    single = png_size(plot("tradeoff", costly, "golden", "s1", tmp_path / "one.png"))
+    both = png_size(plot("tradeoff", costly, None, None, tmp_path / "both.png"))
+    assert both[0] > 1.5 * single[0]  # two panels side by side
+    store = Store(tmp_path / "store.sqlite")
+    for record in costly:
+        store.put(record)
+    for extra in ([], ["--task", "golden"]):
+        out = tmp_path / f"cli{len(extra)}.png"
+        result = CliRunner().invoke(app, ["plot", "tradeoff", *extra, "--store", str(store.path), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert png_size(out)[0] > 1.5 * single[0]

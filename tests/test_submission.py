@@ -189,6 +189,12 @@ def test_submit_writes_a_verified_entry_and_validate_accepts_it(tmp_path, monkey
             "--store", str(store), "--no-isolate"]  # isolation itself: tests/test_sandbox.py
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
+    # before the first run: how many runs and why; then each run by name, with its setting
+    assert "2 runs = 2 task x scenario cells of 1 task x 1 seed x 1 setting; 0 already in the store" in result.stderr
+    assert result.stderr.index("2 runs = ") < result.stderr.index("[1/2] debug/")
+    setting = '{"alpha":0.95,"epochs":3,"lr":0.01}'
+    for scenario in ("class_0", "random_10"):
+        assert f"/2] debug/{scenario}/my_method/seed0/smoke {setting}: ok" in result.stderr
     path = tmp_path / "subs" / "my_method.json"
     entry = json.loads(path.read_text())
     assert entry["verified"] is True and entry["access"] == "retain" and entry["seeds"] == [0]

@@ -64,9 +64,9 @@ def compare(stated: Record, again: Record) -> tuple[list[str], float]:
 
 def rerun_records(records: Sequence[Record], k: int, device: str = "cpu") -> RerunReport:
     """Rerun `k` of `records` and compare each with its record."""
-    from mubench.harness.runner import Harness
-
     import torch
+
+    from mubench.harness.runner import Harness
 
     torch.set_num_threads(1)  # as the board's runs are made (`make board`): the same kernels, the same bits
     harness = Harness(device=device)

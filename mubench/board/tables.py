@@ -63,7 +63,7 @@ CELL = ["task", "scenario", "profile"]
 ENTRY_COLUMNS = ["entry", "method", "origin", "status", "verified", "access", "access_level", "suite"]
 TIDY = [*ENTRY_COLUMNS, *CELL, "hparams", "metric", "mean", "ci95", "n"]
 RANKS = [*CELL, "rank", *ENTRY_COLUMNS, "hparams", "headline", "ranked_by", "direction", "mean", "ci95", "n",
-         "hv_mean", "hv_ci95"]
+         "hv_mean", "hv_ci95", "hv_n", "hv_points"]
 MEAN_RANKS = ["profile", "entry", "mean_rank", "cells"]
 _NO_STORE = Path(os.devnull) / "no-store.sqlite"  # never exists: check_submission then verifies nothing
 
@@ -235,6 +235,10 @@ def metrics_frame(board: Board) -> pd.DataFrame:
 
 
 def hypervolume_frame(board: Board) -> pd.DataFrame:
+    """One row per (entry, cell) with a hypervolume: the one its file states, over the records it
+    cites only: a sweep's seeds (hv_n) and settings (points), or a tuned entry's development-seed
+    search (hv_n 1). `mubench results --view hypervolume` pools every record of a store instead,
+    and says so where that differs (mubench.cli.app.hypervolume_notes)."""
     rows = [{**_entry_fields(entry), "task": r.task, "scenario": r.scenario, "profile": r.profile,
              "hv_mean": r.hypervolume.mean, "hv_ci95": r.hypervolume.ci95 if r.hypervolume.ci95 is not None else float("nan"),
              "hv_n": r.hypervolume.n, "points": r.hypervolume.points}
@@ -286,10 +290,12 @@ def rank_cells(frame: pd.DataFrame, metric: str | None = None, volumes: pd.DataF
     if not parts:
         return pd.DataFrame(columns=RANKS)
     ranks = pd.concat(parts, ignore_index=True)
-    hv = volumes if volumes is not None else pd.DataFrame(columns=["entry", *CELL, "hv_mean", "hv_ci95"])
-    ranks = ranks.merge(hv[["entry", *CELL, "hv_mean", "hv_ci95"]], on=["entry", *CELL], how="left")
+    hv_columns = ["hv_mean", "hv_ci95", "hv_n", "points"]
+    hv = volumes if volumes is not None else pd.DataFrame(columns=["entry", *CELL, *hv_columns])
+    hv = hv.reindex(columns=["entry", *CELL, *hv_columns]).rename(columns={"points": "hv_points"})
+    ranks = ranks.merge(hv, on=["entry", *CELL], how="left")
     ranks = ranks.sort_values([*CELL, "rank", "entry"]).reset_index(drop=True)
-    return ranks[RANKS].astype({"rank": float, "hv_mean": float, "hv_ci95": float})
+    return ranks[RANKS].astype({"rank": float, "hv_mean": float, "hv_ci95": float, "hv_n": float, "hv_points": float})
 
 
 def mean_ranks(ranks: pd.DataFrame) -> pd.DataFrame:
@@ -312,11 +318,13 @@ def cell_rows(table: pd.DataFrame, cell: tuple[str, str, str]) -> pd.DataFrame:
 
 def ranking_display(rows: pd.DataFrame) -> pd.DataFrame:
     """One cell's ranks for people (numbers stay numbers, so a table sorts right): rank, method,
-    access, status, suite, the chosen setting, the ranked metric's mean, CI and n, hypervolume."""
+    access, status, suite, the chosen setting, the ranked metric's mean, CI and n, hypervolume and
+    what it is over: its seeds and settings (a tuned entry's: the development seed's search)."""
     key = str(rows["ranked_by"].iloc[0]) if not rows.empty else "metric"
     columns = {"rank": rows["rank"], "method": rows["entry"], "access": rows["access"], "status": rows["status"],
                "suite": rows["suite"], "setting": rows["hparams"], key: rows["mean"], "± 95 % CI": rows["ci95"],
-               "n": rows["n"], "hypervolume": rows["hv_mean"], "hv ± 95 % CI": rows["hv_ci95"]}
+               "n": rows["n"], "hypervolume": rows["hv_mean"], "hv ± 95 % CI": rows["hv_ci95"],
+               "hv seeds": rows["hv_n"], "hv settings": rows["hv_points"]}
     return pd.DataFrame({name: list(values) for name, values in columns.items()})
 
 

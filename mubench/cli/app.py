@@ -244,6 +244,7 @@ def results(
     task: Annotated[Optional[list[str]], typer.Option("--task")] = None,
     scenario: Annotated[Optional[list[str]], typer.Option("--scenario")] = None,
     method: Annotated[Optional[list[str]], typer.Option("--method")] = None,
+    seed: Annotated[Optional[list[int]], typer.Option("--seed", help="only these seeds (repeatable; default: every seed in the store)")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="table, csv, json or markdown")] = Format.table,
     view: Annotated[View, typer.Option("--view", help="table (one setting per method, see --select), hypervolume (of each method's sweep), ranks, or board (the board suite's tuned runs: score ± CI, rank bands, flags)")] = View.table,
     select: Annotated[Select, typer.Option("--select", help="the setting per method: default (its default hyper-parameters) or val (per seed, the best val/acc)")] = Select.default,
@@ -271,11 +272,16 @@ def results(
     if not path.exists():
         raise MubenchError(f"no result store at {path}; run `mubench run` first or pass --store")
     records = Store(path).records(task=task, scenario=scenario, method=method)
+    if seed:
+        records = [r for r in records if r.config.seed in set(seed)]
     if view is View.board:  # the board suite's reported runs: each method at its chosen setting
         from mubench.results.report import render_board
 
         render_board(board_records(records), out, fmt.value)
         return
+    if view in (View.hypervolume, View.ranks):
+        for note in hypervolume_notes(records):
+            err.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
     if view is View.hypervolume:  # every setting: the sweep is the point
         render_hypervolume(hypervolume_table(records), fmt.value, out)
         return
@@ -292,6 +298,43 @@ def results(
         err.print(note, highlight=False, soft_wrap=True)
     for row in listing.not_applicable(sorted({r.config.task for r in records}), method):
         err.print(f"not applicable: {row['method']} on {row['task']} ({row['reason']})", highlight=False, soft_wrap=True)
+
+
+def hypervolume_notes(records: list) -> list[str]:  # type: ignore[type-arg]
+    """What a hypervolume of the store pools that a leaderboard entry's never does, per (task,
+    scenario, method, profile): seeds that ran different settings (a tuned suite's reported seeds
+    ran only the chosen one: each adds a one-point "front" to the mean) and records of several
+    method versions or source digests (one front over different code). An entry's hypervolume
+    covers only the records it cites: its sweep's seeds and settings, or a tuned entry's
+    development-seed search (mubench.board.submission); `--seed` selects those seeds here."""
+    from mubench.results.aggregate import CELL, records_frame
+    from mubench.results.ranking import objective_points
+
+    points = objective_points(records_frame(records))
+    code: dict[tuple[str, ...], set[tuple[str, str]]] = {}
+    for r in records:
+        if r.status == "ok":
+            key = (r.config.task, r.config.scenario, r.config.method, r.config.profile)
+            code.setdefault(key, set()).add((r.config.method_version, r.config.method_digest[:12]))
+    notes = []
+    for key, group in points.groupby(CELL, sort=True):
+        where = "/".join(map(str, key))
+        settings = group.groupby("seed")["hparams"].agg(frozenset)
+        if settings.nunique() > 1:
+            counts: dict[int, list[str]] = {}
+            for seed_value, ran in settings.items():
+                counts.setdefault(len(ran), []).append(str(seed_value))
+            spread = "; ".join(f"seed{'s' if len(s) > 1 else ''} {', '.join(s)}: {n} setting{'s' if n != 1 else ''}"
+                               for n, s in sorted(counts.items(), reverse=True))
+            notes.append(f"{where}: its seeds ran different settings ({spread}), so its hypervolume averages "
+                         f"fronts of different sweeps; a leaderboard entry's covers only the seeds of its sweep (a "
+                         f"tuned entry: its development seed's search): select those with --seed")
+        versions = code.get(tuple(key), set())
+        if len(versions) > 1:
+            named = ", ".join(f"{v} ({d or 'no digest'})" for v, d in sorted(versions))
+            notes.append(f"{where}: its front pools records of {len(versions)} method versions / source digests "
+                         f"({named}); a leaderboard entry's covers only the code it was run with")
+    return notes
 
 
 class PlotKind(str, Enum):

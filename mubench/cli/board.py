@@ -6,8 +6,12 @@ can always be regenerated. Every text is escaped for its format: Markdown cells 
 the characters that would format or link, names sit in code spans; LaTeX and HTML go through
 pandas' escaping (`to_latex(escape=True)`, `to_html(escape=True)`) and `html.escape`.
 
-The README block is rendered without a store, so it depends only on the committed submissions
-folder (a status there is never `verified`: that needs the records; see mubench/board/tables.py).
+`mubench export` and `mubench leaderboard` read the store given with --store, else the default
+store ($MUBENCH_HOME/results.sqlite) when it exists, as `mubench results` does: statuses are checked
+against it and its uncited records shown as local entries. The README block (`--readme`) and the
+board page's block (`--page`) are rendered without a store, so they depend only on the committed
+submissions folder and every clone renders the same text (a status there is never `verified`:
+that needs the records; see mubench/board/tables.py).
 Registered on the main app by `register(app)` (mubench/cli/app.py).
 """
 
@@ -27,13 +31,13 @@ import typer
 from rich.markup import escape
 
 from mubench.board import tables as bd
-from mubench.cli.common import StoreOption
 from mubench.errors import MubenchError
 
 APP = Path(__file__).resolve().parents[2] / "leaderboard" / "app.py"
 README_START, README_END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
 EMPTY = "No submissions yet: `mubench submit` writes the first."
 MEAN_RANK_TITLE = "Mean rank over task x scenario cells (1 = best)"
+LocalStoreOption = Annotated[Optional[Path], typer.Option("--store", help="SQLite store the statuses are checked against (default: $MUBENCH_HOME/results.sqlite when it exists)")]
 SubmissionsOption = Annotated[Optional[Path], typer.Option("--submissions", help="submissions folder (default: $MUBENCH_SUBMISSIONS or leaderboard/submissions)")]
 
 
@@ -204,22 +208,33 @@ def replace_readme_block(text: str, block: str, where: str = "README") -> str:
 
 # ---- commands -----------------------------------------------------------------------------------------
 
+def local_store(store: Path | None) -> Path | None:
+    """The store a board command reads: `store`, else the default store when it exists, else none."""
+    from mubench import paths
+
+    if store is not None:
+        return store
+    default = paths.default_store()
+    return default if default.is_file() else None
+
+
 def leaderboard(
     submissions: SubmissionsOption = None,
-    store: StoreOption = None,
+    store: LocalStoreOption = None,
     port: Annotated[int, typer.Option("--port", help="port to serve on")] = 8501,
+    host: Annotated[str, typer.Option("--host", help="address to listen on (default 127.0.0.1: this machine only; "
+                                      "0.0.0.0 exposes the app to the network)")] = "127.0.0.1",
 ) -> None:
     """Start the leaderboard (Streamlit, read-only) over the submissions folder and the local store."""
-    from mubench import paths
     from mubench.board.submission import submissions_folder
 
     if not APP.is_file():
         raise MubenchError(f"{APP} not found: the leaderboard app ships with the source checkout, run it from there")
     env = dict(os.environ, MUBENCH_SUBMISSIONS=str(submissions_folder(submissions).resolve()))
-    chosen = store or (paths.default_store() if paths.default_store().is_file() else None)
+    chosen = local_store(store)
     if chosen is not None:
         env["MUBENCH_STORE"] = str(Path(chosen).resolve())
-    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
+    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", host, "--server.port", str(port),
                "--browser.gatherUsageStats", "false"]
     raise typer.Exit(subprocess.call(command, env=env))
 
@@ -228,13 +243,14 @@ def export(
     fmt: Annotated[ExportFormat, typer.Option("--format", help="markdown, latex or html")] = ExportFormat.markdown,
     out: Annotated[Optional[Path], typer.Option("--out", help="write here (default: stdout)")] = None,
     submissions: SubmissionsOption = None,
-    store: StoreOption = None,
+    store: LocalStoreOption = None,
     metric: Annotated[Optional[str], typer.Option("--metric", help="rank by this metric (default: forget/acc, else forget/mae)")] = None,
     profile: Annotated[Optional[str], typer.Option("--profile", help="only this profile")] = None,
     readme: Annotated[Optional[Path], typer.Option("--readme", help="rewrite only the summary block of this README (Markdown, no store)")] = None,
     page: Annotated[Optional[Path], typer.Option("--page", help="rewrite only the full board's block of this page, e.g. docs/board.md (Markdown, no store)")] = None,
 ) -> None:
-    """Write the leaderboard's overview tables (per task x scenario ranks and mean ranks)."""
+    """Write the leaderboard's overview tables (per task x scenario ranks and mean ranks), statuses checked
+    against the store (--store, else $MUBENCH_HOME/results.sqlite when it exists; never for --readme and --page)."""
     from mubench.cli.common import out as console
 
     if readme is not None or page is not None:
@@ -248,7 +264,7 @@ def export(
                 console.print(f"updated the leaderboard block of {escape(str(target))}", highlight=False,
                               soft_wrap=True)
         return
-    text = render_export(fmt, submissions, store, metric, profile)
+    text = render_export(fmt, submissions, local_store(store), metric, profile)
     if out is None:
         console.file.write(text)
         return

@@ -43,6 +43,7 @@ from mubench.cli.common import (
     StoreOption,
     check_data,
     check_device,
+    describe_runs,
     err,
     out,
     run_tuned_grids,
@@ -96,6 +97,7 @@ def submit(
     if not problems:
         problems = method_problems(cls)
     if not problems:
+        err.print(f"checking {escape(cls.name)}: a smoke run on the debug task", highlight=False, soft_wrap=True)
         problems = smoke_problems(cls, limits)  # type: ignore[arg-type]
     if problems:
         raise SubmissionError(f"{target}: {len(problems)} problem(s):\n" + "\n".join(f"- {p}" for p in problems))
@@ -112,6 +114,8 @@ def submit(
     configs = expand_grid(grid)
     check_data(list(grid.tasks))
     result_store = Store(store or paths.default_store())
+    err.print(f"submit {escape(cls.name)} on suite {escape(suite)}: {escape(describe_runs(configs, result_store))}",
+              highlight=False, soft_wrap=True)
     records = run_with_progress(configs, result_store, Harness(device="cpu"), False, "local", limits)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     submission = build_submission(records, method_info(cls, path, list(author or []), grid.profile), suite=suite,

@@ -82,14 +82,18 @@ def wide(summary: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 
 def low_signal_scenarios(summary: pd.DataFrame) -> pd.DataFrame:
     """Scenarios where the original barely differs from the oracle: nothing to forget, so rankings
-    there say little (forget-accuracy difference < 0.01 and membership AUC difference < 0.02)."""
-    signal = summary[summary["metric"].isin(["signal/forget_acc", "signal/mia_loss_auc"])]
+    there say little (forget-accuracy difference < 0.01, or on a regression task forget MAE within
+    1 % of the oracle's, and membership AUC difference < 0.02)."""
+    columns = ["signal/forget_acc", "signal/forget_mae", "signal/mia_loss_auc"]
+    signal = summary[summary["metric"].isin(columns)]
     if signal.empty:
-        return pd.DataFrame(columns=["task", "scenario", "profile", "signal/forget_acc", "signal/mia_loss_auc"])
+        return pd.DataFrame(columns=["task", "scenario", "profile", "signal/forget", "signal/mia_loss_auc"])
     per = signal.pivot_table(index=["task", "scenario", "profile"], columns="metric", values="mean", aggfunc="mean")
-    per = per.reindex(columns=["signal/forget_acc", "signal/mia_loss_auc"])  # one of them absent: not flagged
-    low = (per["signal/forget_acc"].abs() < SIGNAL_ACC_MIN) & (per["signal/mia_loss_auc"].abs() < SIGNAL_MIA_MIN)
-    return per[low].reset_index()
+    per = per.reindex(columns=columns)
+    # a scenario has one forgetting signal: accuracy (classification) or relative MAE (regression)
+    per["signal/forget"] = per["signal/forget_acc"].fillna(per["signal/forget_mae"])
+    low = (per["signal/forget"].abs() < SIGNAL_ACC_MIN) & (per["signal/mia_loss_auc"].abs() < SIGNAL_MIA_MIN)
+    return per[low][["signal/forget", "signal/mia_loss_auc"]].reset_index()
 
 
 def direction_of(key: str) -> str:

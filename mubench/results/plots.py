@@ -1,7 +1,8 @@
 """Figures from stored records (matplotlib; PNG, SVG or PDF by the output's extension).
 
 - `tradeoff`: forgetting vs utility, one marker per run, marker area by cost (seconds relative to
-  the oracle's training), and each method's Pareto front over its sweep as a line;
+  the oracle's training), and each method's Pareto front over its sweep as a line; one panel per
+  task x scenario when the selection spans several;
 - `hypervolume`: hypervolume per method, bars with 95 % confidence intervals over seeds;
 - `ranks`: a heat map of hypervolume ranks, methods x (task, scenario);
 - `families`: a heat map, methods x metric families, each family scored in [0, 1] with higher
@@ -28,7 +29,7 @@ import pandas as pd  # noqa: E402
 from mubench.errors import MubenchError  # noqa: E402
 from mubench.harness.record import Record  # noqa: E402
 from mubench.registry import Registry  # noqa: E402
-from mubench.results.aggregate import records_frame  # noqa: E402
+from mubench.results.aggregate import CELL, records_frame  # noqa: E402
 from mubench.results.ranking import hypervolume_table, objective_points, rank_table  # noqa: E402
 from mubench.results.tradeoff import pareto_front  # noqa: E402
 
@@ -36,6 +37,7 @@ OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">"]
 FORMATS = {".png", ".svg", ".pdf"}
 MAX_BAR_GROUPS = 4
+MAX_PANEL_COLUMNS = 3  # trade-off panels per row
 
 plot_kinds: Registry = Registry("plot kind")
 
@@ -78,19 +80,55 @@ def _save(fig: plt.Figure, out: Path) -> Path:
 
 @plot_kinds.register("tradeoff")
 def tradeoff(records: Sequence[Record], task: str | None, scenario: str | None, out: Path) -> Path:
+    """One panel per task x scenario of the selection (a single panel when both are chosen): runs
+    of different scenarios are never drawn on one set of axes."""
     chosen = _subset(records, task, scenario)
-    points = objective_points(records_frame(chosen))
-    seconds = records_frame(chosen)
-    seconds = seconds[seconds["metric"] == "cost/rte"].set_index(["method", "seed", "hparams"])["value"]
-    fig, ax = plt.subplots(figsize=(7, 5.5))
-    colours = style(points["method"].unique())
+    frame = records_frame(chosen)
+    points = objective_points(frame)
+    if points.empty:
+        raise MubenchError(f"no records with the trade-off objectives for task {task or 'any'}, "
+                           f"scenario {scenario or 'any'}")
+    # seconds relative to the oracle's training, per run (a mean where records repeat a run's key)
+    seconds = frame[frame["metric"] == "cost/rte"].groupby([*CELL, "seed", "hparams"])["value"].mean()
+    cells = sorted({(t, s) for t, s in zip(points["task"], points["scenario"])})
+    columns = min(len(cells), MAX_PANEL_COLUMNS)
+    rows = -(-len(cells) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(7 * columns, 5.5 * rows), squeeze=False)
+    colours = style(points["method"].unique())  # one style per method across the panels
+    handles: dict[str, object] = {}
+    for ax, (cell_task, cell_scenario) in zip(axes.flat, cells):
+        here = points[(points["task"] == cell_task) & (points["scenario"] == cell_scenario)]
+        handles.update(_tradeoff_panel(ax, here, seconds, colours))
+        if len(cells) > 1:
+            ax.set_title(f"{cell_task} / {cell_scenario}", fontsize=10)
+    for ax in axes.flat[len(cells):]:
+        ax.set_visible(False)
+    legend = {"title": "method (area: seconds / oracle's)", "fontsize": 8, "title_fontsize": 8}
+    caption = f"Trade-off: forgetting vs utility\n{_caption(chosen, task, scenario)}"
+    if len(cells) == 1:
+        axes[0, 0].legend(loc="lower left", **legend)
+        axes[0, 0].set_title(caption, fontsize=10)
+    else:
+        fig.legend(list(handles.values()), list(handles), loc="upper left", bbox_to_anchor=(1.0, 0.95), **legend)
+        fig.suptitle(caption + f"; one panel per task / scenario ({len(cells)})", fontsize=11)
+        fig.tight_layout()
+    return _save(fig, out)
+
+
+def _tradeoff_panel(ax: plt.Axes, points: pd.DataFrame, seconds: pd.Series,
+                    colours: dict[str, tuple[str, str]]) -> dict[str, object]:
+    """One cell's runs on `ax`: a marker per run, each method's Pareto front as a line, the
+    oracle's corner. Returns the legend handles by label."""
+    handles: dict[str, object] = {}
     for method, group in points.groupby("method"):
         colour, marker = colours[method]
-        rte = seconds.reindex(list(zip(group["method"], group["seed"], group["hparams"]))).fillna(1.0).to_numpy()
+        keys = pd.MultiIndex.from_frame(group[[*CELL, "seed", "hparams"]])
+        rte = seconds.reindex(keys).fillna(1.0).to_numpy(dtype=float) if len(seconds) else np.ones(len(group))
         area = 45 + 200 * np.clip(rte, 0, 2) / 2
         # larger (costlier) markers lower in the stack, so cheap runs at the same spot stay visible
-        ax.scatter(group["objective/forgetting"], group["objective/utility"], s=area, c=colour, marker=marker,
-                   alpha=0.8, edgecolors="black", linewidths=0.4, label=method, zorder=3 + 1 / float(area.mean()))
+        handles[method] = ax.scatter(group["objective/forgetting"], group["objective/utility"], s=area, c=colour,
+                                     marker=marker, alpha=0.8, edgecolors="black", linewidths=0.4, label=method,
+                                     zorder=3 + 1 / float(area.mean()))
         xy = group[["objective/forgetting", "objective/utility"]].to_numpy(dtype=float)
         front = xy[pareto_front(xy)]
         front = front[np.argsort(front[:, 0])]
@@ -100,11 +138,10 @@ def tradeoff(records: Sequence[Record], task: str | None, scenario: str | None, 
     ax.set_ylabel("utility: test accuracy relative to the oracle (higher is better)")
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.05)
-    ax.scatter([1.0], [1.0], marker="*", s=220, c="none", edgecolors="black", linewidths=1.0, label="oracle (1, 1)")
+    handles["oracle (1, 1)"] = ax.scatter([1.0], [1.0], marker="*", s=220, c="none", edgecolors="black",
+                                          linewidths=1.0, label="oracle (1, 1)")
     ax.grid(alpha=0.3)
-    ax.legend(title="method (area: seconds / oracle's)", fontsize=8, title_fontsize=8, loc="lower left")
-    ax.set_title(f"Trade-off: forgetting vs utility\n{_caption(chosen, task, scenario)}", fontsize=10)
-    return _save(fig, out)
+    return handles
 
 
 @plot_kinds.register("hypervolume")

@@ -98,9 +98,11 @@ def _rich(summary: pd.DataFrame, console: Console, select: str | None = None) ->
         table.add_row(*[str(v) for v in row], end_section=last_of_scenario)
     console.print(table)
     low = low_signal_scenarios(summary)
+    regression = set(summary[summary["metric"] == "signal/forget_mae"]["task"])
     for row in low.itertuples(index=False):
+        what = "relative forget MAE" if row.task in regression else "forget accuracy"
         console.print(f"[yellow]low signal[/yellow]: {row.task}/{row.scenario} ({row.profile}): the original and the "
-                      f"oracle differ by {row[3]:.3f} in forget accuracy and {row[4]:+.3f} in membership AUC; "
+                      f"oracle differ by {row[3]:+.3f} in {what} and {row[4]:+.3f} in membership AUC; "
                       "rankings there say little")
 
 

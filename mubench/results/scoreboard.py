@@ -57,6 +57,13 @@ def signal_table(records: Sequence[Record]) -> pd.DataFrame:
     per_seed = frame.groupby([*SCENARIO, "metric", "seed"], sort=True)["value"].first().reset_index()
     table = per_seed.groupby([*SCENARIO, "metric"], sort=True)["value"].agg(
         mean="mean", ci95=ci95_half_width, n="count").reset_index().rename(columns={"metric": "signal"})
+    return with_significance(table)
+
+
+def with_significance(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` (scenario, signal, mean, ci95, n) with its `significant` column: n >= 2, |mean| at
+    least the signal's floor and above the 95 % half-width."""
+    table = table.copy()
     floors = table["signal"].map(SIGNALS)
     size = table["mean"].abs()
     table["significant"] = (table["n"] >= 2) & (size >= floors) & (size > table["ci95"].fillna(np.inf))
@@ -88,10 +95,18 @@ def score_table(records: Sequence[Record]) -> pd.DataFrame:
                         utility=("objective/utility", "mean")).reset_index()
     settings = frame.sort_values("seed").drop_duplicates([*keys, "seed"]).groupby(keys)["hparams"].agg(_setting_label)
     table = table.merge(settings.rename("hparams").reset_index(), on=keys, how="left")
+    return rank_cells(table, scenarios_with_signal(signal_table(records)))
+
+
+def rank_cells(table: pd.DataFrame, with_signal: set[tuple[str, str, str]]) -> pd.DataFrame:
+    """The ranking rule over per-cell summaries (scenario, method, hparams, score, score_ci95, n,
+    forgetting, forgetting_ci95, utility), whether they come from records or from entries:
+    reference rows, ranked scenarios, rank bands, flags; sorted by scenario, then rank."""
+    table = table.copy()
     table["n"] = table["n"].astype(int)
-    table["reference"] = table["method"].isin(REFERENCE_METHODS)
-    signal = scenarios_with_signal(signal_table(records))
-    table["ranked"] = [tuple(key) in signal for key in table[SCENARIO].itertuples(index=False)]
+    if "reference" not in table.columns:  # a caller may say which rows are references (entries of a board)
+        table["reference"] = table["method"].isin(REFERENCE_METHODS)
+    table["ranked"] = [tuple(key) in with_signal for key in table[SCENARIO].itertuples(index=False)]
     table["rank"] = np.nan
     for _, cell in table[table["ranked"] & ~table["reference"] & table["score"].notna()].groupby(SCENARIO):
         table.loc[cell.index, "rank"] = rank_bands(cell["score"], cell["score_ci95"])
@@ -204,5 +219,5 @@ def choose_settings(records: Sequence[Record], dev_seed: int,
     return chosen[CHOICE_COLUMNS].reset_index(drop=True)
 
 
-__all__ = ["choose_settings", "mean_rank_table", "rank_bands", "scenarios_with_signal", "score_table",
-           "signal_table", "summary_table"]
+__all__ = ["choose_settings", "mean_rank_table", "rank_bands", "rank_cells", "scenarios_with_signal", "score_table",
+           "signal_table", "summary_table", "with_significance"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,27 @@ def test_compare_names_every_difference_and_ignores_what_measures_the_machine(bo
     moved = stated.model_copy(update={"metrics": {**stated.metrics, key: stated.metrics[key] + 0.01}})
     problems, largest = compare(stated, moved)
     assert len(problems) == 1 and key in problems[0] and largest == pytest.approx(0.01)
+
+
+# ---- the board's ranking rule over the entries ---------------------------------------------------
+
+def test_the_board_ranks_entries_by_score_with_reference_rows(board):
+    from mubench.board.scores import format_cells, ranked_cells, summary_table
+    from mubench.board.tables import load_board
+
+    loaded = load_board(board / "subs")
+    ranked = ranked_cells(loaded).set_index("entry")
+    assert set(ranked.index) == set(METHODS)
+    assert bool(ranked.loc["retrain", "reference"]) and ranked.loc["retrain", "score"] == 1.0
+    assert bool(ranked.loc["identity", "reference"]) and ranked.loc["identity", "score"] == 0.0
+    assert math.isnan(ranked.loc["retrain", "rank"]) and math.isnan(ranked.loc["identity", "rank"])
+    assert bool(ranked.loc["finetune", "ranked"])  # class_0 on debug: the signal holds on every seed
+    assert {ranked.loc["finetune", "rank"], ranked.loc["grad_ascent", "rank"]} <= {1.0, 2.0}
+    assert ranked.loc["finetune", "domain"] == "adaptability"
+    shown = format_cells(ranked.reset_index())
+    assert set(shown[shown["method"].isin(["retrain", "identity"])]["rank"]) == {"ref"}
+    by_task = summary_table(loaded, ranked.reset_index(), "task")
+    assert list(by_task["entry"])[-2:] == sorted(["identity", "retrain"])  # reference rows last
+    finetune = by_task.set_index("entry").loc["finetune"]
+    assert finetune["debug"][0] == pytest.approx(ranked.loc["finetune", "score"]) and finetune["cells"] == 1
+    assert "adaptability" in summary_table(loaded, ranked.reset_index(), "domain").columns
