@@ -161,3 +161,22 @@ def test_the_board_ranks_entries_by_score_with_reference_rows(board):
     finetune = by_task.set_index("entry").loc["finetune"]
     assert finetune["debug"][0] == pytest.approx(ranked.loc["finetune", "score"]) and finetune["cells"] == 1
     assert "adaptability" in summary_table(loaded, ranked.reset_index(), "domain").columns
+
+
+def test_the_exports_follow_the_boards_rule(board):
+    from mubench.cli.board import ExportFormat, page_block, readme_block, render_export
+
+    readme = readme_block(board / "subs")
+    assert "Top three per task" in readme and "| debug | class\\_0 | `smoke` |" in readme
+    assert "verified" in readme  # the records file travels with each entry: verified on any clone
+    assert "retrain" not in readme and "identity" not in readme  # reference rows are not competitors
+    page = page_block(board / "subs")
+    lines = page.splitlines()
+    assert lines[0].startswith("**Summary by task") and any(line.startswith("**Summary by intervention domain")
+                                                             for line in lines)
+    cell = next(i for i, line in enumerate(lines) if line.startswith("**`debug` / `class_0` (`smoke`)**"))
+    assert "adaptability; ranked by score" in lines[cell]
+    rows = [line for line in lines[cell:] if line.startswith("| ref |")]
+    assert len(rows) == 2 and any("`retrain`" in r and "1.000 ± 0.000" in r for r in rows)
+    html = render_export(ExportFormat.html, board / "subs")
+    assert "<h2>Summary by task" in html

@@ -581,7 +581,7 @@ def verify_entry(submission: Submission, folder: Path | None = None, store_path:
         return [str(exc)]
     if records is None:
         return [where]
-    problems = _code_problems(submission, records)
+    problems = code_problems(submission, records)
     if problems:
         return problems
     rebuilt = rebuild_entry(submission, records)
@@ -592,7 +592,7 @@ def verify_entry(submission: Submission, folder: Path | None = None, store_path:
     return []
 
 
-def _code_problems(submission: Submission, records: Sequence[Record]) -> list[str]:
+def code_problems(submission: Submission, records: Sequence[Record]) -> list[str]:
     """Numbers tied to code: every record ran the source the entry names, and that source is the
     installed method's now (where the method is installed here)."""
     from mubench.methods import methods

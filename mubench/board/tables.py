@@ -49,6 +49,8 @@ from mubench.board.submission import (
     SubmissionError,
     build_submission,
     check_submission,
+    code_problems,
+    rebuild_entry,
     submissions_folder,
 )
 from mubench.errors import MubenchError, StoreError
@@ -118,11 +120,16 @@ def load_board(folder: Path | None = None, store: Path | None = None) -> Board:
 
 
 def load_submission(path: Path, folder: Path, records: Mapping[str, Record]) -> Entry | Refused:
-    result = check_submission(path, folder, _NO_STORE)  # statuses are decided below, without writing
+    """A checked entry and its status: verified when its committed records file (or else the
+    store's records) rebuilds it with the code it names (mubench.board.submission.verify_entry)."""
+    result = check_submission(path, folder, _NO_STORE)  # the records file, when the entry has one
     if result.problems or result.submission is None:
         return Refused(str(path), tuple(result.problems))
     claimed = json.loads(path.read_text(encoding="utf-8")).get("verified") is True
-    status = (VERIFIED if reproduces(result.submission, records) else UNCHECKED) if claimed else SELF_REPORTED
+    if result.submission.verified:
+        status = VERIFIED
+    else:
+        status = (VERIFIED if reproduces(result.submission, records) else UNCHECKED) if claimed else SELF_REPORTED
     notes = tuple(note for note in result.notes if "self-reported" not in note)
     submission = result.submission.model_copy(update={"verified": status == VERIFIED})
     return Entry(submission, "submission", status, str(path), notes)
@@ -133,11 +140,11 @@ def reproduces(submission: Submission, records: Mapping[str, Record]) -> bool:
     found = [records.get(record_id) for record_id in submission.record_ids]
     if not found or any(record is None for record in found):
         return False
-    info = MethodInfo(**{name: getattr(submission, name) for name in MethodInfo.__dataclass_fields__})
+    runs = [r for r in found if r is not None]
+    if code_problems(submission, runs):  # records of other code never verify an entry
+        return False
     try:
-        rebuilt = build_submission([r for r in found if r is not None], info, suite=submission.suite,
-                                   seeds=submission.seeds, sweep=submission.sweep, verified=True,
-                                   created_at=submission.created_at)
+        rebuilt = rebuild_entry(submission, runs)
     except (SubmissionError, ValidationError):
         return False
     return rebuilt.results == submission.results

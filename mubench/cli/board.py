@@ -10,8 +10,8 @@ pandas' escaping (`to_latex(escape=True)`, `to_html(escape=True)`) and `html.esc
 store ($MUBENCH_HOME/results.sqlite) when it exists, as `mubench results` does: statuses are checked
 against it and its uncited records shown as local entries. The README block (`--readme`) and the
 board page's block (`--page`) are rendered without a store, so they depend only on the committed
-submissions folder and every clone renders the same text (a status there is never `verified`:
-that needs the records; see mubench/board/tables.py).
+submissions folder and every clone renders the same text (an entry whose records file travels with
+it is `verified` there too: see mubench/board/submission.py).
 Registered on the main app by `register(app)` (mubench/cli/app.py).
 """
 
@@ -68,10 +68,20 @@ def export_table(rows: pd.DataFrame) -> pd.DataFrame:
         "n": [str(n) for n in rows["n"]], "hypervolume": [_number(m, c) for m, c in zip(rows["hv_mean"], rows["hv_ci95"])]})
 
 
+SUMMARY_TITLES = {"task": "Summary by task: mean score over each task's ranked scenarios (per seed, then ± 95 % CI "
+                           "over seeds), mean rank over the cells a method covers",
+                   "domain": "Summary by intervention domain: mean score over each domain's ranked scenarios"}
+
+
 def overview_sections(board: bd.Board, metric: str | None = None,
                       profile: str | None = None) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
-    """[(title parts, table)]: one ranking per task x scenario cell, then the mean ranks. Title
-    parts: (task, scenario, profile, how it is ranked) for a cell, (MEAN_RANK_TITLE,) for the last."""
+    """[(title parts, table)]. By default the board's rule (mubench.board.scores): the summaries by
+    task and by domain, then one ranking per task x scenario cell by `score` with rank bands,
+    reference rows and flags. With `metric`, the per-cell ranking by that metric and the mean
+    ranks. Title parts: (task, scenario, profile, how it is ranked) for a cell, (title,) else."""
+    if metric is None and any("score" in r.metrics for e in board.entries for r in e.submission.results):
+        return board_sections(board, profile)
+    # entries made before the score (or a chosen metric): ranked by that metric's mean
     tidy = bd.filter_rows(bd.metrics_frame(board), profile=profile)
     volumes = bd.filter_rows(bd.hypervolume_frame(board), profile=profile)
     ranks = bd.rank_cells(tidy, metric, volumes)
@@ -86,6 +96,55 @@ def overview_sections(board: bd.Board, metric: str | None = None,
                               "mean rank": [_rank(v) for v in means["mean_rank"]], "cells": [str(c) for c in means["cells"]]})
         sections.append(((MEAN_RANK_TITLE,), table))
     return sections
+
+
+def board_sections(board: bd.Board, profile: str | None = None) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
+    """The summaries by task and by domain, then every cell's ranking by the board's rule."""
+    from mubench.board import scores
+
+    entries = [e for e in board.entries if profile is None or any(r.profile == profile for r in e.submission.results)]
+    ranked = scores.ranked_cells(board, entries)
+    if profile is not None:
+        ranked = ranked[ranked["profile"] == profile]
+    if ranked.empty:
+        return []
+    sections: list[tuple[tuple[str, ...], pd.DataFrame]] = []
+    for by in scores.GROUPINGS:
+        summary = scores.summary_table(board, ranked, by)
+        sections.append(((SUMMARY_TITLES[by],), scores.format_summary(summary).rename(columns={"entry": "method"})))
+    for cell, rows in ranked.groupby(["task", "scenario", "profile"], sort=True):
+        domain = rows["domain"].iloc[0]
+        how = (f"{domain}; ranked by score (forgetting x utility), higher is better; rank = 1 + methods whose 95 % "
+               "interval lies wholly above" if rows["ranked"].any()
+               else f"{domain}; not ranked: the forgetting signal is not significant over the seeds")
+        sections.append(((*cell, how), scores.format_cells(rows)))
+    return sections
+
+
+def readme_summary(board: bd.Board, top: int = 3) -> pd.DataFrame:
+    """Per task: its ranked scenarios, the `top` methods by mean score over them (score ± CI and
+    status) and the seeds; the README's short summary."""
+    from mubench.board import scores
+
+    ranked = scores.ranked_cells(board)
+    summary = scores.summary_table(board, ranked, "task")
+    rows = []
+    for task in [c for c in summary.columns if c not in ("entry", "access", "status", "mean rank", "cells", "reference")]:
+        scored = [(value[0], value[1], value[2], entry, status) for entry, status, ref, value in
+                  zip(summary["entry"], summary["status"], summary["reference"], summary[task])
+                  if value is not None and not ref]
+        scored.sort(key=lambda item: -item[0])
+        cells = ranked[(ranked["task"] == task) & ranked["ranked"]][["scenario", "profile"]].drop_duplicates()
+        row = {"task": task, "scenarios": ", ".join(cells["scenario"]), "profile": ", ".join(sorted(set(cells["profile"])))}
+        for place in range(top):
+            if place < len(scored):
+                mean, ci, n, entry, status = scored[place]
+                row[f"#{place + 1}"] = f"{entry} {_number(mean, ci)} ({status})"
+            else:
+                row[f"#{place + 1}"] = "–"
+        row["seeds"] = str(max((item[2] for item in scored), default=0))
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # ---- Markdown -----------------------------------------------------------------------------------------
@@ -105,7 +164,8 @@ def markdown_code(text: str) -> str:
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    right = [c not in ("method", "access", "status", "profile") for c in frame.columns]
+    left = ("method", "access", "status", "profile", "task", "scenarios", "flags", "#1", "#2", "#3")
+    right = [c not in left for c in frame.columns]
     header = "| " + " | ".join(markdown_text(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---:" if r else "---" for r in right) + "|"
     body = ["| " + " | ".join(markdown_code(v) if c in _IDENTIFIER_COLUMNS else markdown_text(v)
@@ -175,17 +235,16 @@ def page_block(folder: Path | None = None, board: bd.Board | None = None) -> str
 
 
 def readme_block(folder: Path | None = None, board: bd.Board | None = None) -> str:
-    """The README's summary block: the mean ranks over every cell, and how many cells and entries
-    they cover; each cell's ranking with its intervals stays on the board page (`page_block`)."""
+    """The README's short summary: per task, its ranked scenarios and the three best methods by
+    mean score (± 95 % CI over seeds, status); the summaries and every cell's ranking are on the
+    board page (`page_block`)."""
     board = board or bd.load_board(folder)
-    sections = overview_sections(board)
-    means = [table for title, table in sections if title == (MEAN_RANK_TITLE,)]
-    if not means:
+    table = readme_summary(board)
+    if table.empty:
         return EMPTY + "\n"
-    cells = sum(1 for title, _ in sections if len(title) == 4)
-    return (f"**{markdown_text(MEAN_RANK_TITLE)}**, over {cells} task x scenario cells and {len(board.entries)} "
-            f"entries; every cell's ranking with its intervals: [docs/board.md](docs/board.md).\n\n"
-            + markdown_table(means[0]) + "\n")
+    return (f"**Top three per task** by mean score over the task's ranked scenarios (mean ± 95 % CI over seeds), "
+            f"from {len(board.entries)} entries; the summaries by task and by domain, and every cell's ranking "
+            "with its rank bands: [docs/board.md](docs/board.md).\n\n" + markdown_table(table) + "\n")
 
 
 def write_block(path: Path, block: str) -> None:
