@@ -2,11 +2,15 @@
 
 Started by `mubench leaderboard`, or `streamlit run leaderboard/app.py` with MUBENCH_SUBMISSIONS
 (default leaderboard/submissions) and optionally MUBENCH_STORE in the environment. Every table
-comes from mubench.board.tables; this file only lays them out. Pages (a sidebar radio, which
-streamlit.testing's AppTest drives directly): Overview, Trade-offs, Method, Task.
+comes from mubench.board.tables and mubench.board.scores; this file only lays them out. Pages (a
+sidebar radio, which streamlit.testing's AppTest drives directly): Board (one summary table:
+methods as rows, tasks or intervention domains as columns, score ± CI, mean rank, access, status,
+as the MTEB and Open LLM leaderboards open), Cells (each task x scenario's ranking, its settings
+and its metrics), Trade-offs, Method, Task, and How it is ranked.
 
 Nothing from a submission is ever rendered as Markdown or HTML: names and texts go through
-st.text, st.code and dataframe cells only (never st.markdown, never unsafe_allow_html). The few
+st.text, st.code and dataframe cells only (st.markdown only for this file's own static text,
+never unsafe_allow_html). The few
 headings that show a task or scenario name put it in a code span (`code_span`), whose content
 Markdown shows literally; those names come from the task registry anyway.
 """
@@ -26,12 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # figures.py beside th
 import figures  # noqa: E402
 
 import mubench.tasks  # noqa: E402,F401  (registers the tasks check_submission looks up)
+from mubench.board import scores  # noqa: E402
 from mubench.board import tables as bd  # noqa: E402
 from mubench.methods import Access  # noqa: E402
+from mubench.results.plots import style  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ("Overview", "Trade-offs", "Method", "Task")
+PAGES = ("Board", "Cells", "Trade-offs", "Method", "Task", "How it is ranked")
 ANY_ACCESS, ALL_PROFILES, AUTO_METRIC = "any", "all", "auto (forget/acc, else forget/mae)"
+BOARD_RULE = "score (the board's rule)"
+DOMAINS = ("privacy", "resilience", "fairness", "adaptability")
 
 
 def code_span(text: str) -> str:
@@ -63,17 +71,138 @@ def show_figure(fig: plt.Figure) -> None:
     plt.close(fig)
 
 
-def sidebar_filters(tidy: pd.DataFrame) -> tuple[str | None, bool, str | None, str | None]:
-    """(max access, verified only, profile, metric) from the sidebar."""
+def sidebar_filters(tidy: pd.DataFrame, scored: bool) -> tuple[str | None, bool, str | None, str | None, list[str]]:
+    """(max access, verified only, profile, metric, domains) from the sidebar. `metric` None is the
+    board's rule where entries have a score, else the automatic metric."""
     st.sidebar.header("Filters")
     access = st.sidebar.selectbox("Data access at most", [ANY_ACCESS, *(a.value for a in Access)], key="access")
     verified = st.sidebar.checkbox("Verified only", key="verified")
     profiles = sorted(tidy["profile"].unique())
     profile = st.sidebar.selectbox("Profile", [ALL_PROFILES, *profiles], key="profile")
+    domains = st.sidebar.multiselect("Intervention domains", list(DOMAINS), default=list(DOMAINS), key="domains")
     rankable = sorted(m for m in tidy["metric"].unique() if _rankable(m))
-    metric = st.sidebar.selectbox("Rank by", [AUTO_METRIC, *rankable], key="metric")
+    first = BOARD_RULE if scored else AUTO_METRIC
+    metric = st.sidebar.selectbox("Rank cells by", [first, *rankable], key="metric")
     return (None if access == ANY_ACCESS else access, verified, None if profile == ALL_PROFILES else profile,
-            None if metric == AUTO_METRIC else metric)
+            None if metric in (AUTO_METRIC, BOARD_RULE) else metric, domains)
+
+
+def chosen_entries(board: bd.Board, filters: tuple) -> list[bd.Entry]:
+    """The entries within the access level and, if asked, verified."""
+    max_access, verified = filters[0], filters[1]
+    return [e for e in board.entries
+            if (max_access is None or e.submission.access.level <= Access(max_access).level)
+            and (not verified or e.status == bd.VERIFIED)]
+
+
+def ranked_by_rule(board: bd.Board, filters: tuple) -> pd.DataFrame:
+    """The board's ranking of the chosen entries, within the profile and domains chosen."""
+    ranked = scores.ranked_cells(board, chosen_entries(board, filters))
+    profile, domains = filters[2], filters[4]
+    if profile is not None:
+        ranked = ranked[ranked["profile"] == profile]
+    return ranked[ranked["domain"].isin(domains) | (ranked["domain"] == "")]
+
+
+def has_scores(board: bd.Board) -> bool:
+    return any("score" in r.metrics for e in board.entries for r in e.submission.results)
+
+
+def board_page(board: bd.Board, filters: tuple, palette: dict) -> None:
+    """The summary: methods as rows, tasks or domains as columns."""
+    ranked = ranked_by_rule(board, filters) if has_scores(board) else pd.DataFrame()
+    if ranked.empty:
+        st.info("No entry matches: the submissions folder has no scored entry (made before the board's score, "
+                "see Cells), or the filters exclude every entry.")
+        refused_section(board)
+        return
+    group = st.radio("Columns", list(scores.GROUPINGS), horizontal=True, key="group",
+                     format_func=lambda g: {"task": "tasks", "domain": "intervention domains"}[g])
+    summary = scores.summary_table(board, ranked, group)
+    st.caption("Each column: the mean score (forgetting x utility; 1 = the oracle, 0 = doing nothing) over the "
+               "group's ranked scenarios, per seed and then ± 95 % CI over seeds; '–' where a method misses one "
+               "of them. Mean rank: over the ranked cells the method covers (their number in 'cells'). retrain "
+               "and identity are reference rows, not competitors. 'How it is ranked' explains every column.")
+    st.dataframe(scores.format_summary(summary).rename(columns={"entry": "method"}), hide_index=True,
+                 key="summary")
+    csv_button(summary.drop(columns=[c for c in summary.columns if c not in ("entry", "access", "status", "mean rank",
+                                                                             "cells", "reference")]),
+               "summary", "csv-summary")
+    means = summary[~summary["reference"] & summary["mean rank"].notna()].rename(
+        columns={"entry": "entry", "mean rank": "mean_rank"})
+    if not means.empty:
+        show_figure(figures.mean_rank_figure(means, "mean rank over the ranked cells (1 = best)", palette))
+    refused_section(board)
+
+
+def cells_page(board: bd.Board, filters: tuple) -> None:
+    """Each task x scenario: the ranking, the chosen settings, the metrics that differ."""
+    if filters[3] is None and has_scores(board):
+        cells_by_rule(board, filters)
+    else:
+        overview(board, filters)
+
+
+def cells_by_rule(board: bd.Board, filters: tuple) -> None:
+    ranked = ranked_by_rule(board, filters)
+    if ranked.empty:
+        st.info("No entry matches the filters.")
+        return
+    tidy = bd.metrics_frame(board)
+    inapplicable = bd.not_applicable_frame(board)
+    for i, (cell, rows) in enumerate(ranked.groupby(bd.CELL, sort=True)):
+        task, scenario, profile = cell
+        st.subheader(f"{code_span(task)} / {code_span(scenario)} ({code_span(profile)})")
+        domain = rows["domain"].iloc[0] or "no domain"
+        st.text(f"{domain}; " + ("ranked by score: rank = 1 + methods whose 95 % interval lies wholly above"
+                                 if rows["ranked"].any() else "not ranked: no significant forgetting signal"))
+        st.dataframe(scores.format_cells(rows), hide_index=True, key=f"cell-{i}")
+        csv_button(rows, f"cell-{task}-{scenario}-{profile}", f"csv-cell-{i}")
+        with st.expander("Chosen settings"):
+            st.dataframe(rows[["entry", "hparams"]].rename(columns={"entry": "method"}), hide_index=True,
+                         key=f"cell-settings-{i}")
+        with st.expander("Every metric (means over seeds; metrics equal for every method here are hidden)"):
+            metrics, hidden = scores.varying_metrics(tidy, cell, list(rows["entry"]))
+            st.dataframe(metrics, hide_index=True, key=f"cell-metrics-{i}")
+            if hidden:
+                st.text("the same for every method here, hidden: " + ", ".join(hidden))
+        here = inapplicable[inapplicable["task"] == task]
+        if not here.empty:
+            st.text("not applicable here: " + "; ".join(f"{r.method} ({r.reason})" for r in here.itertuples()))
+
+
+def how_it_is_ranked() -> None:
+    """The columns and the ranking rule, in words (static text: nothing from a submission)."""
+    st.markdown(RANKING_TEXT)
+
+
+RANKING_TEXT = """
+**Score.** `score` = forgetting x utility, per run. *Forgetting* is the share of the distance between
+the original model and the oracle (retrained without the forget set) that the method closed, on the
+forget set's accuracy (or error, on regression tasks) and on a loss-based membership attack, averaged
+over the components where the original measurably differs from the oracle: 1 for the oracle, 0 for
+doing nothing. *Utility* is retain accuracy times test accuracy on the classes that should be kept,
+each relative to the oracle and capped at 1: near 0 for a model that no longer works. The product is
+the form of the NeurIPS 2023 unlearning competition (Triantafillou et al. 2024).
+
+**Protocol.** Every method gets the same budget of settings from its own hyper-parameter space,
+chosen on a development seed by the score on validation data (never test data, never a reported
+seed), then reported on three seeds. An entry's *hypervolume* is that search's Pareto front over
+(forgetting, utility).
+
+**Ranks.** Per task x scenario, mean score over the seeds with a 95 % interval; a method's rank is 1 +
+the number of methods whose interval lies wholly above its own, so methods whose intervals overlap
+share a rank. `retrain` and `identity` are reference rows. A scenario is ranked only where the
+original's forgetting signal over the oracle is significant over the seeds.
+
+**Columns.** *access*: the data the method may touch (forget < unseen < retain < counterfactual).
+*status*: verified (its committed records rebuild every number with the code it names), unchecked
+(records not here), self-reported, local (runs of a local store). *n*: seeds. *work*: sample passes
+through the model relative to retraining (hardware-independent cost; retrain = 1). *flags*: `no
+effect` (forgetting indistinguishable from doing nothing), `no signal` (scenario not ranked), `one
+seed` (no interval). The summary's *mean rank* is over the ranked cells a method covers; *cells*
+says how many.
+"""
 
 
 def _rankable(metric: str) -> bool:
@@ -85,7 +214,8 @@ def _rankable(metric: str) -> bool:
 
 
 def overview(board: bd.Board, filters: tuple) -> None:
-    max_access, verified, profile, metric = filters
+    """Cells ranked by one metric (entries made before the board's score, or a metric chosen)."""
+    max_access, verified, profile, metric = filters[:4]
     tidy = bd.filter_rows(bd.metrics_frame(board), max_access, verified, profile)
     volumes = bd.filter_rows(bd.hypervolume_frame(board), max_access, verified, profile)
     ranks = bd.rank_cells(tidy, metric, volumes)
@@ -127,8 +257,8 @@ def refused_section(board: bd.Board) -> None:
     csv_button(refused, "refused", "csv-refused")
 
 
-def tradeoffs(board: bd.Board, filters: tuple) -> None:
-    max_access, verified, profile, _ = filters
+def tradeoffs(board: bd.Board, filters: tuple, palette: dict) -> None:
+    max_access, verified, profile = filters[:3]
     points = bd.filter_rows(bd.tradeoff_frame(board), max_access, verified, profile)
     volumes = bd.filter_rows(bd.hypervolume_frame(board), max_access, verified, profile)
     cell_list = [tuple(c) for c in points[bd.CELL].drop_duplicates().sort_values(bd.CELL).itertuples(index=False)]
@@ -145,11 +275,12 @@ def tradeoffs(board: bd.Board, filters: tuple) -> None:
         st.info("Choose at least one method.")
         return
     title = f"Trade-off: forgetting vs utility\n{cell[0]} / {cell[1]} ({cell[2]}); means over seeds"
-    show_figure(figures.tradeoff_figure(here, title))
+    show_figure(figures.tradeoff_figure(here, title, palette))
     hv = bd.cell_rows(volumes, cell)
     hv = hv[hv["entry"].isin(chosen)]
     if not hv.empty:
-        show_figure(figures.hypervolume_figure(hv, f"Hypervolume of each sweep\n{cell[0]} / {cell[1]} ({cell[2]})"))
+        show_figure(figures.hypervolume_figure(hv, f"Hypervolume of each sweep\n{cell[0]} / {cell[1]} ({cell[2]})",
+                                               palette))
     st.dataframe(here, hide_index=True, key="tradeoff-points")
     csv_button(here, f"tradeoff-{cell[0]}-{cell[1]}-{cell[2]}", "csv-tradeoff")
 
@@ -199,10 +330,14 @@ def main() -> None:
     board = load(str(folder.resolve()), str(store.resolve()) if store else None, folder_stamp(folder, store))
     page = st.sidebar.radio("Page", PAGES, key="page")
     st.sidebar.text(f"submissions: {folder}\nstore: {store or '(none)'}")
-    filters = sidebar_filters(bd.metrics_frame(board)) if page in ("Overview", "Trade-offs") else (None, False, None, None)
+    filtered = page in ("Board", "Cells", "Trade-offs")
+    filters = (sidebar_filters(bd.metrics_frame(board), has_scores(board)) if filtered
+               else (None, False, None, None, list(DOMAINS)))
+    palette = style([e.label for e in board.entries])  # one colour and marker per method on every page
     st.header(page)
-    {"Overview": lambda: overview(board, filters), "Trade-offs": lambda: tradeoffs(board, filters),
-     "Method": lambda: method_page(board), "Task": task_page}[page]()
+    {"Board": lambda: board_page(board, filters, palette), "Cells": lambda: cells_page(board, filters),
+     "Trade-offs": lambda: tradeoffs(board, filters, palette), "Method": lambda: method_page(board),
+     "Task": task_page, "How it is ranked": how_it_is_ranked}[page]()
 
 
 main()

@@ -17,10 +17,13 @@ from mubench.results.plots import style
 from mubench.results.tradeoff import pareto_front
 
 
-def tradeoff_figure(points: pd.DataFrame, title: str) -> plt.Figure:
-    """Forgetting vs utility, one marker per setting (means over seeds), fronts as lines."""
-    fig, ax = plt.subplots(figsize=(7, 5.2))
-    colours = style(points["entry"].unique())
+def tradeoff_figure(points: pd.DataFrame, title: str,
+                    palette: dict[str, tuple[str, str]] | None = None) -> plt.Figure:
+    """Forgetting vs utility, one marker per setting (means over seeds), fronts as lines.
+    `palette` (style() over every entry of the board) keeps a method's colour and marker the same
+    on every page and figure, whichever methods are selected."""
+    fig, ax = plt.subplots(figsize=(9, 5.2))
+    colours = palette or style(points["entry"].unique())
     for entry, group in points.groupby("entry"):
         colour, marker = colours[entry]
         rte = group["cost/rte"].fillna(1.0).to_numpy(dtype=float)
@@ -33,20 +36,23 @@ def tradeoff_figure(points: pd.DataFrame, title: str) -> plt.Figure:
         if len(front) > 1:
             ax.plot(front[:, 0], front[:, 1], color=colour, linewidth=1.5, alpha=0.9)
     ax.scatter([1.0], [1.0], marker="*", s=220, c="none", edgecolors="black", linewidths=1.0, label="oracle (1, 1)")
-    ax.set_xlabel("forgetting: closeness to the oracle on the forget set (higher is better)")
-    ax.set_ylabel("utility: test accuracy relative to the oracle (higher is better)")
+    ax.set_xlabel("forgetting: share of the original-to-oracle distance closed (higher is better)")
+    ax.set_ylabel("utility: retain x kept-test accuracy relative to the oracle (higher is better)")
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.05)
     ax.grid(alpha=0.3)
-    ax.legend(title="method (area: seconds / oracle's)", fontsize=8, title_fontsize=8, loc="lower left")
+    ax.legend(title="method (area: seconds / retraining's)", fontsize=7, title_fontsize=8, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), ncol=1 if len(colours) <= 14 else 2, borderaxespad=0.0)
     ax.set_title(title, fontsize=10)
+    fig.tight_layout()
     return fig
 
 
-def hypervolume_figure(volumes: pd.DataFrame, title: str) -> plt.Figure:
+def hypervolume_figure(volumes: pd.DataFrame, title: str,
+                       palette: dict[str, tuple[str, str]] | None = None) -> plt.Figure:
     """One bar per entry: mean hypervolume over seeds, whiskers the 95 % interval within [0, 1]."""
     table = volumes.sort_values("entry")
-    colours = style(table["entry"])
+    colours = palette or style(table["entry"])
     fig, ax = plt.subplots(figsize=(max(5.0, 0.8 * len(table) + 2), 4.2))
     means = table["hv_mean"].to_numpy(dtype=float)
     errors = table["hv_ci95"].fillna(0).to_numpy(dtype=float)
@@ -62,10 +68,11 @@ def hypervolume_figure(volumes: pd.DataFrame, title: str) -> plt.Figure:
     return fig
 
 
-def mean_rank_figure(means: pd.DataFrame, title: str) -> plt.Figure:
+def mean_rank_figure(means: pd.DataFrame, title: str,
+                     palette: dict[str, tuple[str, str]] | None = None) -> plt.Figure:
     """Horizontal bars of mean rank (1 = best at the top), labelled with the cells each is over."""
     table = means.sort_values(["mean_rank", "entry"], ascending=[False, False])
-    colours = style(table["entry"])
+    colours = palette or style(table["entry"])
     fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(table) + 1.6))
     ax.barh(range(len(table)), table["mean_rank"], color=[colours[e][0] for e in table["entry"]],
             edgecolor="black", linewidth=0.5)

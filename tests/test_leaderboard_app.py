@@ -32,9 +32,10 @@ def env(made, monkeypatch):
     monkeypatch.setenv("MUBENCH_STORE", str(made[2]))
 
 
-def _app(page: str = "Overview") -> AppTest:
+def _app(page: str = "Cells") -> AppTest:
+    """The app on `page`; these entries have no score (made before it), so Cells ranks by a metric."""
     at = AppTest.from_file(APP, default_timeout=120).run()
-    if page != "Overview":
+    if page != "Board":
         at.sidebar.radio(key="page").set_value(page).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -119,8 +120,8 @@ def test_task_page_shows_the_data_card_as_text():
 def test_an_empty_folder_renders_every_page(tmp_path, monkeypatch):
     monkeypatch.setenv("MUBENCH_SUBMISSIONS", str(tmp_path / "none"))
     monkeypatch.delenv("MUBENCH_STORE")
-    at = _app()
+    at = _app("Board")
     assert "No entry matches" in at.info[0].value
-    for page in ("Trade-offs", "Method", "Task"):
+    for page in ("Cells", "Trade-offs", "Method", "Task", "How it is ranked"):
         at.sidebar.radio(key="page").set_value(page).run()
         assert not at.exception

@@ -180,3 +180,30 @@ def test_the_exports_follow_the_boards_rule(board):
     assert len(rows) == 2 and any("`retrain`" in r and "1.000 ± 0.000" in r for r in rows)
     html = render_export(ExportFormat.html, board / "subs")
     assert "<h2>Summary by task" in html
+
+
+def test_the_app_opens_on_the_summary_and_drills_down(board, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MUBENCH_SUBMISSIONS", str(board / "subs"))
+    monkeypatch.delenv("MUBENCH_STORE", raising=False)
+    app = str(Path(__file__).resolve().parents[1] / "leaderboard" / "app.py")
+    at = AppTest.from_file(app, default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    summary = at.dataframe[0].value
+    assert list(summary.columns)[:4] == ["method", "access", "status", "debug"]
+    assert list(summary["method"])[-2:] == ["identity", "retrain"] and list(summary["mean rank"])[-2:] == ["ref", "ref"]
+    assert set(summary["status"]) == {"verified"}
+    at.radio(key="group").set_value("domain").run()
+    assert "adaptability" in at.dataframe[0].value.columns
+    at.sidebar.radio(key="page").set_value("Cells").run()
+    cell = at.dataframe[0].value
+    assert list(cell.columns)[:5] == ["rank", "method", "access", "status", "score"]
+    assert set(cell[cell["method"].isin(["retrain", "identity"])]["rank"]) == {"ref"}
+    metrics = at.dataframe[2].value  # the cell's metrics, constant ones hidden
+    assert "method" in metrics.columns and "signal/forget_acc" not in metrics.columns  # the same for every method
+    at.sidebar.multiselect(key="domains").set_value(["privacy"]).run()
+    assert "No entry matches" in at.info[0].value  # debug/class_0 is an adaptability scenario
+    for page in ("Trade-offs", "How it is ranked"):
+        at.sidebar.radio(key="page").set_value(page).run()
+        assert not at.exception

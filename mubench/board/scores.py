@@ -187,5 +187,20 @@ def format_cells(ranked: pd.DataFrame) -> pd.DataFrame:
         "work": [number(v, 2) for v in ranked["work"]], "flags": ranked["flags"].to_numpy()})
 
 
+def varying_metrics(tidy: pd.DataFrame, cell: tuple[str, str, str], entries: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
+    """One cell's metric means, entries as rows, without the metrics that are the same for every
+    entry there (e.g. a worst-group accuracy of 0 for every method: a column that says nothing
+    about the methods); returns (the table, the hidden metrics). One entry alone hides nothing."""
+    rows = tidy[(tidy["task"] == cell[0]) & (tidy["scenario"] == cell[1]) & (tidy["profile"] == cell[2])
+                & tidy["entry"].isin(entries)]
+    if rows.empty:
+        return pd.DataFrame(columns=["method"]), []
+    wide = rows.pivot_table(index="entry", columns="metric", values="mean", aggfunc="mean")
+    hidden = sorted(c for c in wide.columns if len(wide) > 1 and wide[c].nunique(dropna=False) <= 1) if len(wide) > 1 else []
+    table = wide.drop(columns=hidden).reset_index().rename(columns={"entry": "method"})
+    table.columns.name = None
+    return table, hidden
+
+
 __all__ = ["domain_of", "entry_cells", "format_cells", "format_summary", "ranked_cells", "signal_frame",
-           "summary_table"]
+           "summary_table", "varying_metrics"]
