@@ -67,6 +67,25 @@ def grid_header(table) -> list[str]:
     return [(h or "").strip() for h in table.locator('[role="columnheader"]').all_text_contents()]
 
 
+def first_table_headed(page, first_column: str, timeout_s: float = TIMEOUT_MS / 1000):  # noqa: ANN001, ANN201
+    """The page's first dataframe once its first column is `first_column`: after a page change,
+    Streamlit keeps the previous page's elements until the new run has replaced them."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        table = page.locator('[data-testid="stDataFrame"]').first
+        try:
+            table.locator('tbody [role="gridcell"]').first.wait_for(state="attached", timeout=2_000)
+            if grid_header(table)[:1] == [first_column]:
+                return table
+        except Exception:  # noqa: BLE001 - not there yet: poll again
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no dataframe headed {first_column!r} within {timeout_s} s")
+        time.sleep(0.25)
+
+
 @pytest.mark.slow
 @pytest.mark.slow  # a real browser and a Streamlit server: docs/testing.md
 def test_the_overview_ranks_and_plots_in_a_real_browser(chromium, server, tmp_path):
@@ -82,10 +101,11 @@ def test_the_overview_ranks_and_plots_in_a_real_browser(chromium, server, tmp_pa
             page.goto(server.url, wait_until="domcontentloaded")
             page.get_by_role("heading", name="mubench leaderboard", level=1).wait_for()
             assert page.title() == "mubench leaderboard"
-            assert page.get_by_role("radiogroup", name="Page").get_by_role("radio", name="Overview").is_checked()
-
-            table = page.locator('[data-testid="stDataFrame"]').first
-            table.locator('tbody [role="gridcell"]').first.wait_for(state="attached")  # inside the canvas
+            pages = page.get_by_role("radiogroup", name="Page")
+            assert pages.get_by_role("radio", name="Board").is_checked()
+            page.get_by_text("No entry matches").wait_for()  # these entries predate the score: Cells ranks them
+            pages.get_by_text("Cells", exact=True).click()
+            table = first_table_headed(page, "rank")  # the Cells page's first ranking, inside the canvas
             header, rows = grid_header(table), grid_rows(table)
             first = dict(zip(header, rows[0]))
             assert first["method"] == "alpha" and float(first["rank"]) == 1.5, (header, rows)
@@ -107,6 +127,70 @@ def test_the_overview_ranks_and_plots_in_a_real_browser(chromium, server, tmp_pa
             browser.close()
     assert shot.stat().st_size > 10_000
     shutil.copyfile(shot, SCREENSHOT_COPY)
+
+
+@pytest.fixture
+def tuned_server(chromium, tmp_path):
+    """The app over a tuned board on debug (leaderboard-data of a tiny tuned suite, its records files beside)."""
+    from typer.testing import CliRunner
+
+    from mubench.cli.app import app
+    from mubench.orchestration import sweep
+
+    suite = sweep.Suite("tiny_board", "debug, tuned", tasks=("debug",), profile="smoke", seeds=(0, 1, 2),
+                        scenarios=("class_0", "random_10"), methods=("identity", "retrain", "finetune", "grad_ascent"),
+                        tuning=sweep.Tuning(dev_seed=9, budget=2))
+    with shared_home(tmp_path), pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sweep.SUITES, "tiny_board", suite)
+        made = CliRunner().invoke(app, ["leaderboard-data", "--suite", "tiny_board", "--out", str(tmp_path / "subs"),
+                                        "--store", str(tmp_path / "store.sqlite"), "--no-readme"])
+    assert made.exit_code == 0, made.stderr
+    env = dict(os.environ, MUBENCH_SUBMISSIONS=str(tmp_path / "subs"), MUBENCH_HOME=str(home_under(tmp_path)),
+               MUBENCH_OFFLINE="1")
+    env.pop("MUBENCH_STORE", None)
+    running = Server(APP, env, tmp_path / "streamlit.log")
+    try:
+        running.wait_healthy()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.mark.slow  # a real browser and a Streamlit server: docs/testing.md
+def test_the_board_opens_on_one_summary_table_in_a_real_browser(chromium, tuned_server, tmp_path):
+    """The first page is the summary (methods by tasks, score ± CI, mean rank, reference rows last,
+    every entry verified from its records file); the Cells page shows rank bands. Screenshots of
+    both go to tmp_path and /tmp/mubench-board-*.png for a person to look at."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(tuned_server.url, wait_until="domcontentloaded")
+            page.get_by_role("heading", name="Board", level=2).wait_for()
+            table = page.locator('[data-testid="stDataFrame"]').first
+            table.locator('tbody [role="gridcell"]').first.wait_for(state="attached")
+            header, rows = grid_header(table), grid_rows(table)
+            assert header[:4] == ["method", "access", "status", "debug"], header
+            named = [dict(zip(header, r)) for r in rows]
+            assert [r["method"] for r in named][-2:] == ["identity", "retrain"]
+            assert {r["status"] for r in named} == {"verified"} and named[-1]["mean rank"] == "ref"
+            assert "±" in named[0]["debug"]
+            page.locator('[data-testid="stImage"] img').first.wait_for()  # the mean-rank figure
+            assert page.locator('[data-testid="stException"]').count() == 0
+            page.screenshot(path=str(tmp_path / "board.png"), full_page=True)
+            page.get_by_role("radiogroup", name="Page").get_by_text("Cells", exact=True).click()
+            cell = first_table_headed(page, "rank")
+            assert grid_header(cell)[:5] == ["rank", "method", "access", "status", "score"]
+            assert page.locator('[data-testid="stException"]').count() == 0
+            page.screenshot(path=str(tmp_path / "cells.png"), full_page=True)
+        finally:
+            browser.close()
+    for name in ("board", "cells"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+        shutil.copyfile(tmp_path / f"{name}.png", Path(f"/tmp/mubench-{name}.png"))
 
 
 def test_a_missing_browser_is_named_with_how_to_install_it(monkeypatch, tmp_path):
