@@ -239,12 +239,26 @@ def readme_block(folder: Path | None = None, board: bd.Board | None = None) -> s
     mean score (± 95 % CI over seeds, status); the summaries and every cell's ranking are on the
     board page (`page_block`)."""
     board = board or bd.load_board(folder)
+    if not any("score" in r.metrics for e in board.entries for r in e.submission.results):
+        return _mean_rank_block(board)  # entries made before the board's score
     table = readme_summary(board)
     if table.empty:
         return EMPTY + "\n"
     return (f"**Top three per task** by mean score over the task's ranked scenarios (mean ± 95 % CI over seeds), "
             f"from {len(board.entries)} entries; the summaries by task and by domain, and every cell's ranking "
             "with its rank bands: [docs/board.md](docs/board.md).\n\n" + markdown_table(table) + "\n")
+
+
+def _mean_rank_block(board: bd.Board) -> str:
+    """The mean ranks by the default metric over every cell, and how many cells and entries they cover."""
+    sections = overview_sections(board)
+    means = [table for title, table in sections if title == (MEAN_RANK_TITLE,)]
+    if not means:
+        return EMPTY + "\n"
+    cells = sum(1 for title, _ in sections if len(title) == 4)
+    return (f"**{markdown_text(MEAN_RANK_TITLE)}**, over {cells} task x scenario cells and {len(board.entries)} "
+            f"entries; every cell's ranking with its intervals: [docs/board.md](docs/board.md).\n\n"
+            + markdown_table(means[0]) + "\n")
 
 
 def write_block(path: Path, block: str) -> None:

@@ -80,12 +80,12 @@ class Suite:
 
 
 # The quick suite: the smoke profile, seed 0, every method, on the CPU, over one or a few scenarios
-# of different kinds (a random draw, a class, a subgroup) of each task family, so that `make run`
+# of different kinds (a random draw, a class, a subgroup, a poison) of each task family, so that `make run`
 # with every baseline stays under 15 minutes on 2 CPU cores (an image-task scenario costs about
 # 3 minutes with 15 methods). `celeba_smiling` shares `celeba_blond`'s images and models and is
 # left to `mubench run --task celeba_smiling`.
 QUICK_SCENARIOS: dict[str, tuple[str, ...]] = {
-    "cmnist": ("random_10", "class_0", "bias_aligned"),
+    "cmnist": ("random_10", "class_0", "bias_aligned", "fgsm_poison_5"),
     "adult": ("random_1", "female_over_50k"),
     "adult_logreg": ("female_over_50k",),
     "celeba_blond": ("bias_aligned",),
