@@ -74,7 +74,7 @@ def test_the_oracle_corner_fills_the_cube_and_the_reference_corner_is_empty():
 
 
 def test_another_reference_point():
-    assert REFERENCE_POINT == (0.0, 0.0, 0.0)
+    assert REFERENCE_POINT == (0.0, 0.0)  # (forgetting, utility): the worst corner
     assert hypervolume(np.array([[1.0, 1.0]]), reference=(0.5, 0.5)) == pytest.approx(0.25, abs=1e-12)
     assert hypervolume(np.array([[1.0, 0.5], [0.5, 1.0]]), reference=(0.25, 0.25)) == pytest.approx(
         0.75 * 0.25 + 0.25 * 0.75 - 0.25 * 0.25, abs=1e-12)

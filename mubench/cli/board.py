@@ -73,13 +73,20 @@ SUMMARY_TITLES = {"task": "Summary by task: mean score over each task's ranked s
                    "domain": "Summary by intervention domain: mean score over each domain's ranked scenarios"}
 
 
-def overview_sections(board: bd.Board, metric: str | None = None,
-                      profile: str | None = None) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
+SIGNAL_TITLE = ("Forgetting signal per scenario: the original's minus the oracle's value (forget accuracy; relative "
+                "forget MAE on regression tasks; loss-attack AUC), mean ± 95 % CI over seeds; a scenario is ranked "
+                "where one is significant")
+
+
+def overview_sections(board: bd.Board, metric: str | None = None, profile: str | None = None,
+                      by_score: bool | None = None) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
     """[(title parts, table)]. By default the board's rule (mubench.board.scores): the summaries by
     task and by domain, then one ranking per task x scenario cell by `score` with rank bands,
     reference rows and flags. With `metric`, the per-cell ranking by that metric and the mean
     ranks. Title parts: (task, scenario, profile, how it is ranked) for a cell, (title,) else."""
-    if metric is None and any("score" in r.metrics for e in board.entries for r in e.submission.results):
+    if by_score is None:
+        by_score = metric is None and any("score" in r.metrics for e in board.entries for r in e.submission.results)
+    if by_score:
         return board_sections(board, profile)
     # entries made before the score (or a chosen metric): ranked by that metric's mean
     tidy = bd.filter_rows(bd.metrics_frame(board), profile=profile)
@@ -112,6 +119,13 @@ def board_sections(board: bd.Board, profile: str | None = None) -> list[tuple[tu
     for by in scores.GROUPINGS:
         summary = scores.summary_table(board, ranked, by)
         sections.append(((SUMMARY_TITLES[by],), scores.format_summary(summary).rename(columns={"entry": "method"})))
+    signal = scores.signal_frame(entries)
+    if not signal.empty:
+        table = pd.DataFrame({
+            "task": signal["task"], "scenario": signal["scenario"], "profile": signal["profile"],
+            "signal": signal["signal"], "original − oracle": [_number(m, c) for m, c in zip(signal["mean"], signal["ci95"])],
+            "n": signal["n"].astype(str), "significant": ["yes" if v else "no" for v in signal["significant"]]})
+        sections.append(((SIGNAL_TITLE,), table))
     for cell, rows in ranked.groupby(["task", "scenario", "profile"], sort=True):
         domain = rows["domain"].iloc[0]
         how = (f"{domain}; ranked by score (forgetting x utility), higher is better; rank = 1 + methods whose 95 % "
@@ -164,7 +178,8 @@ def markdown_code(text: str) -> str:
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    left = ("method", "access", "status", "profile", "task", "scenarios", "flags", "#1", "#2", "#3")
+    left = ("method", "access", "status", "profile", "task", "scenario", "scenarios", "signal", "significant", "flags",
+            "#1", "#2", "#3")
     right = [c not in left for c in frame.columns]
     header = "| " + " | ".join(markdown_text(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---:" if r else "---" for r in right) + "|"
@@ -242,8 +257,8 @@ def readme_block(folder: Path | None = None, board: bd.Board | None = None) -> s
     if not any("score" in r.metrics for e in board.entries for r in e.submission.results):
         return _mean_rank_block(board)  # entries made before the board's score
     table = readme_summary(board)
-    if table.empty:
-        return EMPTY + "\n"
+    if table.empty:  # no scenario ranked (one seed, say): the mean ranks by the default metric
+        return _mean_rank_block(board)
     return (f"**Top three per task** by mean score over the task's ranked scenarios (mean ± 95 % CI over seeds), "
             f"from {len(board.entries)} entries; the summaries by task and by domain, and every cell's ranking "
             "with its rank bands: [docs/board.md](docs/board.md).\n\n" + markdown_table(table) + "\n")
@@ -251,7 +266,7 @@ def readme_block(folder: Path | None = None, board: bd.Board | None = None) -> s
 
 def _mean_rank_block(board: bd.Board) -> str:
     """The mean ranks by the default metric over every cell, and how many cells and entries they cover."""
-    sections = overview_sections(board)
+    sections = overview_sections(board, by_score=False)
     means = [table for title, table in sections if title == (MEAN_RANK_TITLE,)]
     if not means:
         return EMPTY + "\n"

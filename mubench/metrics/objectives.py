@@ -117,7 +117,10 @@ def _inverse_ratio(ours: float | None, oracle: float | None) -> float | None:
 
 
 def kept_utility(ctx: EvaluationContext, held_out: str) -> float | None:
-    """Retain ratio x `held_out` ratio ("test", or "val" for choosing settings), as `utility` says."""
+    """Retain ratio x `held_out` ratio ("test", or "val" for choosing settings), as `utility` says;
+    None where a part was not evaluated."""
+    if any(part not in outputs for part in ("retain", held_out) for outputs in (ctx.unlearned, ctx.oracle)):
+        return None
     if ctx.regression:
         parts = [_inverse_ratio(regression_error(ctx.unlearned[p], "mae"), regression_error(ctx.oracle[p], "mae"))
                  for p in ("retain", held_out)]

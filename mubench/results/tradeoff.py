@@ -44,7 +44,8 @@ def hypervolume(points: np.ndarray, reference: tuple[float, ...] | None = None) 
     points = np.atleast_2d(np.asarray(points, dtype=float))
     if len(points) == 0:
         return 0.0
-    reference = reference if reference is not None else REFERENCE_POINT[: points.shape[1]]
+    # the board's objectives are two (REFERENCE_POINT); any other number of objectives: the origin too
+    reference = reference if reference is not None else (0.0,) * points.shape[1]
     indicator = HV(ref_point=1.0 - np.asarray(reference, dtype=float))
     return float(indicator(_as_minimisation(points)))
 
