@@ -116,6 +116,26 @@ def test_a_forget_only_method_never_receives_retain_data():
     assert seen_by_forget_only[-1] == ["forget"]
 
 
+@register_method("test_runner_overflow")
+class Overflow(Method):
+    """Finite weights whose outputs overflow: the run must fail naming the outputs, not in a
+    scikit-learn fit."""
+
+    access = Access.FORGET
+
+    def unlearn(self, model: torch.nn.Module, request: Request, hp: HParams) -> torch.nn.Module:
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.mul_(1e30)
+        return model
+
+
+def test_a_model_with_non_finite_outputs_is_an_unusable_model():
+    record = Harness().run(config("test_runner_overflow"))
+    assert record.status == "failed"
+    assert record.error.startswith("MethodOutputError: the unlearned model gives non-finite outputs on")
+
+
 # ---- the real Colored MNIST task (smoke profile) ------------------------------------------------
 
 @pytest.fixture(scope="module")

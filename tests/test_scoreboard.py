@@ -96,6 +96,33 @@ def test_one_seed_is_flagged_and_ranked_by_its_value():
     assert table.loc["a", "flags"] == "no signal, one seed"
 
 
+def failed(method: str, seed: int, error: str) -> Record:
+    config = RunConfig(task="t", task_version="1", scenario="s", method=method, method_version="1", hparams={},
+                       seed=seed, profile="smoke")
+    return Record(id=config.id, config=config, status="failed", error=error, metrics={}, split_id="x",
+                  metrics_version=METRICS_VERSION, mia_spec_version=MIA_SPEC_VERSION, mubench_version="0",
+                  git_commit="", hardware="test", device="cpu", seconds=1.0, peak_rss_mb=1.0)
+
+
+def test_an_unusable_model_scores_zero_on_its_seed_and_is_flagged():
+    records = cell({"a": [0.9, 0.9], "b": [0.6, 0.6, 0.6]})
+    records.append(failed("a", 2, "MethodOutputError: unlearn returned non-finite weights in '1.weight'"))
+    table = score_table(records).set_index("method")
+    assert table.loc["a", "score"] == pytest.approx(0.6)  # (0.9 + 0.9 + 0) / 3, not 0.9 over its lucky seeds
+    assert table.loc["a", "n"] == 3 and "1 unusable" in table.loc["a", "flags"]
+    assert "unusable" not in table.loc["b", "flags"]
+    summary = summary_table(records).set_index("method")
+    assert summary.loc["a", "score"] == pytest.approx(0.6) and summary.loc["a", "n"] == 3
+
+
+def test_an_infrastructure_failure_is_no_verdict_on_the_method():
+    records = cell({"a": [0.9, 0.9], "b": [0.6, 0.6, 0.6]})
+    records.append(failed("a", 2, "WorkerDied: the worker died on each of 2 attempts"))
+    table = score_table(records).set_index("method")
+    assert table.loc["a", "score"] == pytest.approx(0.9) and table.loc["a", "n"] == 2
+    assert "unusable" not in table.loc["a", "flags"]
+
+
 def test_summary_averages_scenarios_per_seed_and_mean_ranks_count_cells():
     records = (cell({"a": [0.8, 0.6, 0.7], "b": [0.2, 0.3, 0.1]}, scenario="s1")
                + cell({"a": [0.4, 0.4, 0.4], "b": [0.9, 0.8, 1.0]}, scenario="s2")

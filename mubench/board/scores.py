@@ -32,7 +32,7 @@ from mubench.results.scoreboard import (
 CELL = ["task", "scenario", "profile"]
 CELL_COLUMNS = ["entry", "method", "status", "access", "access_level", *CELL, "domain", "hparams", "score",
                 "score_ci95", "n", "forgetting", "forgetting_ci95", "utility", "work", "rte", "hypervolume",
-                "reference", "ranked", "rank", "flags"]
+                "reference", "ranked", "rank", "flags", "unusable"]
 GROUPINGS = ("task", "domain")
 
 
@@ -70,7 +70,8 @@ def entry_cells(entries: Sequence[Entry]) -> pd.DataFrame:
                          "forgetting": forgetting, "forgetting_ci95": forgetting_ci,
                          "utility": _summary(result, "objective/utility")[0],
                          "work": _summary(result, "cost/work")[0], "rte": _summary(result, "cost/rte")[0],
-                         "hypervolume": result.hypervolume.mean if result.hypervolume is not None else float("nan")})
+                         "hypervolume": result.hypervolume.mean if result.hypervolume is not None else float("nan"),
+                         "unusable": result.unusable})
     return pd.DataFrame(rows, columns=[c for c in CELL_COLUMNS if c not in ("reference", "ranked", "rank", "flags")])
 
 
@@ -103,7 +104,8 @@ def ranked_cells(board: Board, entries: Sequence[Entry] | None = None) -> pd.Dat
     # ranked by entry label (a method may be both a submission and local runs), references by method
     by_entry = cells.assign(reference=cells["method"].isin(REFERENCE_METHODS), method=cells["entry"])
     ranked = rank_cells(by_entry.drop(columns=["entry"]), signal).rename(columns={"method": "entry"})
-    extra = cells[[*CELL, "entry", "method", "status", "access", "access_level", "domain", "work", "rte", "hypervolume"]]
+    extra = cells[[*CELL, "entry", "method", "status", "access", "access_level", "domain", "work", "rte", "hypervolume",
+                   "unusable"]]
     return ranked.merge(extra, on=[*CELL, "entry"], how="left")[CELL_COLUMNS]
 
 

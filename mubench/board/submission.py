@@ -24,6 +24,7 @@ Rules (RobustBench-style comparability flags, made checkable):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -131,6 +132,8 @@ class TaskResult(BaseModel):
                                           "points; one without a sweep), for trade-off plots")
     search: SearchResult | None = Field(default=None, description="tuned entries: how the setting was chosen; the "
                                         "hypervolume and trade-off points are then the development seed's search")
+    unusable: int = Field(default=0, ge=0, description="tuned entries: reported seeds whose run returned an unusable "
+                          "model (scored 0, mubench.results.scoreboard)")
 
 
 class TuningProtocol(BaseModel):
@@ -239,9 +242,9 @@ def build_tuned_entry(search: Sequence[Record], reported: Sequence[Record], info
     """A tuned entry (the board suite's): its numbers are the reported seeds' records at the chosen
     settings; its hypervolume and trade-off points are the development seed's search, and each
     cell says how its setting was chosen (mubench.results.scoreboard.choose_settings)."""
-    from mubench.results.aggregate import records_frame, summarise
+    from mubench.results.aggregate import summarise
     from mubench.results.ranking import hypervolume_table
-    from mubench.results.scoreboard import choose_settings
+    from mubench.results.scoreboard import choose_settings, scored_frame, unusable
 
     # sorted by id, so that every sum (means, intervals) is taken in the same order as on a rebuild
     search = sorted((r for r in search if r.config.method == info.method), key=lambda r: r.id)
@@ -250,7 +253,8 @@ def build_tuned_entry(search: Sequence[Record], reported: Sequence[Record], info
     if not ok:
         raise SubmissionError(f"method {info.method}: no successful reported run" + _failures_text(reported))
     searched_ok = [r for r in search if r.status == "ok"]
-    kept = records_frame(ok)
+    scored = [r for r in reported if r.status == "ok" or unusable(r)]  # an unusable model scores 0, not nothing
+    kept = scored_frame(scored)
     summary = summarise(kept)
     volumes = hypervolume_table(searched_ok)
     points = _tradeoff_means(searched_ok)
@@ -262,8 +266,9 @@ def build_tuned_entry(search: Sequence[Record], reported: Sequence[Record], info
         search_result = None if chosen.empty else SearchResult(
             searched=int(chosen["searched"].iloc[0]), value=_finite(chosen["value"].iloc[0]),
             reason=str(chosen["reason"].iloc[0]))
-        result = _task_result(summary, volumes, ok, cell, kept, points)
-        results.append(result.model_copy(update={"search": search_result}))
+        result = _task_result(summary, volumes, scored, cell, kept, points)
+        lost = sum(1 for r in scored if unusable(r) and (r.config.task, r.config.scenario, r.config.profile) == cell)
+        results.append(result.model_copy(update={"search": search_result, "unusable": lost}))
     everything = [*search, *reported]
     return Submission(
         method=info.method, version=info.version, authors=list(info.authors), paper=info.paper,
@@ -295,12 +300,13 @@ def _task_result(summary: Any, volumes: Any, records: Sequence[Record], cell: An
             row = match.iloc[0]
             hv = Hypervolume(mean=float(row["hv_mean"]), ci95=_finite(row["hv_ci95"]), n=int(row["n"]),
                              points=int(row["points"]))
+    values = _seed_values(kept, cell)
     return TaskResult(
         task=cell.task, scenario=cell.scenario, profile=cell.profile, task_version=runs[0].config.task_version,
         hparams=str(rows["hparams"].iloc[0]),
         splits=[SeedSplit(seed=seed, split_id=splits[seed]) for seed in sorted(splits)],
         metrics={row.metric: MetricSummary(mean=float(row.mean), ci95=_finite(row.ci95), n=int(row.n),
-                                           values=_seed_values(kept, cell, row.metric))
+                                           values=values.get(row.metric, []))
                  for row in rows.itertuples(index=False)},
         hypervolume=hv, tradeoff=_cell_points(points, cell))
 
@@ -309,10 +315,10 @@ def _in_cell(frame: Any, cell: Any) -> Any:
     return frame[(frame["task"] == cell.task) & (frame["scenario"] == cell.scenario) & (frame["profile"] == cell.profile)]
 
 
-def _seed_values(kept: Any, cell: Any, metric: str) -> list[float]:
-    """The selected setting's value per seed, in seed order (MetricSummary.values)."""
-    rows = _in_cell(kept, cell)
-    return [float(v) for v in rows[rows["metric"] == metric].sort_values("seed")["value"]]
+def _seed_values(kept: Any, cell: Any) -> dict[str, list[float]]:
+    """Per metric, the selected setting's value per seed, in seed order (MetricSummary.values)."""
+    rows = _in_cell(kept, cell).sort_values(["metric", "seed"], kind="stable")
+    return {metric: [float(v) for v in group["value"]] for metric, group in rows.groupby("metric", sort=False)}
 
 
 def _tradeoff_means(records: Sequence[Record]) -> Any:
@@ -520,13 +526,22 @@ def _registry_problems(submission: Submission) -> tuple[list[str], list[str]]:
     return problems, notes
 
 
+_DRAWN: dict[tuple[str, str, str, str, int, str], str] = {}
+
+
 def current_split_id(task: Any, data: Any, scenario: str, seed: int, profile: str) -> str:
-    """The split id the harness would record now (indices and poison), drawn without touching the cache."""
+    """The split id the harness would record now (indices and poison), drawn without touching the
+    cache on disk. Remembered for the process: a board's entries share their cells, and a poisoned
+    scenario's draw fits a surrogate model (seconds), so each cell and seed is drawn once."""
     from mubench.harness.splits import make_poison, make_split
 
-    split = make_split(task, data, scenario, seed, profile)
-    poison = make_poison(task, data, split, scenario, seed, profile)
-    return (replace(split, poison=poison.sha256) if poison is not None else split).id
+    labels = data.train.y.detach().cpu().contiguous().numpy().tobytes()
+    key = (task.spec.name, task.spec.version, hashlib.sha256(labels).hexdigest(), scenario, seed, profile)
+    if key not in _DRAWN:
+        split = make_split(task, data, scenario, seed, profile)
+        poison = make_poison(task, data, split, scenario, seed, profile)
+        _DRAWN[key] = (replace(split, poison=poison.sha256) if poison is not None else split).id
+    return _DRAWN[key]
 
 
 def _verified(submission: Submission, store_path: Path | None, folder: Path | None = None) -> tuple[bool, str]:

@@ -292,6 +292,7 @@ class Harness:
         unlearned, method_seconds, peak_mb, work = self.unlearn(config, prepared)
         unlearned_at = time.perf_counter()  # the breakdown takes wall time: a reused oracle is charged, not spent
         context = self.evaluation_context(prepared, unlearned, method_seconds, peak_mb, work)
+        check_outputs(context.unlearned)
         if self.run_seconds is not None:
             for key, seconds in (("method", unlearned_at - started), ("outputs", time.perf_counter() - unlearned_at)):
                 self.run_seconds[key] = self.run_seconds.get(key, 0.0) + seconds
@@ -419,6 +420,14 @@ def check_architecture(model: object, reference: nn.Module) -> None:
     for name, tensor in model.state_dict().items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise MethodOutputError(f"unlearn returned non-finite weights in {name!r}")
+
+
+def check_outputs(outputs: dict[str, Outputs]) -> None:
+    """Finite weights can still overflow to non-finite logits: such a model is unusable, and says
+    so here rather than as a scikit-learn error deep in an attack's fit."""
+    bad = sorted(part for part, out in outputs.items() if not bool(torch.isfinite(out.logits).all()))
+    if bad:
+        raise MethodOutputError(f"the unlearned model gives non-finite outputs on {', '.join(bad)}")
 
 
 def resolve_device(device: str) -> str:

@@ -11,8 +11,13 @@
   its own (the rule of Chatbot Arena's leaderboard, Chiang et al. 2024), so methods whose
   intervals overlap share a rank, and a rank says which differences are more than seed noise.
   The oracle (`retrain`) and `identity` are reference rows: shown, never ranked.
+- **Unusable runs.** A reported run whose method returned an unusable model (non-finite weights
+  or outputs, another architecture: the harness's MethodOutputError) scores 0 on its seed, with
+  utility 0, as a model destroyed; it is not dropped, which would rank a method by its lucky
+  seeds. The cell's flags say how many seeds were unusable.
 - **Flags.** `no effect`: the method's forgetting interval reaches 0, doing nothing's value, in a
-  ranked scenario; `one seed`: no interval can be given; `no signal`: the scenario is not ranked.
+  ranked scenario; `one seed`: no interval can be given; `no signal`: the scenario is not ranked; `k unusable`:
+  k seeds' runs returned an unusable model.
 - **Summary.** Per method and task: the mean of its scores over the task's ranked scenarios,
   averaged per seed first so that the interval is over seeds; the mean rank over the cells the
   method covers, with how many.
@@ -23,6 +28,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,6 +50,26 @@ SCORE_COLUMNS = [*SCENARIO, "method", "hparams", "score", "score_ci95", "n", "fo
                  "utility", "reference", "ranked", "rank", "flags"]
 SUMMARY_COLUMNS = ["profile", "method", "task", "score", "score_ci95", "n", "cells"]
 CHOICE_COLUMNS = [*SCENARIO, "method", "hparams", "value", "searched", "reason"]
+
+
+UNUSABLE_ERROR = "MethodOutputError"
+
+
+def unusable(record: Record) -> bool:
+    """Whether `record` failed because the method returned an unusable model (not because of
+    infrastructure: a dead worker or missing data is no verdict on the method)."""
+    return record.status != "ok" and (record.error or "").startswith(UNUSABLE_ERROR)
+
+
+def scored_frame(records: Sequence[Record]) -> pd.DataFrame:
+    """records_frame of the successful records, plus `score` 0 and `objective/utility` 0 for each
+    unusable run (see the module's docstring)."""
+    frame = records_frame(records)
+    rows = [{"task": r.config.task, "scenario": r.config.scenario, "method": r.config.method,
+             "hparams": canonical_json(r.config.hparams), "profile": r.config.profile, "seed": r.config.seed,
+             "metric": key, "value": 0.0}
+            for r in records if unusable(r) for key in (SCORE, "objective/utility")]
+    return pd.concat([frame, pd.DataFrame(rows, columns=frame.columns)], ignore_index=True) if rows else frame
 
 
 def signal_table(records: Sequence[Record]) -> pd.DataFrame:
@@ -81,7 +107,7 @@ def score_table(records: Sequence[Record]) -> pd.DataFrame:
     """One row per scenario and method: its setting, score mean, 95 % half-width and n over seeds,
     mean forgetting and utility, whether it is a reference row, whether the scenario is ranked,
     the rank band and the flags. `records` are the reported runs, one setting per method and seed."""
-    frame = records_frame(records)
+    frame = scored_frame(records)
     wanted = frame[frame["metric"].isin([SCORE, "objective/forgetting", "objective/utility"])]
     if wanted.empty:
         return pd.DataFrame(columns=SCORE_COLUMNS)
@@ -95,6 +121,9 @@ def score_table(records: Sequence[Record]) -> pd.DataFrame:
                         utility=("objective/utility", "mean")).reset_index()
     settings = frame.sort_values("seed").drop_duplicates([*keys, "seed"]).groupby(keys)["hparams"].agg(_setting_label)
     table = table.merge(settings.rename("hparams").reset_index(), on=keys, how="left")
+    failed = Counter((r.config.task, r.config.scenario, r.config.profile, r.config.method)
+                     for r in records if unusable(r))
+    table["unusable"] = [failed.get(tuple(key), 0) for key in table[keys].itertuples(index=False)]
     return rank_cells(table, scenarios_with_signal(signal_table(records)))
 
 
@@ -110,6 +139,8 @@ def rank_cells(table: pd.DataFrame, with_signal: set[tuple[str, str, str]]) -> p
     table["rank"] = np.nan
     for _, cell in table[table["ranked"] & ~table["reference"] & table["score"].notna()].groupby(SCENARIO):
         table.loc[cell.index, "rank"] = rank_bands(cell["score"], cell["score_ci95"])
+    if "unusable" not in table.columns:
+        table["unusable"] = 0
     table["flags"] = [_flags(row) for row in table.itertuples(index=False)]
     order = [*SCENARIO, "rank", "score", "method"]
     return (table[SCORE_COLUMNS].sort_values(order, ascending=[True] * 4 + [False, True], na_position="last")
@@ -134,6 +165,8 @@ def _flags(row: Any) -> str:
         flags.append("no effect")
     if row.n == 1:
         flags.append("one seed")
+    if row.unusable:
+        flags.append(f"{int(row.unusable)} unusable")
     return ", ".join(flags)
 
 
@@ -160,7 +193,7 @@ def summary_table(records: Sequence[Record]) -> pd.DataFrame:
     ranked = scores[scores["ranked"]]
     if ranked.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    frame = records_frame(records)
+    frame = scored_frame(records)
     frame = frame[frame["metric"] == SCORE]
     cells = ranked[SCENARIO].drop_duplicates()
     frame = frame.merge(cells, on=SCENARIO)
@@ -220,4 +253,4 @@ def choose_settings(records: Sequence[Record], dev_seed: int,
 
 
 __all__ = ["choose_settings", "mean_rank_table", "rank_bands", "rank_cells", "scenarios_with_signal", "score_table",
-           "signal_table", "summary_table", "with_significance"]
+           "scored_frame", "signal_table", "summary_table", "unusable", "with_significance"]
