@@ -169,6 +169,7 @@ def test_the_exports_follow_the_boards_rule(board):
     readme = readme_block(board / "subs")
     assert "Top three per task" in readme and "| debug | class\\_0 | `smoke` |" in readme
     assert "verified" in readme  # the records file travels with each entry: verified on any clone
+    assert "\\(rank 1, verified\\)" in readme and "share rank 1" in readme  # the top place names its band
     assert "retrain" not in readme and "identity" not in readme  # reference rows are not competitors
     page = page_block(board / "subs")
     lines = page.splitlines()

@@ -136,9 +136,12 @@ def board_sections(board: bd.Board, profile: str | None = None) -> list[tuple[tu
 
 
 def readme_summary(board: bd.Board, top: int = 3) -> pd.DataFrame:
-    """Per task: its ranked scenarios, the `top` methods by mean score over them (score ± CI and
-    status) and the seeds; the README's short summary."""
+    """Per task: its ranked scenarios, the `top` methods by mean score over them (score ± CI, rank
+    band over the task's summary, status), how many methods share the first band, and the seeds;
+    the README's short summary. The band is the cells' rule applied to the task's means: 1 + how
+    many methods' intervals lie wholly above, so "#1" alone never claims more than the seeds show."""
     from mubench.board import scores
+    from mubench.results.scoreboard import rank_bands
 
     ranked = scores.ranked_cells(board)
     summary = scores.summary_table(board, ranked, "task")
@@ -148,14 +151,17 @@ def readme_summary(board: bd.Board, top: int = 3) -> pd.DataFrame:
                   zip(summary["entry"], summary["status"], summary["reference"], summary[task])
                   if value is not None and not ref]
         scored.sort(key=lambda item: -item[0])
+        bands = list(rank_bands(pd.Series([item[0] for item in scored], dtype=float),
+                                pd.Series([item[1] for item in scored], dtype=float))) if scored else []
         cells = ranked[(ranked["task"] == task) & ranked["ranked"]][["scenario", "profile"]].drop_duplicates()
         row = {"task": task, "scenarios": ", ".join(cells["scenario"]), "profile": ", ".join(sorted(set(cells["profile"])))}
         for place in range(top):
             if place < len(scored):
                 mean, ci, n, entry, status = scored[place]
-                row[f"#{place + 1}"] = f"{entry} {_number(mean, ci)} ({status})"
+                row[f"#{place + 1}"] = f"{entry} {_number(mean, ci)} (rank {bands[place]:.0f}, {status})"
             else:
                 row[f"#{place + 1}"] = "–"
+        row["share rank 1"] = f"{sum(1 for band in bands if band == 1)} of {len(scored)}"
         row["seeds"] = str(max((item[2] for item in scored), default=0))
         rows.append(row)
     return pd.DataFrame(rows)
@@ -260,8 +266,10 @@ def readme_block(folder: Path | None = None, board: bd.Board | None = None) -> s
     if table.empty:  # no scenario ranked (one seed, say): the mean ranks by the default metric
         return _mean_rank_block(board)
     return (f"**Top three per task** by mean score over the task's ranked scenarios (mean ± 95 % CI over seeds), "
-            f"from {len(board.entries)} entries; the summaries by task and by domain, and every cell's ranking "
-            "with its rank bands: [docs/board.md](docs/board.md).\n\n" + markdown_table(table) + "\n")
+            f"from {len(board.entries)} entries. A rank is 1 + the number of methods whose interval lies wholly "
+            "above; *share rank 1* counts the methods the seeds cannot tell from the first. The summaries by "
+            "task and by domain, and every cell's ranking with its rank bands: [docs/board.md](docs/board.md)."
+            "\n\n" + markdown_table(table) + "\n")
 
 
 def _mean_rank_block(board: bd.Board) -> str:
