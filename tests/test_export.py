@@ -113,11 +113,13 @@ def committed():
     return load_board(ROOT / "leaderboard" / "submissions")
 
 
+@pytest.mark.slow  # loading the committed board redraws every cell's split, poisons included (half a minute)
 def test_the_readme_block_is_the_summary_of_the_committed_folder(committed):
     assert _block(ROOT / "README.md") == "\n" + readme_block(board=committed), \
         "stale README leaderboard block: run `mubench export --readme README.md`"
 
 
+@pytest.mark.slow
 def test_the_board_page_block_is_the_export_of_the_committed_folder(committed):
     assert _block(ROOT / "docs" / "board.md") == "\n" + page_block(board=committed), \
         "stale board page: run `mubench export --page docs/board.md`"

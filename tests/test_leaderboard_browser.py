@@ -86,7 +86,19 @@ def first_table_headed(page, first_column: str, timeout_s: float = TIMEOUT_MS / 
         time.sleep(0.25)
 
 
-@pytest.mark.slow
+def rows_once(read, ready, timeout_s: float = TIMEOUT_MS / 1000) -> list[list[str]]:  # noqa: ANN001
+    """`read()` once `ready(rows)` holds or the time is up: the grid fills its body rows after its
+    heading is on the page, later on a loaded machine."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    rows = read()
+    while not ready(rows) and time.monotonic() < deadline:
+        time.sleep(0.25)
+        rows = read()
+    return rows
+
+
 @pytest.mark.slow  # a real browser and a Streamlit server: docs/testing.md
 def test_the_overview_ranks_and_plots_in_a_real_browser(chromium, server, tmp_path):
     from playwright.sync_api import sync_playwright
@@ -118,7 +130,8 @@ def test_the_overview_ranks_and_plots_in_a_real_browser(chromium, server, tmp_pa
 
             # The refused files come last on the page: once they are there, the script has finished.
             page.get_by_role("heading", name="Refused files (not shown above)").wait_for()
-            refused = grid_rows(page.locator('[data-testid="stDataFrame"]').last)
+            refused = rows_once(lambda: grid_rows(page.locator('[data-testid="stDataFrame"]').last),
+                                lambda rows: any("<script>alert(1)</script>" in problem for _, problem in rows))
             assert any("<script>alert(1)</script>" in problem for _, problem in refused)  # shown as text
             assert page.locator("script", has_text="alert(1)").count() == 0 and not dialogs
             assert page.locator('[data-testid="stException"]').count() == 0

@@ -282,7 +282,7 @@ def test_write_split_round_trip(tmp_path, debug):
 def test_scenario_kinds_registered():
     import mubench.tasks  # noqa: F401  (tasks may register kinds of their own, e.g. CelebA's identity)
 
-    generic = {"class", "fgsm_poison", "one_group", "random", "subgroup"}
+    generic = {"class", "fgsm_poison", "one_group", "random", "stuck_sensor", "subgroup"}
     assert generic <= set(scenario_kinds.names())
     assert set(scenario_kinds.names()) - generic == {"celeba_identity"}
     assert scenario_kinds.get("random").population_defined is False

@@ -222,3 +222,53 @@ def test_real_week_slice(monkeypatch):
     assert 1.0 <= float(series.speeds.min()) and float(series.speeds.max()) <= 70.0
     assert float(series.speeds.mean()) == pytest.approx(58.89, abs=0.01)
     assert int((series.adjacency > 0).sum()) == 1722
+
+
+def test_stuck_sensor_poisons_one_sensors_windows_for_the_original_only(tiny):
+    torch.set_num_threads(1)
+    harness = Harness()
+    prepared = harness.prepare(tiny, "stuck_sensor", 0, "smoke")
+    clean = harness.task_data(tasks.get(tiny)).train
+    forget = torch.from_numpy(np.asarray(prepared.split.forget))
+    assert len(set(clean.attributes["sensor"][forget].tolist())) == 1  # one sensor's windows
+    assert prepared.split.poison  # the poison is part of the split's identity
+    # the forget set the metrics read is the stuck data: own channel and targets at 5 mph ...
+    stuck = prepared.subsets["forget"]
+    assert bool((stuck.y == 5.0).all()) and bool((stuck.x[:, 0, :] == 5.0).all())
+    # ... while the neighbourhood channels keep the true traffic and the cached pool stays clean
+    assert torch.equal(stuck.x[:, 1:, :].cpu(), clean.x[forget][:, 1:, :])
+    assert not bool((clean.y[forget] == 5.0).all())
+    retrain = _run(harness, tiny, "stuck_sensor", "retrain")
+    assert retrain.status == "ok" and retrain.metrics["gap/forget_mae"] == 0.0
+
+
+def test_stuck_readings_refuse_a_missing_speed_and_flat_inputs():
+    from mubench.tasks.scenarios import stuck_readings
+
+    x, y, forget = torch.ones(6, 5, 12), torch.ones(6, 12), np.array([1, 3])
+    moved, targets = stuck_readings(x, y, np.arange(6), forget, lambda t: t, 12, {"speed": 7.5},
+                                    np.random.default_rng(0))
+    assert bool((moved[:, 0] == 7.5).all()) and bool((moved[:, 1:] == 1.0).all()) and bool((targets == 7.5).all())
+    assert bool((x == 1.0).all())  # the pool itself is never modified
+    with pytest.raises(ValueError, match="0 marks a missing reading"):
+        stuck_readings(x, y, np.arange(6), forget, lambda t: t, 12, {"speed": 0.0}, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"needs \(channels, steps\) inputs"):
+        stuck_readings(torch.ones(6, 60), y, np.arange(6), forget, lambda t: t, 12, {"speed": 5.0},
+                       np.random.default_rng(0))
+
+
+def test_a_poison_is_refused_on_a_task_of_the_other_target(tiny):
+    from mubench.harness.splits import make_poison, make_split
+    from mubench.tasks.debug import SPEC as DEBUG_SPEC
+    from mubench.tasks.spec import ScenarioSpec
+
+    debug = tasks.get("debug")
+    wrong = DEBUG_SPEC.model_copy(update={"scenarios": (*DEBUG_SPEC.scenarios, ScenarioSpec(
+        name="stuck", kind="stuck_sensor", params={"attribute": "group", "speed": 5.0}, domain="resilience",
+        description="a regression poison on a classification task"))})
+    debug_wrong = type(debug).__new__(type(debug))
+    debug_wrong.__dict__.update({**debug.__dict__, "spec": wrong})
+    data = debug_wrong.load()
+    split = make_split(debug, data, "random_10", 0, "smoke")  # the refusal comes before any draw
+    with pytest.raises(ValueError, match="poisons regression targets, the task's target is class"):
+        make_poison(debug_wrong, data, split, "stuck", 0, "smoke")

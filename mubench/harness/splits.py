@@ -127,9 +127,9 @@ def make_poison(task: Task, data: TaskData, split: Split, scenario: str, seed: i
     kind = scenario_kinds.get(scenario_spec.kind)
     if kind.poison is None:
         return None
-    if spec.target != "class":
-        raise ValueError(f"task {spec.name}, scenario {scenario}: a poisoning scenario needs class labels, "
-                         f"the task's target is {spec.target}")
+    if spec.target != kind.poison_target:
+        raise ValueError(f"task {spec.name}, scenario {scenario}: a {scenario_spec.kind} scenario poisons "
+                         f"{kind.poison_target} targets, the task's target is {spec.target}")
     rng = generator_for(spec.name, spec.version, profile, scenario, seed, "poison")
     x, y = kind.poison(data.train.x, data.train.y, split.train, split.forget, task.to_inputs, spec.num_classes,
                        scenario_spec.params, rng)

@@ -110,7 +110,10 @@ QUICK_SCENARIOS: dict[str, tuple[str, ...]] = {
 # - adaptability, one class: class_0 (every class scenario is the same kind of request; one is
 #   representative, ten would weigh the board towards one task);
 # - fairness, the bias subgroup: female_over_50k (Adult), bias_aligned (Colored MNIST);
-# - resilience, the poison: fgsm_poison_5 (Colored MNIST).
+# - resilience, the poison: fgsm_poison_5 (Colored MNIST); on METR-LA a failed detector
+#   (`stuck_sensor`: the sensor with the most windows reads a stuck 5 mph in its own channel and
+#   targets), designed because no clean METR-LA request moves the oracle beyond a few per cent:
+#   forget MAE 31 % to 53 % below the oracle's, loss-attack AUC +0.22 to +0.45 (seeds 0-2).
 # The tabular and vibration tasks run at their standard (paper) scale, which a CPU trains in
 # seconds; Colored MNIST (an MLP on 10,000 images: the bias literature's model, a sixth of the
 # data) and METR-LA (an MLP on 20,000 windows; the standard GRU takes hours on a CPU) at their
@@ -120,7 +123,7 @@ BOARD_SCENARIOS: dict[str, tuple[str, ...]] = {
     "adult_logreg": ("female_over_50k",),
     "cmnist": ("class_0", "bias_aligned", "fgsm_poison_5"),
     "cwru": ("random_10", "class_0"),
-    "metr_la": ("day",),
+    "metr_la": ("day", "stuck_sensor"),
 }
 BOARD_PROFILES: dict[str, str] = {"adult": "standard", "adult_logreg": "standard", "cmnist": "smoke",
                                   "cwru": "standard", "metr_la": "smoke"}

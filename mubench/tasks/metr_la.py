@@ -95,6 +95,11 @@ def _scenarios() -> tuple[ScenarioSpec, ...]:
                      description="every training window whose first predicted step falls on the series' second day"),
         ScenarioSpec(name="random_5", kind="random", params={"fraction": 0.05}, domain="privacy",
                      description="5 % of the training windows (sensor x time), drawn uniformly at random"),
+        ScenarioSpec(name="stuck_sensor", kind="stuck_sensor", params={"attribute": "sensor", "speed": 5.0},
+                     domain="resilience",
+                     description="the sensor with the most windows failed stuck at 5 mph: its own readings and "
+                                 "targets read 5 while its neighbours' traffic stays true; the original learned "
+                                 "them, the oracle never saw them"),
     )
 
 

@@ -50,11 +50,13 @@ class ScenarioKind:
     `poison`, when set, returns the stored values and labels that replace the forget samples in the
     training pool: given the pool's stored values `x` and labels `y` (never modified), the train
     and forget indices, the task's `to_inputs`, its number of classes, the parameters and a
-    generator. None (the default): the forget set is clean data."""
+    generator. None (the default): the forget set is clean data. `poison_target` names the task
+    target the poison is defined for: wrong labels need classes, wrong readings need a series."""
 
     select: Selector
     population_defined: bool
     poison: Poisoner | None = None
+    poison_target: str = "class"  # the task target its poison is defined for ("class" or "regression")
 
     def forget(self, labels: np.ndarray, attributes: dict[str, np.ndarray], train: np.ndarray,
                params: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
@@ -212,8 +214,31 @@ def _poison(x: torch.Tensor, y: torch.Tensor, train: np.ndarray, forget: np.ndar
     return targeted_fgsm(surrogate, x[index], wrong.long(), eps, to_inputs), wrong
 
 
+# -- stuck_sensor --------------------------------------------------------------------------------
+def stuck_readings(x: torch.Tensor, y: torch.Tensor, train: np.ndarray, forget: np.ndarray, to_inputs: ToInputs,
+                   num_classes: int, params: dict[str, Any], rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A failed detector's windows on a forecasting task: the sensor's own channel (channel 0 of a
+    (channels, steps) input) and every target read the constant `speed`, while the neighbourhood
+    channels keep the true traffic. Stuck-at readings are the most common loop-detector fault in
+    freeway data (Chen et al. 2003, "Detecting errors and imputing missing data for single-loop
+    surveillance systems"); a model that learned them predicts a jam where there is none, so an
+    operator asks to remove them: a resilience request. `speed` must differ from the task's missing
+    value (0: masked, never learned)."""
+    speed = float(params["speed"])
+    if speed <= 0:
+        raise ValueError(f"stuck_sensor scenario: speed must be > 0 (0 marks a missing reading), got {speed}")
+    if x.dim() != 3:
+        raise ValueError(f"stuck_sensor scenario: needs (channels, steps) inputs, the pool stores {tuple(x.shape[1:])}")
+    index = torch.from_numpy(np.asarray(forget))
+    stuck = x[index].clone()
+    stuck[:, 0, :] = speed
+    return stuck, torch.full_like(y[index], speed)
+
+
 scenario_kinds.add("random", ScenarioKind(random_instances, population_defined=False))
 scenario_kinds.add("class", ScenarioKind(whole_class, population_defined=True))
 scenario_kinds.add("subgroup", ScenarioKind(attribute_subgroup, population_defined=True))
 scenario_kinds.add("one_group", ScenarioKind(one_group, population_defined=True))
 scenario_kinds.add("fgsm_poison", ScenarioKind(random_instances, population_defined=False, poison=fgsm_poison))
+scenario_kinds.add("stuck_sensor", ScenarioKind(one_group, population_defined=True, poison=stuck_readings,
+                                                poison_target="regression"))
