@@ -60,6 +60,10 @@ class L1Sparse(Method):
     intensity = "alpha"
     profile_defaults = {"standard": {"epochs": 10}}
 
+    @classmethod
+    def check(cls, hp: HParams) -> None:
+        validate(hp)  # its epochs bound another hyper-parameter: the tuning draws only settings it runs
+
     def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
         validate(hp)
         model.train()

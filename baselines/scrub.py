@@ -124,6 +124,10 @@ class Scrub(Method):
                                      "decay_epochs": "3,5,9"}}
     version = "2"  # 2: the optimizer, momentum and decay_epochs hyper-parameters; standard's large-scale setting
 
+    @classmethod
+    def check(cls, hp: HParams) -> None:
+        _check(hp)  # its epochs bound another hyper-parameter: the tuning draws only settings it runs
+
     def unlearn(self, model: nn.Module, request: Request, hp: HParams) -> nn.Module:
         _check(hp)
         teacher = frozen_copy(model)

@@ -110,6 +110,13 @@ class Method(ABC):
         return None
 
     @classmethod
+    def check(cls, hp: HParams) -> None:
+        """Refuse a setting before any work (raise MubenchError naming the hyper-parameter). The
+        default accepts every setting; a method whose hyper-parameters constrain each other
+        (epochs and a phase length, say) overrides it, so that the board's tuning draws only
+        settings the method runs and every method gets the same budget of real runs."""
+
+    @classmethod
     def defaults(cls, profile: str | None = None) -> dict[str, HParamValue]:
         """The space's defaults, with `profile_defaults[profile]` on top (None: the space's alone),
         each of the space default's type (an int written for a float default becomes a float)."""

@@ -181,6 +181,23 @@ def test_tuning_points_are_the_defaults_then_seeded_draws_within_the_budget():
     assert tuning_points(methods.get("identity"), 6) == [{}]
 
 
+def test_the_tuning_draws_only_settings_the_method_accepts():
+    for name, profile in (("scrub", "smoke"), ("scrub", "standard"), ("l1_sparse", "smoke"), ("l1_sparse", "standard")):
+        cls = methods.get(name)
+        refused = [p for p in sweep_points(cls, "grid", profile) if _refuses(cls, p, profile)]
+        assert refused, f"{name}'s grid has settings it refuses: the case this guards"
+        points = tuning_points(cls, 6, profile)
+        assert len(points) == 6 and not any(_refuses(cls, p, profile) for p in points)
+
+
+def _refuses(cls, point, profile) -> bool:
+    try:
+        cls.check(cls.resolve(point, profile))
+    except MubenchError:
+        return True
+    return False
+
+
 def test_the_development_seed_is_never_a_reported_seed():
     grid = GridSpec(["debug"], ["random_10"], ["finetune"], [0, 1], "smoke")
     with pytest.raises(MubenchError, match="development seed 1"):

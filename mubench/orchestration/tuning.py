@@ -42,15 +42,25 @@ from mubench.results.scoreboard import choose_settings
 
 def tuning_points(method_cls: type[Method], budget: int, profile: str | None = None) -> list[dict[str, HParamValue]]:
     """At most `budget` settings of the method: its defaults first, then distinct seeded draws
-    (without replacement) from the cross product of its sweep lists."""
+    (without replacement) from the cross product of its sweep lists, among the settings the
+    method accepts (`Method.check`): a refused setting would spend budget on no run."""
     grid = sweep_points(method_cls, "grid", profile)
     defaults = dict(method_cls.resolve({}, profile))
-    others = [point for point in grid if canonical_json(point) != canonical_json(defaults)]
+    others = [point for point in grid if canonical_json(point) != canonical_json(defaults)
+              and _accepted(method_cls, point, profile)]
     if len(others) + 1 <= budget:
         return [defaults, *others]
     rng = np.random.default_rng(derived_seed("tuning", method_cls.name) % 2**32)
     drawn = rng.choice(len(others), size=budget - 1, replace=False)
     return [defaults, *(others[i] for i in sorted(drawn))]
+
+
+def _accepted(method_cls: type[Method], point: dict[str, HParamValue], profile: str | None) -> bool:
+    try:
+        method_cls.check(method_cls.resolve(point, profile))
+    except MubenchError:
+        return False
+    return True
 
 
 def search_configs(grid: GridSpec, tuning: Tuning) -> list[RunConfig]:
