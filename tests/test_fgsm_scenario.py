@@ -144,7 +144,7 @@ def test_the_split_id_carries_the_poison_and_a_changed_poison_is_detected(monkey
     data = IMAGES.load()
     split, poison = load_or_make_poisoned_split(IMAGES, data, "fgsm_poison_10", 0, "smoke")
     assert split.poison == poison.sha256 and split.id != make_split(IMAGES, data, "fgsm_poison_10", 0, "smoke").id
-    path = split_path(IMAGES.spec.name, "fgsm_poison_10", 0, "smoke")
+    path = split_path(IMAGES.spec.name, "fgsm_poison_10", 0, "smoke", IMAGES.spec.version)
     assert read_split(path).id == split.id  # stored with its poison checksum
     assert load_or_make_poisoned_split(IMAGES, data, "fgsm_poison_10", 0, "smoke")[0].id == split.id
     # a stored split whose poison checksum differs (tampered, or the poison generator changed)

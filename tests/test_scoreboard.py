@@ -225,5 +225,27 @@ def test_search_then_report_configs():
 
 def test_the_board_suite_tunes_on_a_seed_it_does_not_report():
     board = SUITES["board"]
-    assert board.tuning is not None and board.tuning.dev_seed not in board.seeds and len(board.seeds) >= 3
+    assert board.tuning is not None and board.tuning.dev_seed not in board.all_seeds() and len(board.seeds) >= 3
     assert {g.profile for g in board.grids()} <= {"smoke", "standard"}
+    seeds = {task: tuple(g.seeds) for g in board.grids() for task in g.tasks}
+    assert set(seeds) == set(board.tasks) and all(len(s) >= 3 for s in seeds.values())
+    assert seeds["adult"] == seeds["cmnist"] == (0, 1, 2, 3, 4) and seeds["cifar10"] == (0, 1, 2)  # more where cheap
+    assert board.all_seeds() == (0, 1, 2, 3, 4)
+    grids = {(g.profile, tuple(g.seeds)) for g in board.grids()}
+    assert len(grids) == len(board.grids())  # one grid per (profile, seeds)
+
+
+def test_the_gpu_tier_runs_the_board_protocol_at_paper_scale_on_every_built_in_task_in_its_own_folder():
+    from mubench.orchestration.sweep import GridSpec, expand_grid
+    from mubench.tasks import tasks
+
+    board, gpu = SUITES["board"], SUITES["board_gpu"]
+    assert gpu.tuning == board.tuning and gpu.seeds == board.seeds and gpu.folder == "leaderboard/gpu"
+    assert board.folder is None  # the board's own entries stay where the README reads them
+    built_in = {n for n in tasks.names() if type(tasks.get(n)).__module__.startswith("mubench.tasks.")}
+    assert set(gpu.tasks) == built_in - {"debug"}  # the image tasks the CPU board leaves off included
+    for grid in gpu.grids():
+        assert grid.profile == "standard"
+        configs = expand_grid(GridSpec(grid.tasks, grid.scenarios, None, grid.seeds, grid.profile))  # never run
+        for task, scenarios in board.scenarios.items():  # every CPU board cell has its paper-scale twin
+            assert set(scenarios) <= {c.scenario for c in configs if c.task == task}

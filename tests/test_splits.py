@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -195,8 +196,8 @@ def test_empty_forget_set_is_refused(debug):
 def test_load_or_make_split_writes_then_rereads(debug, home, monkeypatch):
     task, data = debug
     split = load_or_make_split(task, data, "random_10", seed=0, profile="smoke")
-    path = split_path("debug", "random_10", 0, "smoke")
-    assert path == home / "splits" / "debug" / "smoke" / "random_10" / "seed0.npz"
+    path = split_path("debug", "random_10", 0, "smoke", task.spec.version)
+    assert path == home / "splits" / "debug" / f"v{task.spec.version}" / "smoke" / "random_10" / "seed0.npz"
     assert path.is_file()
     assert [p.name for p in path.parent.iterdir()] == ["seed0.npz"]  # no temporary left behind
     stored = read_split(path)
@@ -214,6 +215,19 @@ def test_load_or_make_split_writes_then_rereads(debug, home, monkeypatch):
     assert again.id == split.id
 
 
+def test_a_version_bump_stores_new_splits_beside_the_old_ones(debug, home):
+    """A bump redraws every split (the generators are seeded by the version); the old version's
+    stored files neither block the new draw nor get overwritten."""
+    task, data = debug
+    old = load_or_make_split(task, data, "random_10", seed=0, profile="smoke")
+    bumped = copy.copy(task)
+    bumped.spec = task.spec.model_copy(update={"version": task.spec.version + ".1"})
+    new = load_or_make_split(bumped, data, "random_10", seed=0, profile="smoke")
+    assert new.id != old.id
+    assert read_split(split_path("debug", "random_10", 0, "smoke", task.spec.version)).id == old.id
+    assert read_split(split_path("debug", "random_10", 0, "smoke", bumped.spec.version)).id == new.id
+
+
 def _tamper(path: Path, keep_id: bool) -> None:
     with np.load(path) as stored:
         arrays = {part: stored[part].copy() for part in PARTS}
@@ -229,7 +243,7 @@ def _tamper(path: Path, keep_id: bool) -> None:
 def test_tampered_indices_are_refused_naming_the_file(debug):
     task, data = debug
     load_or_make_split(task, data, "random_10", seed=0, profile="smoke")
-    path = split_path("debug", "random_10", 0, "smoke")
+    path = split_path("debug", "random_10", 0, "smoke", task.spec.version)
     _tamper(path, keep_id=True)
     with pytest.raises(SplitMismatchError) as info:
         load_or_make_split(task, data, "random_10", seed=0, profile="smoke")
@@ -240,7 +254,7 @@ def test_tampered_indices_are_refused_naming_the_file(debug):
 def test_tampered_indices_with_a_matching_id_still_differ_from_a_fresh_draw(debug):
     task, data = debug
     load_or_make_split(task, data, "random_10", seed=0, profile="smoke")
-    path = split_path("debug", "random_10", 0, "smoke")
+    path = split_path("debug", "random_10", 0, "smoke", task.spec.version)
     _tamper(path, keep_id=False)
     read_split(path)  # self-consistent now...
     with pytest.raises(SplitMismatchError) as info:  # ...but not what the generators draw
@@ -254,7 +268,7 @@ def test_tampered_indices_with_a_matching_id_still_differ_from_a_fresh_draw(debu
 def test_unreadable_split_file_is_refused_naming_the_file(debug, damage):
     task, data = debug
     split = load_or_make_split(task, data, "class_0", seed=0, profile="smoke")
-    path = split_path("debug", "class_0", 0, "smoke")
+    path = split_path("debug", "class_0", 0, "smoke", task.spec.version)
     if damage == "truncate":
         raw = path.read_bytes()
         path.write_bytes(raw[: len(raw) // 2])

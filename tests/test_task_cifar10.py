@@ -36,11 +36,14 @@ from mubench.tasks.cifar10 import (
     PATCH_CLASS,
     PATCH_FRACTION,
     PATCH_SIZE,
+    PATCH_SPEC,
     SPEC,
     STD,
     TEST_PATCH_FRACTION,
+    Cifar10PatchTask,
     Cifar10Task,
     build_cifar10,
+    build_cifar10_patch,
 )
 from mubench.tasks.scenarios import scenario_kinds
 
@@ -318,9 +321,18 @@ def _arrays(per_class_train: int = 40, per_class_test: int = 11) -> data.Cifar10
                               rng.integers(0, 256, (len(y_test), 3, 32, 32), dtype=np.uint8), y_test)
 
 
-def test_patch_marks_exactly_the_declared_fraction_of_the_declared_class():
+def test_the_clean_task_keeps_every_image_as_it_is():
     arrays = _arrays()
     built = build_cifar10(arrays)
+    for part in ("train", "test"):
+        assert np.array_equal(getattr(built, part).x.numpy(), getattr(arrays, f"{part}_images"))
+        assert np.array_equal(getattr(built, part).y.numpy(), getattr(arrays, f"{part}_labels"))
+        assert getattr(built, part).attributes == {}
+
+
+def test_patch_marks_exactly_the_declared_fraction_of_the_declared_class():
+    arrays = _arrays()
+    built = build_cifar10_patch(arrays)
     patched = built.train.attributes["patched"].numpy()
     labels = arrays.train_labels
     assert patched[labels == PATCH_CLASS].sum() == int(40 * PATCH_FRACTION)
@@ -335,7 +347,7 @@ def test_patch_marks_exactly_the_declared_fraction_of_the_declared_class():
 
 def test_patch_changes_pixels_only_in_the_corner():
     arrays = _arrays()
-    built = build_cifar10(arrays)
+    built = build_cifar10_patch(arrays)
     for part in ("train", "test"):
         before, after = getattr(arrays, f"{part}_images"), getattr(built, part).x.numpy()
         patched = getattr(built, part).attributes["patched"].numpy().astype(bool)
@@ -349,10 +361,11 @@ def test_patch_changes_pixels_only_in_the_corner():
 
 def test_patch_choice_is_fixed_and_the_scenario_forgets_the_patched():
     arrays = _arrays()
-    first, again = build_cifar10(arrays), build_cifar10(arrays)
+    first, again = build_cifar10_patch(arrays), build_cifar10_patch(arrays)
     assert torch.equal(first.train.attributes["patched"], again.train.attributes["patched"])
-    assert not torch.equal(first.test.attributes["patched"], build_cifar10(arrays, seed=1).test.attributes["patched"])
-    scenario = SPEC.scenario("patch_bias")
+    assert not torch.equal(first.test.attributes["patched"],
+                           build_cifar10_patch(arrays, seed=1).test.attributes["patched"])
+    scenario = PATCH_SPEC.scenario("patch_bias")
     candidates = np.arange(len(arrays.train_labels))
     forget = scenario_kinds.get(scenario.kind).forget(
         arrays.train_labels, {k: v.numpy() for k, v in first.train.attributes.items()}, candidates,
@@ -372,10 +385,14 @@ def test_task_loads_caches_and_says_its_source(mirror, images, monkeypatch):
     loaded = task.load()
     assert task.data_source() == IMAGE_FOLDER_SOURCE
     assert tuple(loaded.train.x.shape) == (20, 3, 32, 32) and loaded.train.x.dtype == torch.uint8
-    assert set(loaded.test.attributes) == {"patched", "bias_aligned"} >= set(SPEC.sensitive_attributes)
+    assert loaded.test.attributes == {} and SPEC.sensitive_attributes == ()
+    patched = Cifar10PatchTask(task.source).load()  # the same arrays, its own cache entry, the patch pasted
+    assert set(patched.test.attributes) == {"patched", "bias_aligned"} >= set(PATCH_SPEC.sensitive_attributes)
+    assert torch.equal(patched.train.y, loaded.train.y) and not torch.equal(patched.train.x, loaded.train.x)
     monkeypatch.setattr(data, "read_image_archive", lambda *args: pytest.fail("the cache should answer"))
     again = Cifar10Task(task.source)
     assert torch.equal(again.load().train.x, loaded.train.x) and again.data_source() == IMAGE_FOLDER_SOURCE
+    assert torch.equal(Cifar10PatchTask(task.source).load().train.x, patched.train.x)
     write_folder(mirror, files)  # the official batches appear: a separate cache, the official source
     official = Cifar10Task(task.source)
     assert official.data_status().found["cifar-10-batches-py/"].endswith("fakecifar/cifar-10-batches-py")
@@ -396,8 +413,10 @@ def test_to_inputs_normalises_by_the_channel_statistics():
 
 
 def test_spec_scenarios_profiles_and_pins():
-    assert [s.name for s in SPEC.scenarios] == ["random_1", "random_10", *[f"class_{k}" for k in range(10)], "patch_bias", "fgsm_poison_5"]
-    assert SPEC.scenario("patch_bias").params == {"attribute": "patched", "value": 1, "labels": [PATCH_CLASS]}
+    assert [s.name for s in SPEC.scenarios] == ["random_1", "random_10", *[f"class_{k}" for k in range(10)], "fgsm_poison_5"]
+    assert [s.name for s in PATCH_SPEC.scenarios] == ["patch_bias"]
+    assert PATCH_SPEC.scenario("patch_bias").params == {"attribute": "patched", "value": 1, "labels": [PATCH_CLASS]}
+    assert PATCH_SPEC.profiles == SPEC.profiles and PATCH_SPEC.sensitive_attributes == ("patched",)
     standard = SPEC.profile("standard")
     assert standard.model == "resnet18_cifar" and standard.recipe.augment == "crop_flip"
     assert (standard.recipe.optimizer, standard.recipe.momentum, standard.recipe.weight_decay,
@@ -435,8 +454,9 @@ def test_real_mirror(tmp_path, monkeypatch):
     assert tuple(loaded.train.x.shape) == (50_000, 3, 32, 32) and tuple(loaded.test.x.shape) == (10_000, 3, 32, 32)
     assert torch.bincount(loaded.train.y).tolist() == [5_000] * 10
     assert torch.bincount(loaded.test.y).tolist() == [1_000] * 10
-    assert int(loaded.train.attributes["patched"].sum()) == 2_500
-    assert int(loaded.test.attributes["patched"].sum()) == 5_000
+    patched = Cifar10PatchTask().load()
+    assert int(patched.train.attributes["patched"].sum()) == 2_500
+    assert int(patched.test.attributes["patched"].sum()) == 5_000
     mean = loaded.train.x.float().mean(dim=(0, 2, 3)) / 255
     assert torch.allclose(mean, torch.tensor(MEAN), atol=0.01)  # lossy, but close to the official statistics
 
@@ -445,9 +465,9 @@ def test_the_counterfactual_toggles_the_patch_on_model_ready_inputs():
     """FMD's counterfactual on CIFAR-10 (fair/counterfactual_bias and fmd's pairs): a clean image
     gets exactly the pasted patch's normalised pixels; a patched one loses the patch, its corner
     filled with the border mean; nothing outside the corner changes."""
-    from mubench.tasks.cifar10 import PATCH_SIZE, Cifar10Task, paste_patch
+    from mubench.tasks.cifar10 import PATCH_SIZE, paste_patch
 
-    task = Cifar10Task()
+    task = Cifar10PatchTask()
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(2, 3, 32, 32), dtype=np.uint8)
     clean = task.to_inputs(torch.from_numpy(images))

@@ -39,6 +39,26 @@ def board(tmp_path_factory):
     return base
 
 
+def test_a_tier_of_its_own_writes_to_its_folder_and_leaves_the_readme_alone(tmp_path, monkeypatch):
+    """A suite with a `folder` (the GPU tier) writes its entries and records there, not into the
+    board's folder, and never regenerates the README's board from them."""
+    suite = sweep.Suite("tiny_tier", "debug, tuned, a tier", tasks=("debug",), profile="smoke", seeds=(0, 1),
+                        scenarios=("class_0",), methods=("identity", "finetune"),
+                        tuning=sweep.Tuning(dev_seed=9, budget=1), folder="tiers/tiny")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "README.md").write_text("# readme\n<!-- BEGIN LEADERBOARD -->\n<!-- END LEADERBOARD -->\n")
+    before = (tmp_path / "README.md").read_bytes()
+    with shared_home(tmp_path), pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sweep.SUITES, "tiny_tier", suite)
+        result = CliRunner().invoke(app, ["leaderboard-data", "--suite", "tiny_tier", "--store",
+                                          str(tmp_path / "store.sqlite")], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "tiers" / "tiny" / "submissions").iterdir()) == ["finetune.json",
+                                                                                               "identity.json"]
+    assert (tmp_path / "tiers" / "tiny" / "records" / "finetune.jsonl.gz").is_file()
+    assert not (tmp_path / "leaderboard").exists() and (tmp_path / "README.md").read_bytes() == before
+
+
 def verify(*args: object):
     return CliRunner().invoke(app, ["verify", *map(str, args), "--store", "/nonexistent/store.sqlite"],
                               catch_exceptions=False)

@@ -162,7 +162,7 @@ def schema(
 
 
 def leaderboard_data(
-    suite: Annotated[str, typer.Option("--suite", help="the preset grid to run (quick on a CPU; standard on a GPU)")] = "quick",
+    suite: Annotated[str, typer.Option("--suite", help="the preset grid to run: board (the tuned leaderboard, CPU), board_gpu (its paper-scale tier, written to leaderboard/gpu/), quick, standard")] = "quick",
     folder: OutOption = None,
     store: StoreOption = None,
     replace_: Annotated[bool, typer.Option("--replace", help="replace the baselines' existing entries (each atomically)")] = False,
@@ -248,6 +248,8 @@ def _tuned_leaderboard_data(suite: str, baselines: dict, folder: Path | None, st
     chosen = SUITES[suite]
     assert chosen.tuning is not None
     names = [name for name in (chosen.methods or baselines) if name in baselines]
+    if folder is None and chosen.folder is not None:  # a tier of its own: its folder, never the README's board
+        folder, readme = Path(chosen.folder) / "submissions", None
     target = submissions_folder(folder)
     existing = [target / f"{name}.json" for name in names if (target / f"{name}.json").exists()]
     if existing and not replace_:
@@ -269,7 +271,7 @@ def _tuned_leaderboard_data(suite: str, baselines: dict, folder: Path | None, st
         mine = [r for r in [*search, *reported] if r.config.method == name]
         try:
             entry = build_tuned_entry(search, reported, baseline_info(baselines[name]), suite=suite,
-                                      seeds=chosen.seeds, tuning=tuning, created_at=created)
+                                      seeds=chosen.all_seeds(), tuning=tuning, created_at=created)
         except SubmissionError as exc:
             refused.append(str(exc))
             continue

@@ -136,8 +136,10 @@ def make_poison(task: Task, data: TaskData, split: Split, scenario: str, seed: i
     return Poison(forget=split.forget, x=x, y=y)
 
 
-def split_path(task: str, scenario: str, seed: int, profile: str) -> Path:
-    return paths.home() / "splits" / task / profile / scenario / f"seed{seed}.npz"
+def split_path(task: str, scenario: str, seed: int, profile: str, version: str) -> Path:
+    """Where a split is stored: the task's version is in the path, so a version bump draws and
+    stores new splits beside the old ones rather than colliding with them."""
+    return paths.home() / "splits" / task / f"v{version}" / profile / scenario / f"seed{seed}.npz"
 
 
 def load_or_make_split(task: Task, data: TaskData, scenario: str, seed: int, profile: str) -> Split:
@@ -153,7 +155,7 @@ def load_or_make_poisoned_split(task: Task, data: TaskData, scenario: str, seed:
     poison = make_poison(task, data, fresh, scenario, seed, profile)
     if poison is not None:
         fresh = replace(fresh, poison=poison.sha256)
-    path = split_path(task.spec.name, scenario, seed, profile)
+    path = split_path(task.spec.name, scenario, seed, profile, task.spec.version)
     if path.is_file():
         stored = read_split(path)
         if stored.id != fresh.id:
