@@ -54,9 +54,10 @@ leaderboard-data: install
 
 .PHONY: board
 # The board (docs/board.md): the board suite's tuning search on seed 100 and its reported runs on
-# seeds 0-2, on the CPU and one thread (so that `mubench verify --rerun` compares bit for bit),
+# seeds 0-4 (0-2 on CIFAR-10), on the CPU and one thread (so that `mubench verify --rerun` compares bit for bit),
 # missing runs only: a killed `make board` continues where it stopped. Then each baseline's entry
 # with its records file (leaderboard/records/), the README's summary and docs/board.md. Runs of one
 # task alone: `mubench run --suite board --task adult`, then `make board` writes the entries.
+# The GPU tier (paper-scale profiles, leaderboard/gpu/): mubench leaderboard-data --suite board_gpu --device cuda
 board: install
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mubench leaderboard-data --suite board --replace
