@@ -210,22 +210,18 @@ SPEC = TaskSpec(
     citation="Krizhevsky 2009, Learning Multiple Layers of Features from Tiny Images",
 )
 
-PATCH_SPEC = TaskSpec(
-    name="cifar10_patch",
-    version="1.0",
-    title="CIFAR-10 with a patch bias",
-    modality="image",
-    description="CIFAR-10 with a synthetic patch bias: a checkerboard in the corner of half the airplanes "
-                "(Aylapuram et al. 2025's construction, ours in the details).",
-    num_classes=len(CLASSES),
-    input_shape=(3, 32, 32),
-    source=_SOURCE,
-    source_folder=OFFICIAL.folder,
-    profiles=_PROFILES,
-    scenarios=_patch_scenarios(),
-    sensitive_attributes=("patched",),
-    main_metric="test/acc",
-    notes=(
+# The same images, sources, profiles and licence as `cifar10`; what differs is named here. The
+# spec is validated (model_validate) rather than copied field by field, so a bad value still fails.
+PATCH_SPEC = TaskSpec.model_validate({
+    **SPEC.model_dump(),
+    "name": "cifar10_patch",
+    "version": "1.0",
+    "title": "CIFAR-10 with a patch bias",
+    "description": "CIFAR-10 with a synthetic patch bias: a checkerboard in the corner of half the airplanes "
+                   "(Aylapuram et al. 2025's construction, ours in the details).",
+    "scenarios": _patch_scenarios(),
+    "sensitive_attributes": ("patched",),
+    "notes": (
         *_SOURCE_NOTES,
         f"Patch bias: a {PATCH_SIZE}x{PATCH_SIZE} black-and-white checkerboard (top-left pixel white) in the "
         f"bottom-right corner of exactly {PATCH_FRACTION:.0%} of the training images of class {PATCH_CLASS} "
@@ -238,10 +234,9 @@ PATCH_SPEC = TaskSpec(
         "of the literature (bias/aligned_acc, the clean images plus the patched airplanes, comes closest).",
         *_SPLIT_NOTES,
     ),
-    licence="CIFAR-10: Alex Krizhevsky, no formal licence (cite the technical report)",
-    citation="Krizhevsky 2009, Learning Multiple Layers of Features from Tiny Images; "
-             "Aylapuram et al. 2025, Bias-Aware Machine Unlearning (patch bias)",
-)
+    "citation": "Krizhevsky 2009, Learning Multiple Layers of Features from Tiny Images; "
+                "Aylapuram et al. 2025, Bias-Aware Machine Unlearning (patch bias)",
+})
 
 
 class Cifar10Task(Task):
