@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-slow test-all lint bench clean board
+.PHONY: install install-jail run test test-slow test-all lint bench clean board
 
 install: $(STAMP)
 
@@ -12,6 +12,13 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
+
+# The sandbox's jail (`--isolate`, `mubench submit`) needs bubblewrap; as root on Debian or Ubuntu
+# this installs it (elsewhere: your distribution's `bubblewrap` package). Isolated runs refuse,
+# naming this, where it is missing.
+install-jail:
+	@command -v bwrap >/dev/null && echo "bubblewrap: $$(command -v bwrap)" || \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null && command -v bwrap)
 
 run: install
 	$(BIN)/mubench run --suite quick

@@ -18,16 +18,14 @@ from mubench.harness.record import RunConfig
 from mubench.harness.runner import Harness
 from mubench.orchestration.loading import load_method_class
 from mubench.orchestration.sandbox import (
-    Done,
     Failure,
-    HarnessOptions,
+    Finished,
     Limits,
     Message,
     Outcome,
-    Ready,
+    failure_reason,
     isolated_executor,
     method_source,
-    record_of,
 )
 from mubench.orchestration.store import Store
 from mubench.orchestration.sweep import run_grid
@@ -168,13 +166,13 @@ def test_each_misbehaviour_is_a_failed_record_with_its_reason(grid, class_name, 
     assert record.status == "failed" and not record.metrics
     assert record.error.startswith(reason) or reason in record.error, record.error
     assert stored[names[class_name]] == record  # stored, and the sweep went on to the next run
-    assert record.split_id == records["Fine"].split_id  # the child reported its split before the method ran
+    assert record.split_id == records["Fine"].split_id  # the driver prepared the split before the method ran
 
 
 @pytest.mark.slow
 def test_the_hung_method_is_stopped_at_the_limit(grid):
     hang = grid[0]["Hang"]
-    assert TIME_LIMIT_S <= hang.seconds < TIME_LIMIT_S + 3  # counted from when the child was ready
+    assert TIME_LIMIT_S <= hang.seconds < TIME_LIMIT_S + 3  # counted from the child's "started"
 
 
 @pytest.mark.slow
@@ -194,22 +192,20 @@ def test_a_file_method_travels_by_file_and_a_baseline_by_module(grid):
     assert method_source("finetune").module == "baselines.finetune"  # an entry-point package
 
 
-@pytest.mark.slow
-def test_the_driver_trusts_only_a_valid_record_of_its_own_config(grid):
-    """A record for another config, or no record at all, becomes a failed record built in the driver."""
-    records, _, _, names = grid
-    config, options, limits = _config(names["Boom"]), HarnessOptions(), Limits(time_limit_s=1)
-    other = records["Fine"]
-    forged = record_of(config, limits, options, Outcome(result=Done(kind="record", record=other), exit_code=0))
-    assert forged.status == "failed" and "record of another config" in forged.error and forged.id == config.id
-    said = record_of(config, limits, options, Outcome(ready=Ready(kind="ready", split_id="s", data_source=""),
-                                                      result=Failure(kind="error", error="SystemExit: 3")))
-    assert said.error == "SystemExit: 3" and said.split_id == "s"
-    silent = record_of(config, limits, options, Outcome(exit_code=3, stderr_tail=["Traceback", "ValueError: x"]))
-    assert silent.error == "the isolated run exited with status 3 without a record: ValueError: x"
-    forged_nan = json.dumps({"kind": "record", "record": {**other.model_dump(mode="json"), "metrics": {"x": "nan"}}})
-    with pytest.raises(ValidationError):
-        Message.validate_json(forged_nan)  # the driver's parser: Record's own validators
+def test_the_driver_trusts_only_well_formed_messages_in_their_order():
+    """A result before "started", a second "started", an error or silence: each a failed run
+    with its reason; a forged metric has nowhere to go (the child sends no record)."""
+    limits = Limits(time_limit_s=1)
+    early = failure_reason(limits, Outcome(result=Finished(kind="finished", work=0.0)))
+    assert early == "the isolated run said it finished before it started"
+    said = failure_reason(limits, Outcome(started=True, result=Failure(kind="error", error="SystemExit: 3")))
+    assert said == "SystemExit: 3"
+    silent = failure_reason(limits, Outcome(exit_code=3, stderr_tail=["Traceback", "ValueError: x"]))
+    assert silent == "the isolated run exited with status 3 without a result: ValueError: x"
+    for forged in ({"kind": "record", "record": {"metrics": {"forget/acc": 0.0}}},
+                   {"kind": "finished", "work": "nan"}, {"kind": "finished", "work": 1.0, "seconds": 0.001}):
+        with pytest.raises(ValidationError):
+            Message.validate_json(json.dumps(forged))
 
 
 def test_isolation_does_not_combine_with_another_executor():

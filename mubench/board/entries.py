@@ -70,9 +70,9 @@ def smoke_problems(cls: type[Method], limits: Limits | None = None) -> list[str]
     except (MubenchError, ValueError) as exc:
         return [f"hyper-parameters: {exc}"]
     if limits is not None:
-        from mubench.orchestration.sandbox import run_isolated
+        from mubench.orchestration.sandbox import run_in_sandbox
 
-        record = run_isolated(config, limits)
+        record = run_in_sandbox(Harness(), config, limits)
     else:
         record = Harness().run(config)
     return [] if record.status == "ok" else [f"smoke run on the debug task failed: {record.error}"]

@@ -290,14 +290,38 @@ class Harness:
         once this returns, and no outputs-only metric can reach the device)."""
         started = time.perf_counter()
         unlearned, method_seconds, peak_mb, work = self.unlearn(config, prepared)
+        return self._evaluate_unlearned(prepared, unlearned, method_seconds, peak_mb, work, started)
+
+    def _evaluate_unlearned(self, prepared: Prepared, unlearned: nn.Module, method_seconds: float,
+                            peak_mb: float | None, work: float,
+                            started: float | None = None) -> tuple[EvaluationContext, dict[str, float]]:
         unlearned_at = time.perf_counter()  # the breakdown takes wall time: a reused oracle is charged, not spent
         context = self.evaluation_context(prepared, unlearned, method_seconds, peak_mb, work)
         check_outputs(context.unlearned)
         if self.run_seconds is not None:
-            for key, seconds in (("method", unlearned_at - started), ("outputs", time.perf_counter() - unlearned_at)):
+            spent = {"outputs": time.perf_counter() - unlearned_at}
+            if started is not None:
+                spent["method"] = unlearned_at - started
+            for key, seconds in spent.items():
                 self.run_seconds[key] = self.run_seconds.get(key, 0.0) + seconds
         values = compute_metrics(context, self.run_seconds, "device")
         return dataclasses.replace(context, models={}, subsets={}, counterfactual=None), values
+
+    def evaluate(self, config: RunConfig, unlearned: nn.Module, method_seconds: float, peak_mb: float | None,
+                 work: float, precision: str) -> Record:
+        """The record of a model `config`'s method unlearned elsewhere (in the sandbox's jail,
+        mubench.orchestration.sandbox), measured exactly as `run` measures its own: the same
+        architecture check, outputs, metrics and record. `method_seconds` is the driver's clock."""
+        start = time.perf_counter()
+        prepared = self.prepare(config.task, config.scenario, config.seed, config.profile)
+        context, values, error = None, {}, None
+        try:
+            check_architecture(unlearned, prepared.original.model)
+            context, values = self._evaluate_unlearned(prepared, contiguous(unlearned), method_seconds, peak_mb, work)
+        except Exception as exc:  # noqa: BLE001 - as in `begin`: a bad result is a failed record
+            error = _reason(exc)
+        return self.finish(PendingRun(config, prepared.split.id, prepared.task.data_source(), precision, context,
+                                      values, error, method_seconds + time.perf_counter() - start))
 
     def reference_seconds(self, prepared: Prepared) -> float:
         """Retraining's seconds on this machine, measured now rather than read from the model
@@ -340,17 +364,13 @@ class Harness:
                           target=task.spec.target_spec, counterfactual=task.counterfactual,
                           sensitive_attributes=task.spec.sensitive_attributes)
         model = copy.deepcopy(prepared.original.model)
-        engine = self.method_engine(config, task)
         self.reference_seconds(prepared)  # before the method: neither its clock nor its work include this
-        with PeakMemory(self.device) as peak, counting_work(type(model), task.spec.input_shape) as work:
-            started = time.perf_counter()
-            with engine.hosting(model, self.device):
-                unlearned = method_cls().unlearn(model, request, hp)
-            synchronize(self.device)  # the method's loop may return with steps still queued
-            method_seconds = time.perf_counter() - started + sum(seconds for seconds, _ in charged)
+        unlearned, seconds, peak_mb, units = apply_method(method_cls, model, request, hp,
+                                                          self.method_engine(config, task), task.spec.input_shape)
+        method_seconds = seconds + sum(seconds for seconds, _ in charged)
         check_architecture(unlearned, prepared.original.model)  # first: it names a result that is no model
-        units = work.units + sum(units for _, units in charged)
-        return contiguous(unlearned), method_seconds, None if charged else peak.megabytes, units
+        units += sum(units for _, units in charged)
+        return contiguous(unlearned), method_seconds, None if charged else peak_mb, units
 
     def method_engine(self, config: RunConfig, task: Task) -> Engine:
         """The engine the method of `config` runs under (Engine.for_method: the task's recipe,
@@ -392,6 +412,20 @@ class Harness:
             sensitive_attributes=prepared.task.spec.sensitive_attributes,
             counterfactual=prepared.task.counterfactual, shadow_outputs=prepared.shadow_outputs, target=target,
             attack=prepared.attack)
+
+
+def apply_method(method_cls: type, model: nn.Module, request: Request, hp: object, engine: Engine,
+                 input_shape: tuple[int, ...]) -> tuple[object, float, float | None, float]:
+    """Run `method_cls().unlearn` on `model` under `engine`, as the harness and the sandbox's
+    jailed child both do: (what it returned, its seconds, its peak device memory in MB, its work
+    units: mubench.harness.work). The result is not checked here."""
+    with PeakMemory(request.device) as peak, counting_work(type(model), input_shape) as work:
+        started = time.perf_counter()
+        with engine.hosting(model, request.device):
+            unlearned = method_cls().unlearn(model, request, hp)
+        synchronize(request.device)  # the method's loop may return with steps still queued
+        seconds = time.perf_counter() - started
+    return unlearned, seconds, peak.megabytes, work.units
 
 
 def supports(method_cls: type, task: Task) -> bool:

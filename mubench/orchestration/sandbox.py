@@ -1,40 +1,48 @@
-"""Run one RunConfig of an untrusted method in a separate process, with limits.
+"""Run one RunConfig of an untrusted method in a jail, with limits, and measure it outside.
 
 A submitted method is someone else's code: it may hang, raise, exhaust memory, kill its own
-process, return NaN weights or another architecture, or reach for data it did not declare. Here
-it runs in a child process (`python -m mubench.orchestration.sandbox`, its own session, so its whole process
-group can be killed), and whatever happens the driver gets a normal Record and the sweep goes on.
+process, return NaN weights or another architecture, reach for data it did not declare, or try
+to forge its own scores. Here the driver keeps everything that decides a number and hands the
+method only what it declared:
 
-Protocol. The driver writes a JSON `Payload` (config, limits, harness options, where the method
-class comes from) on the child's stdin. The child prepares the run (data, the cached original and
-oracle, the split) and writes one JSON line `{"kind": "ready", ...}` (split id, data source), then
-runs the harness and writes `{"kind": "record", "record": ...}` or `{"kind": "error", ...}`. The
-record channel is a private copy of the child's stdout: the child points fd 1 at stderr first,
-so a method's prints cannot corrupt it. The driver parses every line with pydantic (Record's own
-validators; the record's config must equal the one sent): nothing is unpickled from the child,
-and models never come back.
+1. The trusted driver prepares the run (split, the cached original and oracle, their outputs)
+   and times retraining on this machine, as the in-process harness does.
+2. It writes the original's weights and the subsets of the method's access level, nothing else,
+   into a private scratch folder (mubench.orchestration.handover) with a small job description,
+   and starts the child (`python -m mubench.orchestration.sandbox_child`) in the operating
+   system's jail (mubench.orchestration.jail: no network, no store, no caches, no data mirror,
+   no `MUBENCH_HOME`, read-only code, an unprivileged user, process and file-size limits).
+3. The child loads those tensors, says "started", imports the method, runs `unlearn` and writes
+   the weights back (safetensors) with a "finished" line; or an "error" line with the reason.
+   Its channel is a private copy of its stdout (the method's prints go to stderr); every line is
+   parsed by pydantic, nothing is unpickled, and a line the driver did not expect fails the run.
+4. The driver reads the weights (names, shapes, dtypes, finiteness and size checked) into a copy
+   of the original and computes every metric itself (`Harness.evaluate`): the child never sees
+   the oracle, the test set or a record, so it has nothing to forge them with.
 
-Limits. `startup_limit_s` bounds the start-up (imports, data, models from the cache);
-`time_limit_s` bounds the rest (the method and its evaluation), counted from the "ready" line, so
-the limit does not depend on how long a busy machine takes to import torch. On expiry the driver
-kills the child's process group (SIGKILL). `memory_limit_mb` bounds the address space the method
-may add to the harness's own footprint: RLIMIT_AS (soft and hard, so the method cannot raise it)
-is set to the child's current size plus the limit just before the method runs (torch alone maps
-about 3-4 GB of address space on import, so a whole-process limit of a few GB would refuse the
-harness itself). An allocation beyond it raises MemoryError (numpy) or a torch allocator error,
-which becomes "exceeded the memory limit of N MB".
+Limits. `startup_limit_s` bounds the child's start (imports, reading its inputs); `time_limit_s`
+bounds the method, counted from the "started" line, so the limit does not depend on how long a
+busy machine takes to import torch; the method's seconds in the record are the driver's clock
+between "started" and "finished". On expiry the driver kills the jail, and with it every process
+the method started. `memory_limit_mb` bounds the address space the method may add to the child's
+own footprint: RLIMIT_AS (soft and hard) set at the child's size plus the limit just before the
+method is imported (torch alone maps 3-4 GB of address space on import, so a whole-process limit
+of a few GB would refuse the child itself); an allocation beyond it raises MemoryError (numpy) or
+a torch allocator error, which becomes "exceeded the memory limit of N MB".
 
-What this does not do: it isolates failures, not intent. The method runs in the process that
-evaluates it, so a deliberately malicious method could forge its own record; and the user's file
-is imported once in the driver too, for the static checks of `mubench submit`.
+What is still trusted: the method's work units (`cost/work`) and peak memory are counted by the
+child, inside the jail, with the method in the same process, so a hostile method could understate
+them; its seconds (`cost/seconds`, `cost/rte`) are the driver's. Where the jail cannot be had,
+isolated runs refuse (`jail.require`), naming how to install it.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import queue
-import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,17 +57,21 @@ from typing import TYPE_CHECKING, Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from mubench.errors import MubenchError
+from mubench.errors import MethodOutputError, MubenchError
 from mubench.harness import provenance
 from mubench.harness.record import Record, RunConfig
+from mubench.orchestration import handover, jail
 from mubench.orchestration.executors import Executor
 
 if TYPE_CHECKING:
-    from mubench.harness.runner import Harness
+    from mubench.harness.runner import Harness, Prepared
 
-MAX_LINE_BYTES = 64 * 2**20  # a record is a few kB; anything near this is not one
+MAX_LINE_BYTES = 1 << 20  # a message is a few hundred bytes; anything near this is not one
 REAP_GRACE_S = 10.0  # after its last line, how long the child may take to exit before it is killed
 STDERR_TAIL_LINES = 40
+JOB = "job.json"
+METHOD_FILE = "method.py"
+CHILD_MODULE = "mubench.orchestration.sandbox_child"
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,7 @@ class Limits:
     memory_limit_mb: int | None = None
     startup_limit_s: float = 600.0
     parallel: int = 1  # isolated runs at once; 1 (one after another) keeps cost/seconds comparable
+    jail_limits: jail.JailLimits = field(default_factory=jail.JailLimits)
 
     def __post_init__(self) -> None:
         if self.parallel < 1:
@@ -80,27 +93,10 @@ class Limits:
             raise ValueError(f"the memory limit must be positive, got {self.memory_limit_mb} MB")
 
 
-class HarnessOptions(BaseModel):
-    """How the child builds its Harness: the driver's device, shadow models, model cache and threads."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    device: str = "cpu"
-    shadow_models: int = Field(default=0, ge=0)
-    cache_root: str | None = None  # None: the default cache under $MUBENCH_HOME
-    threads: int | None = Field(default=None, ge=1)  # torch intra-op threads (same threads: same numbers)
-
-    @classmethod
-    def of(cls, harness: Harness) -> HarnessOptions:
-        import torch
-
-        return cls(device=str(harness.device), shadow_models=harness.shadow_models,
-                   cache_root=str(harness.cache.root), threads=torch.get_num_threads())
-
-
 class MethodSource(BaseModel):
     """Where the child finds the method class: an importable module (registered baselines and
-    entry-point packages) or a user's file, loaded as `mubench submit` does (mubench.orchestration.loading)."""
+    entry-point packages) or a user's file, loaded as `mubench submit` does
+    (mubench.orchestration.loading); the file is bound read-only into the jail at its own path."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -108,36 +104,46 @@ class MethodSource(BaseModel):
     file: str | None = None  # "path/to/file.py:ClassName"
 
 
-class Payload(BaseModel):
+class Job(BaseModel):
+    """What the child is told, beside its inputs file: which method, on which task's model."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     config: RunConfig
-    time_limit_s: float
-    memory_limit_mb: int | None
-    options: HarnessOptions
     source: MethodSource
+    access: str
+    request_seed: int
+    device: str = "cpu"
+    threads: int | None = Field(default=None, ge=1)  # torch intra-op threads (same threads: same numbers)
+    memory_limit_mb: int | None = Field(default=None, ge=1)
+    processes: int = Field(ge=1)
+    file_size_mb: int = Field(ge=1)
+    open_files: int = Field(ge=1)
+    user_tasks: int = Field(default=0, ge=0)  # the driver user's threads now (RLIMIT_NPROC counts them)
 
 
-class Ready(BaseModel):
+class Started(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    kind: Literal["ready"]
-    split_id: str
-    data_source: str
+    kind: Literal["started"]
 
 
-class Done(BaseModel):
+class Finished(BaseModel):
+    """The method returned and its weights are in the scratch folder; its own counts beside."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
-    kind: Literal["record"]
-    record: Record
+    kind: Literal["finished"]
+    work: float = Field(ge=0, allow_inf_nan=False)
+    peak_mb: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    precision: Literal["fp32", "bf16", ""] = ""
 
 
 class Failure(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     kind: Literal["error"]
-    error: str = Field(min_length=1)
+    error: str = Field(min_length=1, max_length=4000)
 
 
-Message = TypeAdapter(Annotated[Union[Ready, Done, Failure], Field(discriminator="kind")])
+Message = TypeAdapter(Annotated[Union[Started, Finished, Failure], Field(discriminator="kind")])
 
 
 # -- the driver ------------------------------------------------------------------------------------
@@ -146,52 +152,103 @@ Message = TypeAdapter(Annotated[Union[Ready, Done, Failure], Field(discriminator
 class Outcome:
     """What the driver saw of one child: its messages, how it ended, and when."""
 
-    ready: Ready | None = None
-    result: Done | Failure | None = None
+    started: bool = False
+    result: Finished | Failure | None = None
     invalid: str | None = None  # why a line from the child was refused
     timed_out: str | None = None  # "start-up" or "run"
     exit_code: int | None = None  # negative: killed by that signal
     peak_rss_mb: float = 0.0
     seconds: float = 0.0  # the child's whole life
-    run_seconds: float | None = None  # from "ready" to the end (a failed record's seconds, like Harness.run's)
+    run_seconds: float | None = None  # from "started" to the result (the method's seconds)
     stderr_tail: list[str] = field(default_factory=list)
 
 
-def run_isolated(config: RunConfig, limits: Limits, harness_options: HarnessOptions | None = None) -> Record:
-    """The record of `config` run in a child process under `limits`; never raises for the method's faults."""
-    options = harness_options or HarnessOptions()
-    outcome = supervise(config, limits, options)
-    return record_of(config, limits, options, outcome)
-
-
 def run_in_sandbox(harness: Harness, config: RunConfig, limits: Limits) -> Record:
-    """For sweep.run_grid: train (or load) the shared original and oracle in the trusted driver
-    first, so the child only loads them from the model cache, then run isolated."""
-    harness.prepare(config.task, config.scenario, config.seed, config.profile)
-    return run_isolated(config, limits, HarnessOptions.of(harness))
+    """The record of `config`, its method run in the jail under `limits` and measured here by
+    `harness`; never raises for the method's faults. Raises JailUnavailableError where the jail
+    cannot run."""
+    from mubench.harness.runner import derived_seed
+    from mubench.methods import methods
+
+    jail.require()
+    prepared = harness.prepare(config.task, config.scenario, config.seed, config.profile)
+    method_cls = methods.get(config.method)
+    harness.reference_seconds(prepared)  # retraining timed here, before the child competes for the CPU
+    scratch = jail.make_scratch()
+    try:
+        handover.write_inputs(scratch, prepared.original.model.state_dict(),
+                              {name: prepared.subsets[name] for name in method_cls.access.subsets})
+        job = Job(config=config, source=jailed_source(method_source(config.method), scratch),
+                  access=method_cls.access.value,
+                  request_seed=derived_seed(config.task, config.scenario, config.method, config.seed, "method"),
+                  device=str(harness.device), threads=_threads(), memory_limit_mb=limits.memory_limit_mb,
+                  processes=limits.jail_limits.processes, file_size_mb=limits.jail_limits.file_size_mb,
+                  open_files=limits.jail_limits.open_files,
+                  user_tasks=0 if os.geteuid() == 0 else jail.user_tasks(os.getuid()))
+        (scratch / JOB).write_text(job.model_dump_json())
+        (scratch / JOB).chmod(0o644)
+        outcome = supervise(scratch, job, limits)
+        if isinstance(outcome.result, Finished) and outcome.run_seconds is not None:
+            try:
+                state = handover.read_weights(scratch / handover.WEIGHTS, prepared.original.model)
+            except MethodOutputError as exc:
+                return failed_record(config, prepared, str(exc), outcome, harness)
+            unlearned = copy.deepcopy(prepared.original.model)
+            unlearned.load_state_dict({k: v.to(harness.device) for k, v in state.items()})
+            result = outcome.result
+            return harness.evaluate(config, unlearned, outcome.run_seconds, result.peak_mb, result.work,
+                                    result.precision)
+        return failed_record(config, prepared, failure_reason(limits, outcome), outcome, harness)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class IsolatedExecutor(Executor):
-    """The local executor's order and records, each run in its own child process under `limits`."""
+    """The local executor's order and records, each run's method in the jail under `limits`."""
 
     def __init__(self, harness: Harness, limits: Limits) -> None:
         self.harness, self.limits = harness, limits
 
     def map(self, configs: Sequence[RunConfig]) -> Iterator[Record]:
+        jail.require()  # before the first run: a grid refused as a whole, not run by run
         if self.limits.parallel == 1:
             for config in configs:
                 yield run_in_sandbox(self.harness, config, self.limits)
             return
-        pool = ThreadPoolExecutor(self.limits.parallel)  # threads only wait on their child processes
+        pool = ThreadPoolExecutor(self.limits.parallel)  # threads wait on their jails; the harness is locked
+        lock = threading.Lock()
         try:
-            futures = []
-            for config in configs:  # the driver's harness (not thread-safe) prepares here, in order
-                self.harness.prepare(config.task, config.scenario, config.seed, config.profile)
-                futures.append(pool.submit(run_isolated, config, self.limits, HarnessOptions.of(self.harness)))
+            futures = [pool.submit(_locked_run, self.harness, config, self.limits, lock) for config in configs]
             for future in futures:
                 yield future.result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _locked_run(harness: Harness, config: RunConfig, limits: Limits, lock: threading.Lock) -> Record:
+    """`run_in_sandbox` with the driver's harness (not thread-safe) held only while it prepares
+    and evaluates; the jailed methods run side by side."""
+    return run_in_sandbox(_LockedHarness(harness, lock), config, limits)  # type: ignore[arg-type]
+
+
+class _LockedHarness:
+    """The harness calls `run_in_sandbox` makes, each under one lock shared by the threads."""
+
+    def __init__(self, harness: Harness, lock: threading.Lock) -> None:
+        self._harness, self._lock = harness, lock
+        self.device = harness.device
+
+    def prepare(self, *args: object) -> Prepared:
+        with self._lock:
+            return self._harness.prepare(*args)  # type: ignore[arg-type]
+
+    def reference_seconds(self, prepared: Prepared) -> float:
+        with self._lock:
+            return self._harness.reference_seconds(prepared)
+
+    def evaluate(self, *args: object) -> Record:
+        with self._lock:
+            return self._harness.evaluate(*args)  # type: ignore[arg-type]
 
 
 def isolated_executor(executor: Executor | str, harness: Harness, limits: Limits) -> IsolatedExecutor:
@@ -220,16 +277,39 @@ def method_source(name: str) -> MethodSource:
     return MethodSource(file=f"{Path(path).resolve()}:{cls.__qualname__}")
 
 
-def supervise(config: RunConfig, limits: Limits, options: HarnessOptions) -> Outcome:
-    """Start the child, feed it the payload, read its lines under the two deadlines, reap it."""
-    payload = Payload(config=config, time_limit_s=limits.time_limit_s, memory_limit_mb=limits.memory_limit_mb,
-                      options=options, source=method_source(config.method))
-    env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+def jailed_source(source: MethodSource, scratch: Path) -> MethodSource:
+    """A method file travels as a copy in the scratch folder (`method.py`, readable by the
+    jail's user whatever the original's permissions), the only file of the submission the jail
+    holds; a module is imported from the installed packages."""
+    if source.file is None:
+        return source
+    path, _, class_name = source.file.rpartition(":")
+    copy_path = scratch / METHOD_FILE
+    shutil.copyfile(path, copy_path)
+    copy_path.chmod(0o444)
+    return MethodSource(file=f"{jail.SCRATCH}/{METHOD_FILE}:{class_name}")
+
+
+def readable_for(source: MethodSource) -> list[Path]:
+    """What the jail binds read-only: the Python installation and packages, and the folder of
+    an installed method module that lies outside them."""
+    roots = jail.python_roots()
+    if source.module is not None:
+        spec = importlib.util.find_spec(source.module.split(".")[0])
+        origin = next(iter(spec.submodule_search_locations or []), None) if spec else None
+        folder = Path(origin) if origin else (Path(spec.origin) if spec and spec.origin else None)
+        if folder is not None and not any(folder == r or r in folder.parents for r in roots):
+            roots.append(folder)
+    return roots
+
+
+def supervise(scratch: Path, job: Job, limits: Limits) -> Outcome:
+    """Start the jailed child, read its lines under the two deadlines, reap it (and the jail)."""
+    argv = jail.jail_argv([sys.executable, "-m", CHILD_MODULE, f"{jail.SCRATCH}/{JOB}"], scratch,
+                          readable=readable_for(job.source), env=_child_env(job))
     start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "mubench.orchestration.sandbox"], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, env=env)
+    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
     outcome = Outcome()
     lines: queue.Queue[bytes | None] = queue.Queue()
     tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
@@ -237,47 +317,61 @@ def supervise(config: RunConfig, limits: Limits, options: HarnessOptions) -> Out
                threading.Thread(target=_read_tail, args=(child.stderr, tail), daemon=True)]
     for reader in readers:
         reader.start()
-    try:
-        assert child.stdin is not None
-        child.stdin.write(payload.model_dump_json().encode())
-        child.stdin.close()
-    except OSError:
-        pass  # the child died at once; its exit status says how
-    ready_at = _follow(lines, outcome, start + limits.startup_limit_s, limits.time_limit_s)
+    started_at = _follow(lines, outcome, start + limits.startup_limit_s, limits.time_limit_s)
+    ended_at = time.perf_counter()
     outcome.exit_code, outcome.peak_rss_mb = _reap(child, grace=0.0 if outcome.timed_out else REAP_GRACE_S)
-    end = time.perf_counter()
-    outcome.seconds = end - start
-    outcome.run_seconds = end - ready_at if ready_at is not None else None
+    outcome.seconds = time.perf_counter() - start
+    if started_at is not None:
+        outcome.run_seconds = ended_at - started_at
     for reader in readers:
         reader.join(timeout=1.0)
     outcome.stderr_tail = list(tail)
     return outcome
 
 
+def _child_env(job: Job) -> dict[str, str]:
+    """The child's whole environment (the jail clears the rest): threads, and nothing that
+    names a store, a cache, a mirror or a credential."""
+    env = {"MUBENCH_IN_JAIL": "1"}
+    if job.threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(job.threads)
+    return env
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _follow(lines: queue.Queue[bytes | None], outcome: Outcome, deadline: float, time_limit_s: float) -> float | None:
-    """Consume the child's lines until its result, end of output or a deadline; returns when it was ready."""
-    ready_at = None
+    """Consume the child's lines until its result, end of output or a deadline; returns when it started."""
+    started_at = None
     while outcome.result is None and outcome.invalid is None:
         try:
             line = lines.get(timeout=max(0.0, deadline - time.perf_counter()))
         except queue.Empty:
-            outcome.timed_out = "run" if ready_at is not None else "start-up"
-            return ready_at
+            outcome.timed_out = "run" if started_at is not None else "start-up"
+            if started_at is not None:
+                outcome.run_seconds = time.perf_counter() - started_at
+            return started_at
         if line is None:  # end of output: the child exited (or closed its channel)
-            return ready_at
+            return started_at
         try:
             message = Message.validate_json(line)
         except ValidationError as exc:
             outcome.invalid = _first_error(exc)
-            return ready_at
-        if isinstance(message, Ready) and outcome.ready is None:
-            outcome.ready, ready_at = message, time.perf_counter()
-            deadline = ready_at + time_limit_s
-        elif isinstance(message, Ready):
-            outcome.invalid = "a second 'ready' line"
+            return started_at
+        if isinstance(message, Started) and not outcome.started:
+            outcome.started, started_at = True, time.perf_counter()
+            deadline = started_at + time_limit_s
+        elif isinstance(message, Started):
+            outcome.invalid = "a second 'started' line"
+        elif isinstance(message, Finished) and not outcome.started:
+            outcome.invalid = "'finished' before 'started'"
         else:
             outcome.result = message
-    return ready_at
+    return started_at
 
 
 def _read_lines(stream, lines: queue.Queue[bytes | None]) -> None:  # type: ignore[no-untyped-def]
@@ -295,9 +389,10 @@ def _read_tail(stream, tail: deque[str]) -> None:  # type: ignore[no-untyped-def
 
 
 def _reap(child: subprocess.Popen, grace: float) -> tuple[int, float]:
-    """Wait up to `grace` s for the child to exit, then kill its process group; (exit code, peak RSS MB).
-    The group is killed in any case, so processes the method started do not outlive the run; the
-    child is reaped only after that (WNOWAIT), so its pid, the group's id, cannot be reused meanwhile."""
+    """Wait up to `grace` s for the jail to exit, then kill its process group; (exit code, peak
+    RSS MB). Killing bubblewrap ends the jail's PID namespace, and the kernel kills every process
+    in it; the child is reaped only after that (WNOWAIT), so its pid cannot be reused meanwhile.
+    bubblewrap reports a child killed by signal N as status 128 + N: returned as -N."""
     deadline = time.perf_counter() + grace
     while os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
         if time.perf_counter() >= deadline:
@@ -305,8 +400,11 @@ def _reap(child: subprocess.Popen, grace: float) -> tuple[int, float]:
         time.sleep(0.02)
     _kill_group(child.pid)
     _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)  # reaped here: wait4 gives this child's own rusage
-    return child.returncode, usage.ru_maxrss / 1024.0
+    code = os.waitstatus_to_exitcode(status)
+    child.returncode = code
+    if 128 < code < 128 + 65:
+        code = -(code - 128)
+    return code, usage.ru_maxrss / 1024.0
 
 
 def _kill_group(pid: int) -> None:
@@ -316,35 +414,31 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def record_of(config: RunConfig, limits: Limits, options: HarnessOptions, outcome: Outcome) -> Record:
-    """The child's own record when it sent a valid one for this config; else a failed record with
-    the reason, built here from what the driver knows."""
-    if isinstance(outcome.result, Done) and outcome.result.record.config == config:
-        return outcome.result.record
-    reason = failure_reason(config, limits, outcome)
+def failed_record(config: RunConfig, prepared: Prepared, reason: str, outcome: Outcome, harness: Harness) -> Record:
+    """A failed record with the reason, built here from what the driver knows."""
     from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION
 
-    ready = outcome.ready
+    device = str(harness.device)
     return Record(id=config.id, config=config, status="failed", error=reason, metrics={},
-                  split_id=ready.split_id if ready else "", data_source=ready.data_source if ready else "",
+                  split_id=prepared.split.id, data_source=prepared.task.data_source(),
                   metrics_version=METRICS_VERSION, mia_spec_version=MIA_SPEC_VERSION,
                   mubench_version=provenance.mubench_version(), git_commit=provenance.git_commit(),
-                  hardware=provenance.hardware(options.device), device=options.device,
+                  hardware=provenance.hardware(device), device=device,
                   seconds=outcome.seconds if outcome.run_seconds is None else outcome.run_seconds,
                   peak_rss_mb=outcome.peak_rss_mb)
 
 
-def failure_reason(config: RunConfig, limits: Limits, outcome: Outcome) -> str:
-    if isinstance(outcome.result, Done):
-        return f"the isolated run returned the record of another config ({outcome.result.record.config.label})"
+def failure_reason(limits: Limits, outcome: Outcome) -> str:
     if outcome.timed_out == "run":
         return f"exceeded the wall-time limit of {limits.time_limit_s:g} s"
     if outcome.timed_out == "start-up":
-        return f"the isolated run did not start within {limits.startup_limit_s:g} s (imports, data, cached models)"
+        return f"the isolated run did not start within {limits.startup_limit_s:g} s (imports, its inputs)"
     if isinstance(outcome.result, Failure):
         return outcome.result.error
     if outcome.invalid is not None:
         return f"the isolated run sent an invalid message: {outcome.invalid}"
+    if isinstance(outcome.result, Finished):
+        return "the isolated run said it finished before it started"
     code = outcome.exit_code or 0
     last = next((line for line in reversed(outcome.stderr_tail) if line.strip()), "")
     if code < 0:
@@ -353,7 +447,7 @@ def failure_reason(config: RunConfig, limits: Limits, outcome: Outcome) -> str:
         if limits.memory_limit_mb is not None and name in {"SIGKILL", "SIGSEGV", "SIGABRT", "SIGBUS"}:
             why += f" (by the method, or from running out of memory; memory limit {limits.memory_limit_mb} MB)"
         return why
-    return f"the isolated run exited with status {code} without a record" + (f": {last[-300:]}" if last else "")
+    return f"the isolated run exited with status {code} without a result" + (f": {last[-300:]}" if last else "")
 
 
 def _signal_name(number: int) -> str:
@@ -374,92 +468,3 @@ def _find_spec(module: str) -> object | None:
         return importlib.util.find_spec(module)
     except (ImportError, ValueError):
         return None
-
-
-# -- the child -------------------------------------------------------------------------------------
-
-def _child_main() -> int:
-    """`python -m mubench.orchestration.sandbox`: read the payload on stdin, write JSON lines on a private stdout."""
-    channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    os.dup2(2, 1)  # the method's prints (and anything else on fd 1) go to stderr
-    sys.stdout = sys.stderr
-
-    def send(message: BaseModel) -> None:
-        channel.write(message.model_dump_json() + "\n")
-        channel.flush()
-
-    try:
-        payload = Payload.model_validate_json(sys.stdin.buffer.read())
-        send(_child_run(payload, send))
-    except BaseException as exc:  # noqa: BLE001 - SystemExit from a method included: reported, not lost
-        from mubench.harness.runner import _reason
-
-        send(Failure(kind="error", error=_reason(exc) if isinstance(exc, Exception)
-                     else f"{type(exc).__name__}: {exc} (raised outside the harness's handling)"))
-    return 0
-
-
-def _child_run(payload: Payload, send) -> Done:  # type: ignore[no-untyped-def]
-    import torch
-
-    from mubench.harness.artifacts import ModelCache
-    from mubench.harness.runner import Harness
-
-    config, options = payload.config, payload.options
-    if options.threads:
-        torch.set_num_threads(options.threads)
-    _load_method(config.method, payload.source)
-    cache = ModelCache(Path(options.cache_root)) if options.cache_root else None
-    harness = Harness(device=options.device, cache=cache, shadow_models=options.shadow_models)
-    prepared = harness.prepare(config.task, config.scenario, config.seed, config.profile)
-    send(Ready(kind="ready", split_id=prepared.split.id, data_source=prepared.task.data_source()))
-    if payload.memory_limit_mb is not None:
-        limit_address_space(payload.memory_limit_mb)
-    record = harness.run(config)
-    if payload.memory_limit_mb is not None and record.error and _is_allocation_failure(record.error):
-        record = record.model_copy(update={
-            "error": f"exceeded the memory limit of {payload.memory_limit_mb} MB ({record.error[:300]})"})
-    return Done(kind="record", record=record)
-
-
-def _load_method(name: str, source: MethodSource) -> None:
-    """Register the method in this fresh process the way the driver got it."""
-    from mubench.methods import methods, register_method
-    from mubench.orchestration.loading import load_method_class
-
-    if source.module is not None:
-        importlib.import_module(source.module)
-    if source.file is not None and name not in methods:
-        cls, _, problems = load_method_class(source.file)
-        if problems:
-            raise MubenchError("; ".join(problems))
-        if name not in methods:
-            register_method(name)(cls)  # type: ignore[arg-type]
-    methods.get(name)  # an unknown name fails here, clearly
-
-
-def limit_address_space(megabytes: int) -> None:
-    """RLIMIT_AS (soft and hard) at the current address-space size plus `megabytes`."""
-    current = _vm_size_bytes()
-    limit = current + megabytes * 2**20
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
-def _vm_size_bytes() -> int:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    raise OSError("no VmSize in /proc/self/status")
-
-
-def _is_allocation_failure(error: str) -> bool:
-    return error.startswith("MemoryError") or any(
-        marker in error for marker in ("can't allocate memory", "Cannot allocate memory", "bad_alloc"))
-
-
-if __name__ == "__main__":
-    sys.exit(_child_main())
