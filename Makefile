@@ -41,6 +41,7 @@ lint: install
 bench: install
 	$(BIN)/python -m mubench.bench.speed
 	$(BIN)/python -m mubench.bench.speed --executors
+	$(BIN)/python -m mubench.bench.speed --sandbox --trials 3  # what the jail adds to a run (needs bubblewrap)
 	$(BIN)/python -m mubench.bench.training  # per task: training speed and accuracy (standard on a GPU, smoke on a CPU); on a GPU also method runs (1 at a time, with overlap, and 4 at a time) and the projected leaderboard
 
 clean:

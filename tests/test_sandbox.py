@@ -213,3 +213,18 @@ def test_isolation_does_not_combine_with_another_executor():
         isolated_executor("ray", Harness.__new__(Harness), Limits())
     with pytest.raises(ValueError):
         Limits(time_limit_s=0)
+
+
+def test_without_the_jail_an_isolated_grid_is_refused_before_any_run(tmp_path, monkeypatch):
+    from mubench.orchestration import jail
+
+    monkeypatch.setattr(jail, "bwrap_path", lambda: None)
+    jail.unavailable.cache_clear()
+    store = Store(tmp_path / "results.sqlite")
+    try:
+        with pytest.raises(jail.JailUnavailableError, match="install bubblewrap"):
+            run_grid([_config("identity")], store, Harness(), isolate=Limits())
+        assert store.records() == []  # nothing ran unjailed, nothing was recorded as failed
+    finally:
+        store.close()
+        jail.unavailable.cache_clear()

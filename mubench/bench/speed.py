@@ -15,6 +15,10 @@ of `--workers` CPUs, each from an empty model cache, and prints the speed-ups (f
 the seconds it takes to start; the processes' start, spawning each worker, is counted in theirs).
 All use one torch thread per run (the local pass sets it, each worker has it), so the figures
 measure running runs side by side, not thread counts.
+
+`--sandbox` instead times what the sandbox's jail adds to a run (mubench.orchestration.sandbox):
+the same configs (`identity` and `finetune` on the task's scenario) in this process and jailed,
+each run's whole wall time, median of `--trials`; the difference is the jail's cost per run.
 """
 
 from __future__ import annotations
@@ -122,6 +126,34 @@ def executor_speedup(console: Console, task_name: str, workers: int, seeds: int 
     console.print(table)
 
 
+SANDBOX_BENCH_METHODS = ("identity", "finetune")
+
+
+def sandbox_overhead(console: Console, task_name: str, scenario: str, trials: int) -> None:
+    """Wall seconds of one run in this process against the same run in the jail."""
+    from mubench.harness.record import RunConfig
+    from mubench.orchestration import jail
+    from mubench.orchestration.sandbox import Limits, run_in_sandbox
+    from mubench.tasks.base import tasks
+
+    jail.require()
+    harness = Harness()
+    harness.prepare(task_name, scenario, 0, "smoke")  # the original and oracle: trained once, outside the timing
+    table = Table(title=f"mubench bench: the sandbox's jail, {task_name}/{scenario} smoke, median of {trials} "
+                        f"runs; {provenance.hardware('cpu')}")
+    for column in ("method", "in process: s", "jailed: s", "jail's cost: s"):
+        table.add_column(column, justify="right" if column != "method" else "left")
+    for name in SANDBOX_BENCH_METHODS:
+        cls = methods.get(name)
+        config = RunConfig(task=task_name, task_version=tasks.get(task_name).spec.version, scenario=scenario,
+                           method=name, method_version=str(cls.version), hparams=dict(cls.resolve(profile="smoke")),
+                           seed=0, profile="smoke")
+        plain = _median_seconds(lambda: harness.run(config), trials)
+        jailed = _median_seconds(lambda: run_in_sandbox(harness, config, Limits()), trials)
+        table.add_row(name, f"{plain:.2f}", f"{jailed:.2f}", f"{jailed - plain:.2f}")
+    console.print(table)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="cmnist")
@@ -129,8 +161,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--executors", action="store_true", help="time a grid of ~40 runs: local vs processes vs ray")
     parser.add_argument("--workers", type=int, default=2, help="--executors: worker processes (and CPUs of the local Ray instance)")
+    parser.add_argument("--sandbox", action="store_true", help="time runs in this process against runs in the jail")
     args = parser.parse_args(argv)
     console = Console()
+    if args.sandbox:
+        sandbox_overhead(console, args.task, args.scenario, args.trials)
+        return
     if args.executors:
         executor_speedup(console, args.task, args.workers)
         return

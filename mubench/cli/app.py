@@ -126,7 +126,7 @@ def run(
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="processes: worker processes; ray: CPUs of the local instance (default: all cores)")] = None,
     gpus_per_run: Annotated[Optional[float], typer.Option("--gpus-per-run", min=0, help="ray: GPU share of each run (default 0.25 on CUDA, 0 on the CPU)")] = None,
     overlap: Annotated[bool, typer.Option("--overlap", help="local: compute each run's outputs-only metrics (the attacks' CPU fits) in a thread beside the next run's method: more runs per hour on a GPU, method seconds that include the contention")] = False,
-    isolate: Annotated[bool, typer.Option("--isolate", help="run each method in its own process under --time-limit and --memory-limit (mubench.orchestration.sandbox)")] = False,
+    isolate: Annotated[bool, typer.Option("--isolate", help="run each method in the sandbox's jail (bubblewrap: only its declared data, no network, no store) under --time-limit and --memory-limit (docs/security.md)")] = False,
     time_limit: Annotated[float, typer.Option("--time-limit", min=0.001, help="--isolate: seconds each run's method and evaluation may take")] = 3600.0,
     memory_limit: Annotated[Optional[int], typer.Option("--memory-limit", min=1, help="--isolate: MB of address space the method may add (default: no limit)")] = None,
 ) -> None:

@@ -1,6 +1,7 @@
 """`mubench submit`, `mubench validate` and `mubench schema`: leaderboard submissions (mubench.board.submission).
 
-`submit path/to/file.py:ClassName` loads the class from the file, checks it (interface, name,
+`submit path/to/file.py:ClassName` reads the class from the file in the sandbox's jail (the
+driver never imports it: mubench.orchestration.jailed_method), checks it (interface, name,
 hyper-parameter space, declared access, a smoke run on the debug task) and reports every problem
 at once; then runs the suite through the harness, stores the records and writes a verified
 submission file. `submit --entry-point NAME` does the same for a method an installed package
@@ -79,7 +80,7 @@ def submit(
     author: Annotated[Optional[list[str]], typer.Option("--author", help="author (repeatable; default: the class's `authors`)")] = None,
     folder: OutOption = None,
     store: StoreOption = None,
-    isolate: Annotated[bool, typer.Option("--isolate/--no-isolate", help="run the method in child processes under the limits below (default: isolated)")] = True,
+    isolate: Annotated[bool, typer.Option("--isolate/--no-isolate", help="run the method in the sandbox's jail under the limits below, never importing its file here (default: isolated; needs bubblewrap)")] = True,
     time_limit: Annotated[float, typer.Option("--time-limit", min=0.001, help="seconds each run's method and evaluation may take")] = 3600.0,
     memory_limit: Annotated[Optional[int], typer.Option("--memory-limit", min=1, help="MB of address space the method may add")] = 16384,
 ) -> None:
@@ -92,7 +93,14 @@ def submit(
     limits = Limits(time_limit_s=time_limit, memory_limit_mb=memory_limit) if isolate else None
     if (target is None) == (entry_point is None):
         raise SubmissionError("name the method either as FILE.py:CLASS or with --entry-point NAME (one of the two)")
-    cls, path, problems = load_entry_point_method(entry_point) if entry_point else load_method_class(target or "")
+    if entry_point:  # an installed package: trusted code, like the baselines (docs/security.md)
+        cls, path, problems = load_entry_point_method(entry_point)
+    elif limits is not None:  # the file is imported only in the jail; the driver gets a description
+        from mubench.orchestration.sandbox import describe_in_jail
+
+        cls, path, problems = describe_in_jail(target or "", limits)
+    else:  # --no-isolate: the user's own trusted code, imported here
+        cls, path, problems = load_method_class(target or "")
     target = target or f"entry point method {entry_point!r}"
     if not problems:
         problems = method_problems(cls)

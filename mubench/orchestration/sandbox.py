@@ -65,6 +65,7 @@ from mubench.orchestration.executors import Executor
 
 if TYPE_CHECKING:
     from mubench.harness.runner import Harness, Prepared
+    from mubench.methods import Method
 
 MAX_LINE_BYTES = 1 << 20  # a message is a few hundred bytes; anything near this is not one
 REAP_GRACE_S = 10.0  # after its last line, how long the child may take to exit before it is killed
@@ -266,6 +267,9 @@ def method_source(name: str) -> MethodSource:
     from mubench.methods import methods
 
     cls = methods.get(name)
+    jailed = getattr(cls, "jailed_source", None)
+    if jailed is not None:  # a stand-in (mubench.orchestration.jailed_method): the file, never imported here
+        return MethodSource(file=jailed)
     module = sys.modules.get(cls.__module__)
     importable = (cls.__module__ != "__main__" and not cls.__module__.startswith("mubench_submission_")
                   and _find_spec(cls.__module__) is not None)
@@ -288,6 +292,64 @@ def jailed_source(source: MethodSource, scratch: Path) -> MethodSource:
     shutil.copyfile(path, copy_path)
     copy_path.chmod(0o444)
     return MethodSource(file=f"{jail.SCRATCH}/{METHOD_FILE}:{class_name}")
+
+
+DESCRIBE_LIMIT_S = 300.0  # importing a method's file and describing it: imports, no training
+
+
+def describe_in_jail(spec: str, limits: Limits | None = None) -> tuple[type[Method] | None, Path | None, list[str]]:
+    """(a stand-in class, the file, problems) for 'path/to/file.py:ClassName', the way
+    `load_method_class` answers, but with the file imported only in the jail
+    (mubench.orchestration.jailed_method): its module-level code never runs in this process."""
+    from mubench.orchestration.jailed_method import MethodDescription, stand_in
+
+    jail.require()
+    file_part, _, class_name = spec.rpartition(":")
+    if not file_part or not class_name:
+        return None, None, [f"{spec!r}: expected path/to/file.py:ClassName"]
+    path = Path(file_part)
+    if not path.is_file():
+        return None, None, [f"{path}: no such file"]
+    jail_limits = (limits or Limits()).jail_limits
+    scratch = jail.make_scratch()
+    try:
+        source = jailed_source(MethodSource(file=f"{path}:{class_name}"), scratch)
+        argv = jail.jail_argv([sys.executable, "-m", CHILD_MODULE, "--describe", source.file or "",
+                               str(jail_limits.processes), str(jail_limits.file_size_mb), str(jail_limits.open_files)],
+                              scratch, readable=jail.python_roots(), env={"MUBENCH_IN_JAIL": "1"})
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 start_new_session=True)
+        lines: queue.Queue[bytes | None] = queue.Queue()
+        tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        readers = [threading.Thread(target=_read_lines, args=(child.stdout, lines), daemon=True),
+                   threading.Thread(target=_read_tail, args=(child.stderr, tail), daemon=True)]
+        for reader in readers:
+            reader.start()
+        try:
+            line = lines.get(timeout=DESCRIBE_LIMIT_S)
+        except queue.Empty:
+            line = None
+            _kill_group(child.pid)
+            return None, path, [f"{path}: importing it in the sandbox took longer than {DESCRIBE_LIMIT_S:g} s"]
+        finally:
+            code, _ = _reap(child, grace=REAP_GRACE_S)
+            for reader in readers:
+                reader.join(timeout=1.0)
+        if line is None:
+            last = next((text for text in reversed(tail) if text.strip()), "")
+            return None, path, [f"{path}: the sandbox's child exited (status {code}) without describing it"
+                                + (f": {last[-300:]}" if last else "")]
+        try:
+            description = MethodDescription.model_validate_json(line)
+        except ValidationError as exc:
+            return None, path, [f"{path}: the sandbox's child sent an invalid description: {_first_error(exc)}"]
+        if description.problems:
+            inside = f"{jail.SCRATCH}/{METHOD_FILE}"
+            problems = [problem.replace(inside, str(path)) for problem in description.problems]
+            return None, path, [p if p.startswith(str(path)) else f"{path}: {p}" for p in problems]
+        return stand_in(description, path), path, []
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def readable_for(source: MethodSource) -> list[Path]:

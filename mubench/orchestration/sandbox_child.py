@@ -85,6 +85,7 @@ def run(job: Job, scratch: Path, send) -> Finished:  # type: ignore[no-untyped-d
         method_cls = load_method(config.method, job.source)
         check_target(method_cls, task)
         hp = method_cls.resolve(config.hparams, config.profile)
+        method_cls.check(hp)  # the driver's stand-in of a submitted file cannot run it (jailed_method)
         access = Access(job.access)
         request = Request(subsets, access, spec.num_classes, device, seed=job.request_seed,
                           trainer=lambda subset: trainer.fit_from_scratch(task, config.profile, config.seed, subset),
@@ -147,7 +148,32 @@ def _is_allocation_failure(message: str, exc: BaseException) -> bool:
         marker in message for marker in ("can't allocate memory", "Cannot allocate memory", "bad_alloc"))
 
 
+def describe_main(spec: str, processes: int, file_size_mb: int, open_files: int) -> int:
+    """`--describe FILE.py:CLASS`: import the method's file here, in the jail, and send its
+    description (mubench.orchestration.jailed_method) as one line; nothing is run."""
+    channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    from mubench.orchestration.jailed_method import MethodDescription, describe
+    from mubench.orchestration.loading import load_method_class
+
+    jail.enter(jail.JailLimits(processes=processes, file_size_mb=file_size_mb, open_files=open_files))
+    class_name = spec.rpartition(":")[2]
+    try:
+        cls, _, problems = load_method_class(spec)
+        description = (MethodDescription(class_name=class_name, problems=problems) if problems
+                       else describe(cls))
+    except BaseException as exc:  # noqa: BLE001 - the file's code: any failure is a problem to report
+        description = MethodDescription(class_name=class_name,
+                                        problems=[f"describing it raised {type(exc).__name__}: {exc}"[:2000]])
+    channel.write(description.model_dump_json() + "\n")
+    channel.flush()
+    return 0
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "--describe":
+        sys.exit(describe_main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])))
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m mubench.orchestration.sandbox_child JOB.json")
+        sys.exit("usage: python -m mubench.orchestration.sandbox_child JOB.json | --describe FILE.py:CLASS N N N")
     sys.exit(main(sys.argv[1]))
