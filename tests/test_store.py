@@ -349,3 +349,67 @@ def test_store_survives_sigkill_mid_loop(store_path, tmp_path):
         assert db.execute("SELECT COUNT(DISTINCT id) FROM records").fetchone()[0] == LOOP_SIZE
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     db.close()
+
+
+def test_a_record_edited_outside_mubench_is_refused_by_its_digest(store, store_path):
+    """Two bytes changed inside a stored body, still valid JSON and a valid record, with
+    SQLite's integrity check passing: the record's digest no longer matches, and reading it
+    fails naming the record (it would otherwise move a method on the board)."""
+    record = make_record(seed=4)
+    store.put(record)
+    body = record.model_dump_json()
+    edited = body.replace('"test/acc":0.9', '"test/acc":0.99')
+    assert edited != body
+    with sqlite3.connect(store_path) as db:
+        db.execute("UPDATE records SET body=? WHERE id=?", (edited, record.id))
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+    with pytest.raises(StoreError, match=f"record {record.id[:12]} was changed outside mubench"):
+        store.get(record.id)
+
+
+def test_an_empty_store_file_is_refused_not_replaced(tmp_path):
+    path = tmp_path / "results.sqlite"
+    path.write_bytes(b"")
+    with pytest.raises(StoreError, match="empty file"):
+        Store(path)
+    assert path.read_bytes() == b""  # left as it was found
+
+
+def test_a_truncated_store_is_refused(store_path):
+    store = Store(store_path)
+    for seed in range(20):
+        store.put(make_record(seed=seed))
+    store.close()
+    data = store_path.read_bytes()
+    store_path.write_bytes(data[: len(data) // 3])
+    for suffix in ("-wal", "-shm"):
+        Path(str(store_path) + suffix).unlink(missing_ok=True)
+    with pytest.raises(StoreError):
+        reopened = Store(store_path)
+        reopened.records()
+
+
+def test_a_schema_1_store_is_migrated_with_its_records_intact(store_path):
+    """A store written before the digest column opens, gains digests, and reads the same records."""
+    record = make_record(seed=5)
+    body = record.model_dump_json()
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(store_path) as db:
+        db.executescript("""
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE records (id TEXT PRIMARY KEY, task TEXT NOT NULL, scenario TEXT NOT NULL,
+                method TEXT NOT NULL, seed INTEGER NOT NULL, profile TEXT NOT NULL, status TEXT NOT NULL,
+                created_at TEXT NOT NULL, body TEXT NOT NULL);
+            INSERT INTO meta VALUES ('schema_version', '1');""")
+        cfg = record.config
+        db.execute("INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?)", (record.id, cfg.task, cfg.scenario, cfg.method,
+                                                                     cfg.seed, cfg.profile, record.status,
+                                                                     record.created_at, body))
+    db.close()
+    store = Store(store_path)
+    assert store.get(record.id) == record
+    store.close()
+    with sqlite3.connect(store_path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+    db.close()

@@ -19,6 +19,7 @@ from torch import nn
 
 from mubench.harness.record import Record
 from mubench.harness.runner import Harness
+from mubench.hashing import sha256_text
 from mubench.methods import Access, Method, methods, register_method
 from mubench.orchestration.store import Store
 from mubench.orchestration.sweep import GridSpec, expand_grid, run_grid
@@ -227,7 +228,8 @@ def test_records_of_other_metric_versions_are_rerun_and_replaced(tmp_path):
     with sqlite3.connect(tmp_path / "store.sqlite") as db:  # make two of them look computed by an older mubench
         for record, field in ((first[0], "metrics_version"), (first[1], "mia_spec_version")):
             old = record.model_copy(update={field: "0", "metrics": {"forget/acc": -1.0}})
-            db.execute("UPDATE records SET body=? WHERE id=?", (old.model_dump_json(), record.id))
+            body = old.model_dump_json()  # written as an older mubench would have: with its digest
+            db.execute("UPDATE records SET body=?, digest=? WHERE id=?", (body, sha256_text(body), record.id))
     seen: list[tuple[str, bool]] = []
     again = run_grid(configs, store, harness, on_record=lambda r, skipped: seen.append((r.config.method, skipped)))
     assert seen == [("identity", False), ("grad_ascent", False), ("finetune", True)]

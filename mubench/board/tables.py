@@ -55,7 +55,7 @@ from mubench.board.submission import (
 )
 from mubench.errors import MubenchError, StoreError
 from mubench.harness.record import Record
-from mubench.hashing import canonical_json, sha256_file
+from mubench.hashing import canonical_json, sha256_file, sha256_text
 from mubench.methods import Access
 from mubench.results.ranking import ranking_key
 
@@ -167,7 +167,10 @@ def read_store(path: Path) -> dict[str, Record]:
     except sqlite3.Error as exc:
         raise StoreError(f"cannot read the result store {path}: {exc}") from None
     records = {}
-    for record_id, body in rows:
+    for record_id, body, digest in rows:
+        if digest is not None and sha256_text(body) != digest:
+            raise StoreError(f"{path}: record {record_id[:12]} was changed outside mubench (its body no longer "
+                             "matches its digest)")
         try:
             records[record_id] = Record.model_validate_json(body)
         except ValidationError as exc:
@@ -175,10 +178,14 @@ def read_store(path: Path) -> dict[str, Record]:
     return records
 
 
-def _select_records(uri: str) -> list[tuple[str, str]]:
+def _select_records(uri: str) -> list[tuple[str, str, str | None]]:
+    """(id, body, digest) of every row; the digest is None in a store of schema 1, not yet
+    migrated (this reader never writes)."""
     db = sqlite3.connect(uri, uri=True)
     try:
-        return db.execute("SELECT id, body FROM records").fetchall()
+        columns = {row[1] for row in db.execute("PRAGMA table_info(records)")}
+        digest = "digest" if "digest" in columns else "NULL"
+        return db.execute(f"SELECT id, body, {digest} FROM records").fetchall()
     finally:
         db.close()
 
