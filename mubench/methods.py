@@ -9,6 +9,7 @@ timing, metrics, storage) is the harness's job.
 from __future__ import annotations
 
 import inspect
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -188,6 +189,43 @@ def _check_profile_defaults(name: str, cls: type[Method]) -> None:
             if type(value) is not expected and not (expected is float and type(value) is int):
                 raise ValueError(f"method {name}: profile_defaults[{profile!r}][{key!r}] = {value!r} is not "
                                  f"a {expected.__name__} like the space's default")
+
+
+METHOD_NAME = r"^[a-z][a-z0-9_]{0,63}$"  # a method's name: lower-case letters, digits, '_'
+
+
+def class_problems(cls: object) -> list[str]:
+    """Every static problem of a method class, read from its attributes alone (nothing is run,
+    no registry consulted): the interface, name, access level, space, docstring and plain texts.
+    `mubench submit` lists them all at once; the sandbox's jail reports them for a file the
+    driver does not import (mubench.orchestration.jailed_method)."""
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        return [f"{cls!r} is not a subclass of mubench.methods.Method"]
+    problems = []
+    if inspect.isabstract(cls):
+        problems.append(f"{cls.__name__} does not implement unlearn(model, request, hp)")
+    name = cls.name
+    if not name:
+        problems.append(f"{cls.__name__} has no name: decorate it with @register_method(\"my_method\")")
+    elif not isinstance(name, str) or not re.fullmatch(METHOD_NAME, name):
+        problems.append(f"method name {name!r} must match {METHOD_NAME} (lower-case letters, digits, '_')")
+    if not isinstance(cls.access, Access):
+        problems.append(f"access must be a mubench.methods.Access (FORGET, RETAIN, UNSEEN or COUNTERFACTUAL), not {cls.access!r}")
+    space = cls.space if isinstance(cls.space, dict) else {}
+    if not isinstance(cls.space, dict):
+        problems.append(f"space must be a dict of name: (default, [sweep values]), not {type(cls.space).__name__}")
+    for key, entry in space.items():
+        if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], list)):
+            problems.append(f"space[{key!r}] must be (default, [sweep values])")
+    if cls.intensity is not None and cls.intensity not in space:
+        problems.append(f"intensity {cls.intensity!r} is not in its space ({', '.join(map(str, space)) or 'empty'})")
+    if not (cls.__doc__ or "").strip():
+        problems.append(f"{cls.__name__} has no docstring: say what it does and cite its paper")
+    texts = {"docstring": cls.__doc__ or "", "version": str(cls.version), "paper": str(cls.paper),
+             "authors": " ".join(map(str, getattr(cls, "authors", ())))}
+    problems += [f"{what} contains '<' or '>': texts are plain text, HTML is refused"
+                 for what, text in texts.items() if re.search("[<>]", text)]
+    return problems
 
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:

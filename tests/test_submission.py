@@ -237,3 +237,48 @@ def test_a_broken_method_file_reports_all_its_problems(tmp_path):
     assert not (tmp_path / "subs").exists()
     with pytest.raises(SubmissionError, match="no class 'Nope'"):
         CliRunner().invoke(app, ["submit", f"{source}:Nope"], catch_exceptions=False)
+
+
+def test_a_deeply_nested_file_is_refused_without_stopping_the_folder(stored, tmp_path):
+    """Python's parser raises RecursionError a few thousand levels down, which no caller handled:
+    the file is refused by its depth before parsing, and the rest of the folder still loads."""
+    from mubench.board.tables import load_board
+
+    folder = tmp_path / "subs"
+    write_submission(stored[2], folder)
+    nested = _write(folder, '{"method": ' + "[" * 5000 + "]" * 5000 + "}", name="deep.json")
+    assert "nested 5001 levels deep" in _problems(nested, folder)
+    board = load_board(folder)
+    assert [e.submission.method for e in board.entries] == ["identity"]
+    assert [r.source for r in board.refused] == [str(nested)]
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_non_finite_number_anywhere_is_refused(stored, tmp_path, constant):
+    text = stored[2].model_dump_json()
+    values = json.loads(text)["results"][0]["metrics"]["forget/acc"]["values"]
+    assert values, "the entry holds per-seed values"
+    edited = text.replace('"values":[' + ",".join(map(json.dumps, values)), '"values":[' + constant, 1)
+    assert constant in edited
+    path = _write(tmp_path / "incoming", edited)
+    assert f"the number {constant} is not finite" in _problems(path, tmp_path / "subs")
+
+
+def test_a_file_above_the_size_cap_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    from mubench.board import safe_json
+
+    monkeypatch.setattr(safe_json, "MAX_BYTES", 1000)
+    path = _write(tmp_path / "incoming", "{" + " " * 2000 + "}")
+    assert "2002 bytes, above the 1000 a submission may hold" in _problems(path, tmp_path / "subs")
+
+
+def test_a_records_file_that_unpacks_beyond_its_cap_is_refused(tmp_path, monkeypatch):
+    import gzip
+
+    from mubench.board import records_file
+
+    monkeypatch.setattr(records_file, "MAX_UNPACKED_BYTES", 10_000)
+    path = tmp_path / "bomb.jsonl.gz"
+    path.write_bytes(gzip.compress(b" " * 1_000_000))  # 1 kB on disk
+    with pytest.raises(records_file.RecordsFileError, match="unpacks to more than the 10000 bytes"):
+        records_file.read_records(path)

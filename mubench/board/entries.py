@@ -7,51 +7,32 @@ from __future__ import annotations
 
 import inspect
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mubench.board.submission import METHOD_NAME, MethodInfo, Submission
+from mubench.board.submission import MethodInfo, Submission
 from mubench.errors import MubenchError
 from mubench.hashing import sha256_file
-from mubench.methods import Access, Method, methods, register_method
+from mubench.methods import Method, class_problems, methods, register_method
 
 if TYPE_CHECKING:
     from mubench.orchestration.sandbox import Limits
 
 
 def method_problems(cls: object) -> list[str]:
-    """Every static problem of a submitted class (nothing is run)."""
-    if not (isinstance(cls, type) and issubclass(cls, Method)):
-        return [f"{cls!r} is not a subclass of mubench.methods.Method"]
-    problems = []
-    if inspect.isabstract(cls):
-        problems.append(f"{cls.__name__} does not implement unlearn(model, request, hp)")
-    name = cls.name
-    if not name:
-        problems.append(f"{cls.__name__} has no name: decorate it with @register_method(\"my_method\")")
-    elif not re.fullmatch(METHOD_NAME, name):
-        problems.append(f"method name {name!r} must match {METHOD_NAME} (lower-case letters, digits, '_')")
-    if not isinstance(cls.access, Access):
-        problems.append(f"access must be a mubench.methods.Access (FORGET, RETAIN, UNSEEN or COUNTERFACTUAL), not {cls.access!r}")
-    for key, entry in cls.space.items():
-        if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], list)):
-            problems.append(f"space[{key!r}] must be (default, [sweep values])")
-    if cls.intensity is not None and cls.intensity not in cls.space:
-        problems.append(f"intensity {cls.intensity!r} is not in its space ({', '.join(cls.space) or 'empty'})")
-    if not (cls.__doc__ or "").strip():
-        problems.append(f"{cls.__name__} has no docstring: say what it does and cite its paper")
-    texts = {"docstring": cls.__doc__ or "", "version": str(cls.version), "paper": cls.paper,
-             "authors": " ".join(getattr(cls, "authors", ()))}
-    problems += [f"{what} contains '<' or '>': texts are plain text, HTML is refused"
-                 for what, text in texts.items() if re.search("[<>]", text)]
+    """Every static problem of a submitted class (nothing is run): `class_problems`, then its
+    name against the registry, where it is registered when it has no problem."""
+    problems = class_problems(cls)
+    if problems or not isinstance(cls, type):
+        return problems
+    name = cls.name  # type: ignore[attr-defined]
     if name and name in methods and methods.get(name) is not cls:
         problems.append(f"method name {name!r} is already registered by {methods.get(name)!r}; choose another")
     if not problems and name not in methods:
         try:
-            register_method(name)(cls)
+            register_method(name)(cls)  # type: ignore[arg-type]
         except (ValueError, TypeError, MubenchError) as exc:
             problems.append(str(exc))
     return problems

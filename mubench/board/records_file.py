@@ -27,6 +27,7 @@ from mubench.harness.record import Record
 RECORDS_FOLDER = "records"  # beside the submissions folder: leaderboard/records
 SUFFIX = ".jsonl.gz"
 MAX_BYTES = 64 * 2**20  # a records file above this is refused before it is decompressed
+MAX_UNPACKED_BYTES = 512 * 2**20  # and one that unpacks beyond this while it is (a compression bomb)
 
 
 class RecordsFileError(MubenchError):
@@ -72,7 +73,11 @@ def read_records(path: Path, expected_sha256: str | None = None) -> list[Record]
         raise RecordsFileError(f"{path}: sha256 {digest[:12]}, the entry's records_sha256 says {expected_sha256[:12]}: "
                                "the file was changed after the entry was written")
     try:
-        text = gzip.decompress(data).decode("utf-8")
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as unpacked:
+            raw = unpacked.read(MAX_UNPACKED_BYTES + 1)  # bounded: a small file may unpack to gigabytes
+        if len(raw) > MAX_UNPACKED_BYTES:
+            raise RecordsFileError(f"{path}: unpacks to more than the {MAX_UNPACKED_BYTES} bytes a records file may hold")
+        text = raw.decode("utf-8")
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise RecordsFileError(f"{path}: not a gzip-compressed UTF-8 records file ({exc})") from None
     records: list[Record] = []

@@ -36,13 +36,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mubench.board.safe_json import UnsafeJsonError, read_json
 from mubench.errors import MubenchError
 from mubench.harness.record import Record
-from mubench.methods import Access, HParamValue
+from mubench.methods import METHOD_NAME, Access, HParamValue
 
 SCHEMA_VERSION = 1
 DEFAULT_FOLDER = Path("leaderboard") / "submissions"
-METHOD_NAME = r"^[a-z][a-z0-9_]{0,63}$"
 PLAIN_TEXT = r"^[^<>]*$"
 SHA256 = r"^[0-9a-f]{64}$"
 
@@ -398,12 +398,12 @@ def check_submission(path: Path, folder: Path | None = None, store: Path | None 
     path = Path(path)
     result = Validation(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
     except OSError as exc:
         result.problems.append(f"cannot read the file: {exc.strerror or exc}")
         return result
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        result.problems.append(f"malformed JSON: {exc}")
+    except UnsafeJsonError as exc:
+        result.problems.append(str(exc))
         return result
     try:
         submission = Submission.model_validate(data)
@@ -473,8 +473,8 @@ def _duplicate_problems(path: Path, submission: Submission, folder: Path) -> lis
 
 def _method_in(path: Path) -> str | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("method")
-    except (OSError, ValueError, AttributeError):
+        return read_json(path).get("method")
+    except (OSError, UnsafeJsonError, AttributeError):
         return None
 
 

@@ -43,6 +43,7 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
+from mubench.board.safe_json import read_json
 from mubench.board.submission import (
     MethodInfo,
     Submission,
@@ -111,12 +112,21 @@ def load_board(folder: Path | None = None, store: Path | None = None) -> Board:
     checked; with `store`, statuses checked against it and its uncited records as local entries."""
     folder = submissions_folder(folder)
     records = read_store(store) if store is not None else {}
-    outcomes = [load_submission(path, folder, records) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    outcomes = [_load_or_refuse(path, folder, records) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
     entries = [o for o in outcomes if isinstance(o, Entry)]
     refused = [o for o in outcomes if isinstance(o, Refused)]
     cited = {rid for entry in entries for rid in entry.submission.record_ids}
     local, failed = local_entries([r for rid, r in sorted(records.items()) if rid not in cited], str(store))
     return Board(tuple(entries + local), tuple(refused + failed))
+
+
+def _load_or_refuse(path: Path, folder: Path, records: Mapping[str, Record]) -> Entry | Refused:
+    """`load_submission`, with any failure of one file its own refusal: one bad file never stops
+    the others from being read or the app from rendering."""
+    try:
+        return load_submission(path, folder, records)
+    except (MubenchError, OSError, ValueError, RecursionError, MemoryError) as exc:
+        return Refused(str(path), (f"could not be read: {type(exc).__name__}: {exc}"[:500],))
 
 
 def load_submission(path: Path, folder: Path, records: Mapping[str, Record]) -> Entry | Refused:
@@ -125,7 +135,7 @@ def load_submission(path: Path, folder: Path, records: Mapping[str, Record]) -> 
     result = check_submission(path, folder, _NO_STORE)  # the records file, when the entry has one
     if result.problems or result.submission is None:
         return Refused(str(path), tuple(result.problems))
-    claimed = json.loads(path.read_text(encoding="utf-8")).get("verified") is True
+    claimed = read_json(path).get("verified") is True  # read (bounded) and checked just above
     if result.submission.verified:
         status = VERIFIED
     else:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mubench.access import Access
 from mubench.errors import MubenchError
 from mubench.hashing import sha256_file
-from mubench.methods import HParams, HParamValue, Method
+from mubench.methods import HParams, HParamValue, Method, class_problems
 
 MAX_TEXT = 20_000  # a docstring longer than this is no description
 
@@ -54,22 +54,18 @@ class MethodDescription(BaseModel):
 
 
 def describe(cls: object) -> MethodDescription:
-    """The description of a loaded class (in the jail); what cannot be described is a problem."""
+    """The description of a loaded class (in the jail): its static problems (`class_problems`,
+    all of them, as `mubench submit` lists them), else its attributes; what cannot be described
+    is a problem too."""
     import inspect
 
     from mubench.tasks.base import tasks
 
     name = getattr(cls, "__name__", None) or type(cls).__name__
-    if not (isinstance(cls, type) and issubclass(cls, Method)):
-        return MethodDescription(class_name=str(name)[:200],
-                                 problems=[f"{cls!r}"[:300] + " is not a subclass of mubench.methods.Method"])
-    space: dict[str, Any] = {}
-    problems = []
-    for key, entry in dict(cls.space).items():
-        if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], list):
-            space[str(key)] = entry
-        else:
-            problems.append(f"space[{key!r}] must be (default, [sweep values])")
+    problems = [problem[:2000] for problem in class_problems(cls)][:50]
+    if problems or not (isinstance(cls, type) and issubclass(cls, Method)):
+        return MethodDescription(class_name=str(name)[:200], problems=problems)
+    space: dict[str, Any] = {str(key): entry for key, entry in cls.space.items()}
     inapplicable = {}
     for task_name in tasks.names():
         try:
