@@ -199,7 +199,7 @@ def test_load_or_make_split_writes_then_rereads(debug, home, monkeypatch):
     path = split_path("debug", "random_10", 0, "smoke", task.spec.version)
     assert path == home / "splits" / "debug" / f"v{task.spec.version}" / "smoke" / "random_10" / "seed0.npz"
     assert path.is_file()
-    assert [p.name for p in path.parent.iterdir()] == ["seed0.npz"]  # no temporary left behind
+    assert sorted(p.name for p in path.parent.iterdir()) == ["seed0.npz", "seed0.npz.lock"]  # no temporary left behind
     stored = read_split(path)
     assert stored.id == split.id == GOLDEN_DEBUG_SMOKE_SEED0["random_10"]
     for part in PARTS:
@@ -377,3 +377,33 @@ def test_cmnist_seeds_share_val_and_test(cmnist):
     np.testing.assert_array_equal(a.train, b.train)
     np.testing.assert_array_equal(a.val, b.val)
     np.testing.assert_array_equal(a.test, b.test)
+
+
+def test_drivers_drawing_the_same_new_split_at_once_agree_and_never_crash(tmp_path, monkeypatch):
+    """Eight drawers of one new split at the same moment (threads: each takes the file lock as a
+    process would): one writes it, the others read it; all get the same split, none fails."""
+    import threading
+
+    from mubench.harness.splits import load_or_make_split, split_path
+    from mubench.tasks import tasks
+
+    monkeypatch.setenv("MUBENCH_HOME", str(tmp_path / "home"))
+    task = tasks.get("debug")
+    data = task.load()
+    barrier, ids, errors = threading.Barrier(8), [], []
+
+    def draw() -> None:
+        barrier.wait()
+        try:
+            ids.append(load_or_make_split(task, data, "class_0", 3, "smoke").id)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=draw) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(set(ids)) == 1 and len(ids) == 8
+    folder = split_path("debug", "class_0", 3, "smoke", task.spec.version).parent
+    assert sorted(p.name for p in folder.iterdir()) == ["seed3.npz", "seed3.npz.lock"]  # no temporary left behind

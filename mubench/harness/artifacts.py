@@ -122,9 +122,9 @@ class ModelCache:
         weights, meta_path = self._paths(key)
         self.root.mkdir(parents=True, exist_ok=True)
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-        _atomic(weights, lambda tmp: save_file(state, tmp))
+        atomic_write(weights, lambda tmp: save_file(state, tmp))
         meta = {"sha256": sha256_file(weights), "train_seconds": seconds, "description": description}
-        _atomic(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1, default=str)))
+        atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1, default=str)))
 
 
 @contextlib.contextmanager
@@ -140,7 +140,8 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _atomic(target: Path, write: Callable[[str], None]) -> None:
+def atomic_write(target: Path, write: Callable[[str], None]) -> None:
+    """`write(tmp)` to a temporary file of its own beside `target`, then rename it over `target`."""
     handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
     os.close(handle)
     try:

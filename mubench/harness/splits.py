@@ -28,6 +28,7 @@ import torch
 
 from mubench import paths
 from mubench.errors import SplitMismatchError, SplitSizeError
+from mubench.harness.artifacts import atomic_write, file_lock
 from mubench.hashing import sha256_arrays, sha256_of
 from mubench.tasks.base import Pool, Task, TaskData
 from mubench.tasks.scenarios import scenario_kinds
@@ -156,6 +157,11 @@ def load_or_make_poisoned_split(task: Task, data: TaskData, scenario: str, seed:
     if poison is not None:
         fresh = replace(fresh, poison=poison.sha256)
     path = split_path(task.spec.name, scenario, seed, profile, task.spec.version)
+    with file_lock(path.with_name(path.name + ".lock")):  # two drivers drawing one split: one writes it
+        return _check_or_store(path, fresh, task), poison
+
+
+def _check_or_store(path: Path, fresh: Split, task: Task) -> Split:
     if path.is_file():
         stored = read_split(path)
         if stored.id != fresh.id:
@@ -165,17 +171,22 @@ def load_or_make_poisoned_split(task: Task, data: TaskData, scenario: str, seed:
                 f"{path}: the stored split {stored.id[:12]} differs from the one drawn now {fresh.id[:12]} "
                 f"({what} changed); the generator changed without a task version bump (task {task.spec.name} "
                 f"v{task.spec.version}). Bump the version, or delete the file if it is stale.")
-        return stored, poison
+        return stored
     write_split(path, fresh)
-    return fresh, poison
+    return fresh
 
 
 def write_split(path: Path, split: Split) -> None:
+    """Atomically: written to a temporary file of its own beside `path`, then renamed over it,
+    so a reader never sees half a split and two writers never share a temporary name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
     extra = {"poison": np.array(split.poison)} if split.poison else {}
-    np.savez(tmp, id=np.array(split.id), **extra, **split.arrays())
-    tmp.replace(path)
+
+    def save(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, id=np.array(split.id), **extra, **split.arrays())
+
+    atomic_write(path, save)
 
 
 def read_split(path: Path) -> Split:
