@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 
 def canonical_json(obj: Any) -> str:
@@ -46,6 +47,16 @@ def sha256_arrays(arrays: dict[str, np.ndarray]) -> str:
         values = np.ascontiguousarray(arrays[name], dtype="<i8")
         digest.update(f"{name}:{values.size};".encode())
         digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
+def sha256_tensors(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over named tensors: name, dtype, shape and the contiguous CPU bytes of each."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
 
 

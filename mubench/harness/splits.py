@@ -18,7 +18,6 @@ detected like a changed split.
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 from mubench import paths
 from mubench.errors import SplitMismatchError, SplitSizeError
 from mubench.harness.artifacts import atomic_write, file_lock
-from mubench.hashing import sha256_arrays, sha256_of
+from mubench.hashing import sha256_arrays, sha256_of, sha256_tensors
 from mubench.tasks.base import Pool, Task, TaskData
 from mubench.tasks.scenarios import scenario_kinds
 
@@ -108,16 +107,6 @@ class Poison:
         index = torch.from_numpy(np.asarray(self.forget))
         x[index], y[index] = self.x.to(x.dtype), self.y.to(y.dtype)
         return TaskData(train=Pool(x, y, dict(data.train.attributes)), test=data.test)
-
-
-def sha256_tensors(tensors: dict[str, torch.Tensor]) -> str:
-    """sha256 over named tensors: name, dtype, shape and the contiguous CPU bytes of each."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.numpy().tobytes() if tensor.numel() else b"")
-    return digest.hexdigest()
 
 
 def make_poison(task: Task, data: TaskData, split: Split, scenario: str, seed: int, profile: str) -> Poison | None:

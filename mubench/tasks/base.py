@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from mubench import paths
 from mubench.data.files import DataFile, find
-from mubench.hashing import sha256_of
+from mubench.hashing import sha256_of, sha256_tensors
 from mubench.registry import Registry
 from mubench.tasks.spec import TaskSpec
 
@@ -51,19 +54,32 @@ class TaskData:
 def cached_task_data(name: str, key: object, build: Callable[[], TaskData]) -> TaskData:
     """Prepared tensors under MUBENCH_HOME/prepared, keyed by a hash of what determines them.
 
-    Written atomically (temporary file, then rename); a damaged cache file is rebuilt.
+    Written atomically (a temporary file of its own, then rename) with the sha256 of its tensors
+    in the file's metadata, checked on every read: a damaged or edited cache file (one that would
+    change every number computed on it under the same split ids) is rebuilt from the raw files.
     """
     cache = paths.prepared() / f"{name}-{sha256_of(key)[:16]}.safetensors"
     if cache.is_file():
         try:
-            return _from_tensors(load_file(cache))
+            with safe_open(cache, framework="pt") as handle:
+                recorded = (handle.metadata() or {}).get("sha256")
+            tensors = load_file(cache)
+            if recorded is not None and sha256_tensors(tensors) == recorded:
+                return _from_tensors(tensors)
         except Exception:  # noqa: BLE001 - any damage means: rebuild from the verified raw files
-            cache.unlink(missing_ok=True)
+            pass
+        cache.unlink(missing_ok=True)
     data = build()
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + ".tmp")
-    save_file(_to_tensors(data), tmp)
-    tmp.replace(cache)
+    tensors = _to_tensors(data)
+    handle_fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=cache.name, suffix=".tmp")
+    os.close(handle_fd)
+    try:
+        save_file(tensors, tmp, metadata={"sha256": sha256_tensors(tensors)})
+        os.replace(tmp, cache)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return data
 
 
