@@ -9,6 +9,7 @@ from helpers import needs_real_mnist, null_auc_tolerance
 from mubench.harness.artifacts import ModelCache
 from mubench.harness.record import RunConfig
 from mubench.harness.runner import Harness
+from mubench.hashing import sha256_tensors
 from mubench.methods import Access, HParams, Method, methods, register_method
 from mubench.request import Request
 
@@ -62,6 +63,8 @@ def test_identity_keeps_the_original_forget_accuracy():
     prepared = harness.prepare("debug", "random_10", 0, "smoke")
     assert record.metrics["forget/acc"] == prepared.original_outputs["forget"].accuracy
     assert record.metrics["signal/forget_acc"] > 0.2  # debug's noisy labels: much to forget
+    # the record names the weights it scored: the original's, untouched
+    assert record.weights_sha256 == sha256_tensors(prepared.original.model.state_dict())
 
 
 def test_membership_signal_on_debug_random_10():
@@ -83,6 +86,7 @@ def test_same_run_twice_gives_identical_metrics(tmp_path):
         return {k: v for k, v in metrics.items() if not k.startswith(("cost/", "objective/cost"))}
     assert first.id == second.id
     assert strip(first.metrics) == strip(second.metrics)
+    assert first.weights_sha256 == second.weights_sha256 != ""  # the CPU is deterministic: the same weights
 
 
 def test_models_come_from_the_cache_the_second_time_and_a_corrupt_file_is_retrained(tmp_path):

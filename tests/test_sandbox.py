@@ -183,6 +183,7 @@ def test_a_good_method_in_the_same_grid_gives_the_in_process_numbers(grid):
     same = {k for k in in_process.metrics if "cost" not in k}  # cost/*, objective/cost: seconds and memory vary
     assert same and {k: isolated.metrics[k] for k in same} == {k: in_process.metrics[k] for k in same}
     assert isolated.id == in_process.id and isolated.split_id == in_process.split_id
+    assert isolated.weights_sha256 == in_process.weights_sha256 != ""  # the same weights, read back from the jail
 
 
 @pytest.mark.slow

@@ -71,6 +71,10 @@ class Record(BaseModel):
     # recipe on any device), "fp32" otherwise; empty on records from before it was recorded and
     # where the run failed before its method started.
     method_precision: Literal["", "fp32", "bf16"] = ""
+    # sha256 of the unlearned weights this record scored (mubench.hashing.sha256_tensors over the
+    # model's state dict, on the CPU): the same config on the CPU gives the same weights, so a
+    # rerun can be compared weight for weight. Empty where the run failed and on older records.
+    weights_sha256: str = Field(default="", pattern="^([0-9a-f]{64})?$")
     seconds: float = Field(ge=0)
     peak_rss_mb: float = Field(ge=0)
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -38,7 +38,7 @@ from mubench.harness.training import (
     train_models_batched,
 )
 from mubench.harness.work import counting_work, training_work
-from mubench.hashing import sha256_arrays, sha256_of
+from mubench.hashing import sha256_arrays, sha256_of, sha256_tensors
 from mubench.methods import methods
 from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION, compute_metrics
 from mubench.metrics.robustness import fgsm_budget
@@ -93,6 +93,7 @@ class PendingRun:
     values: dict[str, float]
     error: str | None
     device_seconds: float
+    weights_sha256: str = ""
 
 
 class Harness:
@@ -253,14 +254,14 @@ class Harness:
         outside the method (data missing, a bad config) is raised here, as by `run`."""
         start = time.perf_counter()
         prepared = self.prepare(config.task, config.scenario, config.seed, config.profile)
-        precision, context, values, error = "", None, {}, None
+        precision, context, values, error, digest = "", None, {}, None, ""
         try:
             precision = "fp32" if self.method_engine(config, prepared.task).autocast is None else "bf16"
-            context, values = self._unlearn_and_evaluate(config, prepared)
+            context, values, digest = self._unlearn_and_evaluate(config, prepared)
         except Exception as exc:  # noqa: BLE001 - a method's failure is recorded, the sweep goes on
             error = _reason(exc)
         return PendingRun(config, prepared.split.id, prepared.task.data_source(), precision, context, values, error,
-                          time.perf_counter() - start)
+                          time.perf_counter() - start, digest)
 
     def finish(self, pending: PendingRun) -> Record:
         """A run's host phase and its record: the outputs-only metrics, computed from the outputs,
@@ -282,20 +283,24 @@ class Harness:
             mia_spec_version=MIA_SPEC_VERSION, mubench_version=provenance.mubench_version(),
             git_commit=provenance.git_commit(), hardware=provenance.hardware(str(self.device)),
             device=str(self.device), method_precision=pending.precision,
+            weights_sha256=pending.weights_sha256 if status == "ok" else "",
             seconds=pending.device_seconds + time.perf_counter() - start, peak_rss_mb=provenance.peak_rss_mb())
 
-    def _unlearn_and_evaluate(self, config: RunConfig, prepared: Prepared) -> tuple[EvaluationContext, dict[str, float]]:
+    def _unlearn_and_evaluate(self, config: RunConfig,
+                              prepared: Prepared) -> tuple[EvaluationContext, dict[str, float], str]:
         """The device phase's work: the unlearned model, its outputs, the model-reading metrics; and
         the context the host phase reads, without the models and subsets (their memory is free
-        once this returns, and no outputs-only metric can reach the device)."""
+        once this returns, and no outputs-only metric can reach the device); and the sha256 of
+        the unlearned weights."""
         started = time.perf_counter()
         unlearned, method_seconds, peak_mb, work = self.unlearn(config, prepared)
         return self._evaluate_unlearned(prepared, unlearned, method_seconds, peak_mb, work, started)
 
     def _evaluate_unlearned(self, prepared: Prepared, unlearned: nn.Module, method_seconds: float,
                             peak_mb: float | None, work: float,
-                            started: float | None = None) -> tuple[EvaluationContext, dict[str, float]]:
+                            started: float | None = None) -> tuple[EvaluationContext, dict[str, float], str]:
         unlearned_at = time.perf_counter()  # the breakdown takes wall time: a reused oracle is charged, not spent
+        digest = sha256_tensors(unlearned.state_dict())
         context = self.evaluation_context(prepared, unlearned, method_seconds, peak_mb, work)
         check_outputs(context.unlearned)
         if self.run_seconds is not None:
@@ -305,7 +310,7 @@ class Harness:
             for key, seconds in spent.items():
                 self.run_seconds[key] = self.run_seconds.get(key, 0.0) + seconds
         values = compute_metrics(context, self.run_seconds, "device")
-        return dataclasses.replace(context, models={}, subsets={}, counterfactual=None), values
+        return dataclasses.replace(context, models={}, subsets={}, counterfactual=None), values, digest
 
     def evaluate(self, config: RunConfig, unlearned: nn.Module, method_seconds: float, peak_mb: float | None,
                  work: float, precision: str) -> Record:
@@ -314,14 +319,15 @@ class Harness:
         architecture check, outputs, metrics and record. `method_seconds` is the driver's clock."""
         start = time.perf_counter()
         prepared = self.prepare(config.task, config.scenario, config.seed, config.profile)
-        context, values, error = None, {}, None
+        context, values, error, digest = None, {}, None, ""
         try:
             check_architecture(unlearned, prepared.original.model)
-            context, values = self._evaluate_unlearned(prepared, contiguous(unlearned), method_seconds, peak_mb, work)
+            context, values, digest = self._evaluate_unlearned(prepared, contiguous(unlearned), method_seconds,
+                                                               peak_mb, work)
         except Exception as exc:  # noqa: BLE001 - as in `begin`: a bad result is a failed record
             error = _reason(exc)
         return self.finish(PendingRun(config, prepared.split.id, prepared.task.data_source(), precision, context,
-                                      values, error, method_seconds + time.perf_counter() - start))
+                                      values, error, method_seconds + time.perf_counter() - start, digest))
 
     def reference_seconds(self, prepared: Prepared) -> float:
         """Retraining's seconds on this machine, measured now rather than read from the model
