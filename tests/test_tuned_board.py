@@ -157,6 +157,12 @@ def test_compare_names_every_difference_and_ignores_what_measures_the_machine(bo
     moved = stated.model_copy(update={"metrics": {**stated.metrics, key: stated.metrics[key] + 0.01}})
     problems, largest = compare(stated, moved)
     assert len(problems) == 1 and key in problems[0] and largest == pytest.approx(0.01)
+    named = stated.model_copy(update={"weights_sha256": "a" * 64})
+    other = named.model_copy(update={"weights_sha256": "b" * 64})
+    problems, _ = compare(named, other)  # the same numbers from other weights: a difference
+    assert len(problems) == 1 and "unlearned weights differ" in problems[0]
+    older = stated.model_copy(update={"weights_sha256": ""})  # a record from before the field
+    assert compare(named, named) == ([], 0.0) and compare(older, other) == ([], 0.0)
 
 
 # ---- the board's ranking rule over the entries ---------------------------------------------------

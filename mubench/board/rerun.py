@@ -5,7 +5,8 @@ A record is a claim about what its config gives; rerunning the config with the i
 models. The runs are chosen reproducibly (a generator of fixed seed over the successful records
 sorted by id), training the original and oracle where this clone's model cache lacks them.
 
-Every metric is compared, except the three that measure the machine rather than the method
+The unlearned weights are compared by their sha256 where the record names them
+(`Record.weights_sha256`), and every metric is compared, except the three that measure the machine rather than the method
 (`MEASURED`: seconds, seconds relative to retraining, peak memory). On the CPU a run on one
 thread is deterministic (the same kernels give the same bits; the test suite checks that a run
 repeated gives the same record), and the board's runs are made on one thread (`make board`), so
@@ -48,6 +49,9 @@ def compare(stated: Record, again: Record) -> tuple[list[str], float]:
     problems, largest = [], 0.0
     if again.status != "ok":
         return [f"{stated.config.label}: the rerun failed ({again.error})"], float("inf")
+    if stated.weights_sha256 and again.weights_sha256 and stated.weights_sha256 != again.weights_sha256:
+        problems.append(f"{stated.config.label}: the rerun's unlearned weights differ from the record's "
+                        f"(sha256 {again.weights_sha256[:12]}, the record says {stated.weights_sha256[:12]})")
     keys = (set(stated.metrics) | set(again.metrics)) - MEASURED
     for key in sorted(keys):
         if key not in stated.metrics or key not in again.metrics:
