@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from collections import namedtuple
 from pathlib import Path
 
@@ -194,3 +195,45 @@ def test_a_full_store_location_is_refused_before_any_run(tmp_path, home, monkeyp
 def test_a_store_with_room_opens(tmp_path):
     assert shutil.disk_usage(tmp_path).free >= store_module.MIN_FREE_BYTES
     Store(tmp_path / "store.sqlite").close()
+
+
+# ---- the driver killed while its worker processes run ---------------------------------------------
+
+WORKERS_DRIVER = textwrap.dedent("""
+    import sys, time
+    from mubench.harness.runner import Harness
+    from mubench.orchestration.executors import ProcessExecutor
+
+    if __name__ == "__main__":  # spawned workers import this script again
+        executor = ProcessExecutor(Harness(), workers=2)
+        executor.start()  # both workers spawned and warm
+        print(" ".join(str(p.pid) for pool in executor._pools for p in pool._processes.values()), flush=True)
+        time.sleep(600)
+""")
+
+
+@pytest.mark.slow
+def test_a_killed_driver_leaves_no_worker_process_behind(tmp_path):
+    """SIGKILL runs no clean-up in the driver: its workers notice their parent is gone and exit
+    within a second, rather than run on (and hold memory) for nobody."""
+    script = tmp_path / "workers_driver.py"
+    script.write_text(WORKERS_DRIVER)
+    driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "MUBENCH_HOME": str(tmp_path / "home")})
+    pids = [int(pid) for pid in driver.stdout.readline().split()]
+    assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+    driver.kill()
+    driver.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in pids)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped by init."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

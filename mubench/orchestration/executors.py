@@ -267,6 +267,23 @@ def _run_pickled(settings: WorkerSettings, classes: bytes, config_json: str) -> 
     return run_in_worker(settings, loaded, config_json)
 
 
+WATCH_PARENT_S = 0.5  # how often a worker checks that its driver is alive
+
+
+def _die_with_driver() -> None:
+    """A worker's initializer: a daemon thread that ends the worker (and the run it holds) as soon
+    as its driver is gone (its parent pid changes: a SIGKILLed driver runs no clean-up), so a
+    killed driver leaves no worker running a run nobody will record."""
+    driver = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == driver:
+            time.sleep(WATCH_PARENT_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="mubench-watch-driver", daemon=True).start()
+
+
 def _warm_up() -> None:
     import mubench.harness.runner  # noqa: F401  (torch, the tasks and the methods with it)
 
@@ -348,7 +365,8 @@ class ProcessExecutor(Executor):
         """The slot's worker, started on its first run (spawned: CUDA cannot run in a forked child)."""
         pool = self._pools[slot]
         if pool is None:
-            pool = self._pools[slot] = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            pool = self._pools[slot] = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                           initializer=_die_with_driver)
         return pool
 
     def _discard(self, slot: int) -> None:
