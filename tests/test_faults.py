@@ -27,6 +27,7 @@ from mubench.harness.artifacts import ModelCache
 from mubench.harness.record import Record
 from mubench.harness.runner import Harness
 from mubench.hashing import sha256_file
+from mubench.orchestration import reaper
 from mubench.orchestration import store as store_module
 from mubench.orchestration.store import Store
 
@@ -237,3 +238,35 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+RAY_DRIVER = textwrap.dedent("""
+    import os, time
+    from mubench.harness.runner import Harness
+    from mubench.orchestration import reaper
+    from mubench.orchestration.executors import RayExecutor
+
+    executor = RayExecutor(Harness(), workers=1)
+    ray_processes = reaper.descendants([os.getpid()]) - {executor._reaper.pid}
+    print(" ".join(map(str, sorted(ray_processes))), flush=True)
+    time.sleep(600)
+""")
+
+
+@pytest.mark.slow
+def test_a_killed_driver_leaves_no_ray_process_behind(tmp_path):
+    """The local Ray instance a driver started (its control store, raylet and workers, in
+    sessions of their own) is ended by the driver's watcher when the driver is SIGKILLed."""
+    script = tmp_path / "ray_driver.py"
+    script.write_text(RAY_DRIVER)
+    driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True, env={**os.environ, "MUBENCH_HOME": str(tmp_path / "home")})
+    pids = [int(pid) for pid in driver.stdout.readline().split()]
+    assert pids and all(_alive(pid) for pid in pids)
+    time.sleep(2 * reaper.POLL_S + 0.5)  # the watcher has looked at the agents Ray started last (a run would be longer)
+    driver.kill()
+    driver.wait()
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [pid for pid in pids if _alive(pid)] == []

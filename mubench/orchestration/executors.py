@@ -62,6 +62,7 @@ from mubench.harness.runner import Harness
 from mubench.hashing import sha256_of
 from mubench.methods import Method, methods
 from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION
+from mubench.orchestration import reaper
 from mubench.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -423,9 +424,13 @@ class RayExecutor(Executor):
         self.settings = WorkerSettings.of(harness, threads_per_run)
         self.device = str(harness.device)
         self._owned = not ray.is_initialized()
+        self._reaper = None
         if self._owned:
             started = {"address": address} if address else {"num_cpus": workers or os.cpu_count() or 1}
+            before = reaper.children_of(os.getpid())
             ray.init(**started, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+            if not address:  # the local instance this driver started: ended with it, even if it is killed
+                self._reaper = reaper.start(os.getpid(), reaper.children_of(os.getpid()) - before)
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads_per_run)
 
     def map(self, configs: Sequence[RunConfig]) -> Iterator[Record]:
@@ -474,3 +479,5 @@ class RayExecutor(Executor):
         if self._owned and ray.is_initialized():
             ray.shutdown()
         self._owned = False
+        reaper.stop(self._reaper)
+        self._reaper = None
