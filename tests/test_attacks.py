@@ -177,3 +177,20 @@ def test_a_process_started_by_the_method_does_not_outlive_its_run(attacked):
             except OSError:
                 continue
     assert alive == []
+
+
+def test_submitting_an_attack_writes_no_entry(attacked, tmp_path, monkeypatch):
+    """`mubench submit` runs the smoke check in the jail too: the snooping method fails it, with
+    what it found (nothing) in the reason, and no entry is written."""
+    from typer.testing import CliRunner
+
+    from mubench.board.submission import SubmissionError
+    from mubench.cli.app import app
+
+    monkeypatch.setenv("MUBENCH_HOME", str(tmp_path / "home"))
+    source = tmp_path / "snoop.py"  # a name of its own: the fixture registered the others in this process
+    source.write_text((attacked["base"] / "attacks.py").read_text().replace('"atk_snoop"', '"atk_snoop_submitted"'))
+    with pytest.raises(SubmissionError, match="smoke run on the debug task failed: RuntimeError: found kinds=\\[\\]"):
+        CliRunner().invoke(app, ["submit", f"{source}:Snoop", "--task", "debug", "--out", str(tmp_path / "subs")],
+                           catch_exceptions=False)
+    assert not (tmp_path / "subs").exists()
