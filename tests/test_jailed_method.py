@@ -2,7 +2,7 @@
 file's module-level code never runs in the driver, the driver gets a validated description and a
 stand-in class, and every run of the stand-in goes to the jail.
 
-Needs bubblewrap: skipped with the reason where it is missing, a failure under
+The two tests that start jails are in the slow tier (about 5 s per jail). Needs bubblewrap: skipped with the reason where it is missing, a failure under
 MUBENCH_REQUIRE_JAIL=1 (set by .ci/run).
 """
 
@@ -76,6 +76,7 @@ def hostile_file(tmp_path_factory):
     return source, plant
 
 
+@pytest.mark.slow
 def test_describing_a_file_runs_none_of_its_code_in_the_driver(jail_ready, hostile_file):
     source, plant = hostile_file
     original = mubench.metrics.compute_metrics
@@ -94,6 +95,7 @@ def test_describing_a_file_runs_none_of_its_code_in_the_driver(jail_ready, hosti
         cls().unlearn(None, None, {})
 
 
+@pytest.mark.slow
 def test_a_class_that_is_no_method_is_a_problem_named_with_the_file(jail_ready, hostile_file):
     source, _ = hostile_file
     cls, _, problems = describe_in_jail(f"{source}:NotAMethod")
