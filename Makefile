@@ -66,8 +66,8 @@ leaderboard-data: install
 # missing runs only: a killed `make board` continues where it stopped. Then each baseline's entry
 # with its records file (leaderboard/records/), the README's summary and docs/board.md. Runs of one
 # task alone: `mubench run --suite board --task adult`, then `make board` writes the entries.
-# From scratch the methods alone take about 3.7 hours of one core (CIFAR-10's two cells 2.4 of
-# them): build it task by task (docs/board.md, "Making the board"); from a filled store, 4 minutes.
+# From scratch the runs take about 6.6 hours of one core (CIFAR-10's four cells 5.3 of them):
+# build it task by task (docs/board.md, "Making the board"); from a filled store, 6 minutes.
 # The GPU tier (paper-scale profiles, leaderboard/gpu/): mubench leaderboard-data --suite board_gpu --device cuda
 board: install
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mubench leaderboard-data --suite board --replace
