@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,18 @@ def test_rerun_reproduces_the_runs(board):
         result = verify(board / "subs" / "finetune.json", "--rerun", 2)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.count("reproduced") == 2
+
+
+@pytest.mark.slow
+def test_rerun_in_the_jail_reproduces_the_runs_weight_for_weight(board):
+    from mubench.orchestration import jail
+
+    if jail.unavailable() is not None and os.environ.get("MUBENCH_REQUIRE_JAIL") != "1":
+        pytest.skip(f"jail: {jail.unavailable()}")
+    with shared_home(board):
+        result = verify(board / "subs" / "finetune.json", "--rerun", 1, "--isolate")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("reproduced") == 1  # metrics within the tolerance and the same weights' sha256
 
 
 def copy_board(board: Path, tmp_path: Path) -> Path:

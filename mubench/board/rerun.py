@@ -18,10 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mubench.harness.record import Record
+
+if TYPE_CHECKING:
+    from mubench.orchestration.sandbox import Limits
 
 MEASURED = frozenset({"cost/seconds", "cost/rte", "cost/peak_mem_mb"})
 TOLERANCE = 1e-6
@@ -66,17 +70,20 @@ def compare(stated: Record, again: Record) -> tuple[list[str], float]:
     return problems, largest
 
 
-def rerun_records(records: Sequence[Record], k: int, device: str = "cpu") -> RerunReport:
-    """Rerun `k` of `records` and compare each with its record."""
+def rerun_records(records: Sequence[Record], k: int, device: str = "cpu", isolate: Limits | None = None) -> RerunReport:
+    """Rerun `k` of `records` and compare each with its record; with `isolate`, each method runs
+    in the sandbox's jail (mubench.orchestration.sandbox) and the harness measures it outside, as
+    `mubench submit` ran it."""
     import torch
 
     from mubench.harness.runner import Harness
+    from mubench.orchestration.sandbox import run_in_sandbox
 
     torch.set_num_threads(1)  # as the board's runs are made (`make board`): the same kernels, the same bits
     harness = Harness(device=device)
     report = RerunReport()
     for record in chosen_runs(records, k):
-        again = harness.run(record.config)
+        again = run_in_sandbox(harness, record.config, isolate) if isolate else harness.run(record.config)
         problems, largest = compare(record, again)
         report.problems += problems
         compared = len((set(record.metrics) & set(again.metrics)) - MEASURED)

@@ -308,11 +308,14 @@ def verify(
                                        "configs and compare every metric")] = 0,
     store: StoreOption = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, or auto (for --rerun)")] = "cpu",
+    isolate: Annotated[bool, typer.Option("--isolate", help="--rerun: run each method in the sandbox's jail, as "
+                                          "mubench submit does (needs bubblewrap)")] = False,
 ) -> None:
     """Check an entry against its records (the committed records file, else the local store) and the
-    installed code; with --rerun K, re-execute K of its runs and compare their metrics."""
+    installed code; with --rerun K, re-execute K of its runs and compare their metrics and weights."""
     from mubench.board.rerun import rerun_records
     from mubench.board.submission import entry_records, validate_submission, verify_entry
+    from mubench.orchestration.sandbox import Limits
 
     submission = validate_submission(file, file.parent, store)  # schema, registry, ranges: every problem at once
     problems = verify_entry(submission, file.parent, store)
@@ -327,7 +330,7 @@ def verify(
               f"source {submission.source_sha256[:12]}", highlight=False, soft_wrap=True)
     if rerun:
         check_device(device)
-        report = rerun_records(records, rerun, device)
+        report = rerun_records(records, rerun, device, Limits() if isolate else None)
         for line in report.lines:
             out.print(escape(line), highlight=False, soft_wrap=True)
         if report.problems:
