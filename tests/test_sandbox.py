@@ -229,3 +229,12 @@ def test_without_the_jail_an_isolated_grid_is_refused_before_any_run(tmp_path, m
     finally:
         store.close()
         jail.unavailable.cache_clear()
+
+
+def test_an_isolated_run_on_a_gpu_is_refused_up_front():
+    import torch
+
+    from mubench.orchestration.sandbox import require_jail_for
+
+    with pytest.raises(MubenchError, match="the jail binds no GPU device"):
+        require_jail_for(torch.device("cuda"))

@@ -171,7 +171,7 @@ def run_in_sandbox(harness: Harness, config: RunConfig, limits: Limits) -> Recor
     from mubench.harness.runner import derived_seed
     from mubench.methods import methods
 
-    jail.require()
+    require_jail_for(harness.device)
     prepared = harness.prepare(config.task, config.scenario, config.seed, config.profile)
     method_cls = methods.get(config.method)
     harness.reference_seconds(prepared)  # retraining timed here, before the child competes for the CPU
@@ -204,6 +204,15 @@ def run_in_sandbox(harness: Harness, config: RunConfig, limits: Limits) -> Recor
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def require_jail_for(device: object) -> None:
+    """The jail here, and a device it can run on: it binds no GPU device files, so an isolated
+    run on CUDA is refused up front rather than failed run by run."""
+    if getattr(device, "type", str(device)) != "cpu":
+        raise MubenchError(f"isolated runs (--isolate, mubench submit) run on the CPU: the jail binds no GPU device, "
+                           f"so --device {device} cannot be isolated yet; use --device cpu")
+    jail.require()
+
+
 class IsolatedExecutor(Executor):
     """The local executor's order and records, each run's method in the jail under `limits`."""
 
@@ -211,7 +220,7 @@ class IsolatedExecutor(Executor):
         self.harness, self.limits = harness, limits
 
     def map(self, configs: Sequence[RunConfig]) -> Iterator[Record]:
-        jail.require()  # before the first run: a grid refused as a whole, not run by run
+        require_jail_for(self.harness.device)  # before the first run: a grid refused as a whole, not run by run
         if self.limits.parallel == 1:
             for config in configs:
                 yield run_in_sandbox(self.harness, config, self.limits)
