@@ -165,7 +165,7 @@ def run(
     if overlap and (executor is not ExecutorKind.local or isolate):
         raise MubenchError("--overlap applies to --executor local without --isolate")
     if isolate and executor is not ExecutorKind.local:
-        raise MubenchError("--isolate runs each run in a child process of this machine: use it with --executor local")
+        raise MubenchError("--isolate runs each run's method in a jail on this machine: use it with --executor local")
     result_store = Store(store or paths.default_store())  # a read-only or full location fails here, before any work
     harness = Harness(device=device, shadow_models=shadow_models)
     from mubench.orchestration.executors import make_executor
