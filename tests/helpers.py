@@ -110,3 +110,16 @@ def assert_unlearns_debug_original(harness, method_cls: type, scenario: str = "c
     check_architecture(unlearned, original)
     reference = original.state_dict()
     assert any(not torch.equal(v, reference[k]) for k, v in unlearned.state_dict().items())
+
+
+def require_jail() -> None:
+    """Skip (with the reason) where the sandbox's jail cannot run here; fail instead under
+    MUBENCH_REQUIRE_JAIL=1, which .ci/run sets after installing bubblewrap."""
+    from mubench.orchestration import jail
+
+    reason = jail.unavailable()
+    if reason is None:
+        return
+    if os.environ.get("MUBENCH_REQUIRE_JAIL") == "1":
+        pytest.fail(f"MUBENCH_REQUIRE_JAIL=1 but {reason}")
+    pytest.skip(f"jail: {reason}")

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import shared_home
+from helpers import require_jail, shared_home
 from mubench.board.entries import method_problems
 from mubench.harness.record import RunConfig
 from mubench.harness.runner import Harness
 from mubench.hashing import sha256_file
-from mubench.orchestration import jail
 from mubench.orchestration.loading import load_method_class
 from mubench.orchestration.sandbox import Limits
 from mubench.orchestration.store import Store
@@ -107,11 +106,7 @@ def _fingerprint(paths: list[Path]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def attacked(tmp_path_factory):
-    reason = jail.unavailable()
-    if reason is not None:
-        if os.environ.get("MUBENCH_REQUIRE_JAIL") == "1":
-            pytest.fail(f"MUBENCH_REQUIRE_JAIL=1 but {reason}")
-        pytest.skip(f"jail: {reason}")
+    require_jail()
     base = tmp_path_factory.mktemp("attacks")
     server = socket.socket()
     server.bind(("127.0.0.1", 0))

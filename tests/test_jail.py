@@ -23,17 +23,13 @@ from pathlib import Path
 
 import pytest
 
+from helpers import require_jail
 from mubench.orchestration import jail
 
 
 @pytest.fixture(scope="module")
 def jail_ready() -> None:
-    reason = jail.unavailable()
-    if reason is None:
-        return
-    if os.environ.get("MUBENCH_REQUIRE_JAIL") == "1":
-        pytest.fail(f"MUBENCH_REQUIRE_JAIL=1 but {reason}")
-    pytest.skip(f"jail: {reason}")
+    require_jail()
 
 
 @pytest.fixture

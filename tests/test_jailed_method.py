@@ -14,10 +14,10 @@ import textwrap
 import pytest
 
 import mubench.metrics
+from helpers import require_jail
 from mubench.access import Access
 from mubench.errors import MubenchError
 from mubench.methods import Method
-from mubench.orchestration import jail
 from mubench.orchestration.jailed_method import MethodDescription, stand_in
 from mubench.orchestration.sandbox import describe_in_jail, method_source
 from mubench.tasks import tasks
@@ -59,12 +59,7 @@ HOSTILE = '''
 
 @pytest.fixture(scope="module")
 def jail_ready() -> None:
-    reason = jail.unavailable()
-    if reason is None:
-        return
-    if os.environ.get("MUBENCH_REQUIRE_JAIL") == "1":
-        pytest.fail(f"MUBENCH_REQUIRE_JAIL=1 but {reason}")
-    pytest.skip(f"jail: {reason}")
+    require_jail()
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,12 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from helpers import shared_home
+from helpers import require_jail, shared_home
 from mubench.board.records_file import read_records, records_path, write_records
 from mubench.board.rerun import compare
 from mubench.board.submission import check_submission
@@ -96,10 +95,7 @@ def test_rerun_reproduces_the_runs(board):
 
 @pytest.mark.slow
 def test_rerun_in_the_jail_reproduces_the_runs_weight_for_weight(board):
-    from mubench.orchestration import jail
-
-    if jail.unavailable() is not None and os.environ.get("MUBENCH_REQUIRE_JAIL") != "1":
-        pytest.skip(f"jail: {jail.unavailable()}")
+    require_jail()
     with shared_home(board):
         result = verify(board / "subs" / "finetune.json", "--rerun", 1, "--isolate")
     assert result.exit_code == 0, result.stderr

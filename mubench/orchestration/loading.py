@@ -22,12 +22,10 @@ ENTRY_POINT_GROUP = "mubench.methods"
 
 def load_method_class(spec: str) -> tuple[type[Method] | None, Path | None, list[str]]:
     """(the class, its source file, problems) for 'path/to/file.py:ClassName'."""
-    file_part, _, class_name = spec.rpartition(":")
-    if not file_part or not class_name:
-        return None, None, [f"{spec!r}: expected path/to/file.py:ClassName"]
-    path = Path(file_part)
-    if not path.is_file():
-        return None, None, [f"{path}: no such file"]
+    path, class_name, problems = parse_method_spec(spec)
+    if problems:
+        return None, None, problems
+    assert path is not None
     module_name = f"mubench_submission_{sha256_file(path)[:16]}"  # same content: same module, registered once
     module = sys.modules.get(module_name)
     if module is None:
@@ -44,6 +42,17 @@ def load_method_class(spec: str) -> tuple[type[Method] | None, Path | None, list
     if cls is None:
         return None, path, [f"{path}: no class {class_name!r} in it"]
     return cls, path, []
+
+
+def parse_method_spec(spec: str) -> tuple[Path | None, str, list[str]]:
+    """(the file, the class name, problems) of 'path/to/file.py:ClassName'; the file must exist."""
+    file_part, _, class_name = spec.rpartition(":")
+    if not file_part or not class_name:
+        return None, "", [f"{spec!r}: expected path/to/file.py:ClassName"]
+    path = Path(file_part)
+    if not path.is_file():
+        return None, class_name, [f"{path}: no such file"]
+    return path, class_name, []
 
 
 def load_entry_point_method(name: str) -> tuple[type[Method] | None, Path | None, list[str]]:

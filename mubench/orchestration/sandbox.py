@@ -62,6 +62,7 @@ from mubench.harness import provenance
 from mubench.harness.record import Record, RunConfig
 from mubench.orchestration import handover, jail
 from mubench.orchestration.executors import Executor
+from mubench.orchestration.loading import parse_method_spec
 
 if TYPE_CHECKING:
     from mubench.harness.runner import Harness, Prepared
@@ -313,12 +314,9 @@ def describe_in_jail(spec: str, limits: Limits | None = None) -> tuple[type[Meth
     from mubench.orchestration.jailed_method import MethodDescription, stand_in
 
     jail.require()
-    file_part, _, class_name = spec.rpartition(":")
-    if not file_part or not class_name:
-        return None, None, [f"{spec!r}: expected path/to/file.py:ClassName"]
-    path = Path(file_part)
-    if not path.is_file():
-        return None, None, [f"{path}: no such file"]
+    path, class_name, problems = parse_method_spec(spec)
+    if problems:
+        return None, path, problems
     jail_limits = (limits or Limits()).jail_limits
     scratch = jail.make_scratch()
     try:
@@ -326,14 +324,7 @@ def describe_in_jail(spec: str, limits: Limits | None = None) -> tuple[type[Meth
         argv = jail.jail_argv([sys.executable, "-m", CHILD_MODULE, "--describe", source.file or "",
                                str(jail_limits.processes), str(jail_limits.file_size_mb), str(jail_limits.open_files)],
                               scratch, readable=jail.python_roots(), env={"MUBENCH_IN_JAIL": "1"})
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 start_new_session=True)
-        lines: queue.Queue[bytes | None] = queue.Queue()
-        tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
-        readers = [threading.Thread(target=_read_lines, args=(child.stdout, lines), daemon=True),
-                   threading.Thread(target=_read_tail, args=(child.stderr, tail), daemon=True)]
-        for reader in readers:
-            reader.start()
+        child, lines, tail, readers = _start_jailed(argv)
         try:
             line = lines.get(timeout=DESCRIBE_LIMIT_S)
         except queue.Empty:
@@ -379,15 +370,8 @@ def supervise(scratch: Path, job: Job, limits: Limits) -> Outcome:
     argv = jail.jail_argv([sys.executable, "-m", CHILD_MODULE, f"{jail.SCRATCH}/{JOB}"], scratch,
                           readable=readable_for(job.source), env=_child_env(job))
     start = time.perf_counter()
-    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             start_new_session=True)
+    child, lines, tail, readers = _start_jailed(argv)
     outcome = Outcome()
-    lines: queue.Queue[bytes | None] = queue.Queue()
-    tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
-    readers = [threading.Thread(target=_read_lines, args=(child.stdout, lines), daemon=True),
-               threading.Thread(target=_read_tail, args=(child.stderr, tail), daemon=True)]
-    for reader in readers:
-        reader.start()
     started_at = _follow(lines, outcome, start + limits.startup_limit_s, limits.time_limit_s)
     ended_at = time.perf_counter()
     outcome.exit_code, outcome.peak_rss_mb = _reap(child, grace=0.0 if outcome.timed_out else REAP_GRACE_S)
@@ -398,6 +382,21 @@ def supervise(scratch: Path, job: Job, limits: Limits) -> Outcome:
         reader.join(timeout=1.0)
     outcome.stderr_tail = list(tail)
     return outcome
+
+
+def _start_jailed(argv: list[str]) -> tuple[subprocess.Popen[bytes], queue.Queue[bytes | None], deque[str],
+                                            list[threading.Thread]]:
+    """Start the jail in a session of its own, with threads reading its message lines (bounded)
+    and the tail of its stderr."""
+    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
+    lines: queue.Queue[bytes | None] = queue.Queue()
+    tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    readers = [threading.Thread(target=_read_lines, args=(child.stdout, lines), daemon=True),
+               threading.Thread(target=_read_tail, args=(child.stderr, tail), daemon=True)]
+    for reader in readers:
+        reader.start()
+    return child, lines, tail, readers
 
 
 def _child_env(job: Job) -> dict[str, str]:
