@@ -76,9 +76,27 @@ def evaluated_sample(subset: Subset, cap: int | None) -> Subset:
 
 def outputs_on(model: nn.Module, subsets: dict[str, Subset], batch_size: int,
                target: Target = CLASSIFICATION) -> dict[str, Outputs]:
-    """Outputs on every evaluated part (capped parts on their evenly spaced sample, EVALUATION_CAPS)."""
+    """Outputs on every evaluated part (capped parts on their evenly spaced sample, EVALUATION_CAPS),
+    and on `unseen` where the subsets hold it: RMIA's population samples z (mia/rmia)."""
+    parts = EVALUATED_PARTS + (("unseen",) if "unseen" in subsets else ())
     return {part: compute_outputs(model, evaluated_sample(subsets[part], EVALUATION_CAPS.get(part)), batch_size, target)
-            for part in EVALUATED_PARTS}
+            for part in parts}
+
+
+@dataclass(frozen=True)
+class PopulationOutputs:
+    """The outputs of a run's model population (mubench.harness.population): member k's unlearned
+    model and its oracle, each on every audited part ("forget", "heldout", "unseen", "retain",
+    "val"). `cache` holds the attacks' shared intermediate results (mubench.metrics.audit)."""
+
+    unlearned: list[dict[str, Outputs]]
+    oracle: list[dict[str, Outputs]]
+    cache: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.unlearned) != len(self.oracle):
+            raise ValueError(f"a population pairs each unlearned member with an oracle: {len(self.unlearned)} "
+                             f"unlearned, {len(self.oracle)} oracles")
 
 
 @dataclass(frozen=True)
@@ -115,9 +133,12 @@ class EvaluationContext:
     eval_batch_size: int = 1024
     sensitive_attributes: tuple[str, ...] = ()  # the task's spec.sensitive_attributes (fairness metrics)
     counterfactual: Counterfactual | None = None  # the task's counterfactual builder (fair/counterfactual_bias)
-    # forget-set outputs of shadow models (Harness(shadow_models=K), for mia/ulira): "in" = originals
-    # trained with the forget set, "out" = oracles trained without it, seeds other than the run's
-    shadow_outputs: dict[str, list[Outputs]] = field(default_factory=dict)
+    # outputs of shadow models (Harness(shadow_models=K), for mia/ulira and mia/rmia) on "forget",
+    # "heldout" and "unseen": "in" = originals trained with the forget set, "out" = oracles trained
+    # without it, seeds other than the run's
+    shadow_outputs: dict[str, list[dict[str, Outputs]]] = field(default_factory=dict)
+    # the run's population (RunConfig.population > 0; mubench.metrics.audit), None otherwise
+    population: PopulationOutputs | None = None
     target: Target = CLASSIFICATION  # the task's target kind: classification metrics skip regression tasks
     # the scenario's FGSM budget (fgsm_poison scenarios; robust/fgsm_acc), None elsewhere
     attack: AttackBudget | None = None

@@ -245,7 +245,8 @@ def test_ulira_auc_counts_pairs_of_unlearned_over_oracle_scores():
     assert ulira_auc(like_out, like_in, shadow_in, shadow_out) == 0.0
     assert ulira_auc(like_out, like_out, shadow_in, shadow_out) == 0.5  # the oracle itself: all ties
     ctx = EvaluationContext({"forget": like_in}, {"forget": like_out}, {"forget": like_in},
-                            shadow_outputs={"in": shadow_in, "out": shadow_out})
+                            shadow_outputs={"in": [{"forget": o} for o in shadow_in],
+                                            "out": [{"forget": o} for o in shadow_out]})
     assert metrics.get("mia/ulira").compute(ctx) == 1.0
     assert metrics.get("mia/ulira").compute(EvaluationContext({"forget": like_in}, {"forget": like_out}, {})) is None
 
@@ -290,17 +291,19 @@ def test_new_attacks_end_to_end_on_debug_with_shadow_models(trained_home, monkey
     assert identity.metrics["mia/entropy_lr"] > retrain.metrics["mia/entropy_lr"]  # more of it called member
     prepared = harness.prepare("debug", "random_10", 0, "smoke")
     n_forget = len(prepared.split.forget)
-    assert [len(o.labels) for side in ("in", "out") for o in prepared.shadow_outputs[side]] == [n_forget] * 4
+    assert [len(o["forget"].labels) for side in ("in", "out") for o in prepared.shadow_outputs[side]] == [n_forget] * 4
     # shadow models are other models than the run's: not the original's nor the oracle's forget outputs
-    assert not torch.equal(prepared.shadow_outputs["in"][0].logits, prepared.original_outputs["forget"].logits)
-    assert not torch.equal(prepared.shadow_outputs["out"][0].logits, prepared.oracle_outputs["forget"].logits)
+    assert not torch.equal(prepared.shadow_outputs["in"][0]["forget"].logits, prepared.original_outputs["forget"].logits)
+    assert not torch.equal(prepared.shadow_outputs["out"][0]["forget"].logits, prepared.oracle_outputs["forget"].logits)
     # cached: a second harness loads them instead of training (same outputs); without K, no mia/ulira
     again = Harness(shadow_models=2).prepare("debug", "random_10", 0, "smoke")
-    assert torch.equal(again.shadow_outputs["in"][1].logits, prepared.shadow_outputs["in"][1].logits)
+    assert torch.equal(again.shadow_outputs["in"][1]["forget"].logits, prepared.shadow_outputs["in"][1]["forget"].logits)
     plain = Harness().run(config("identity"))
-    assert "mia/ulira" not in plain.metrics and "gap/mia_ulira" not in plain.metrics
+    shadow_keys = ("mia/ulira", "gap/mia_ulira", "mia/rmia", "gap/mia_rmia")
+    assert not set(shadow_keys) & set(plain.metrics) and set(shadow_keys) <= set(identity.metrics)
     assert {k: v for k, v in plain.metrics.items() if not k.startswith(("cost/", "objective/cost"))} == \
-           {k: v for k, v in identity.metrics.items() if k not in ("mia/ulira", "gap/mia_ulira") and not k.startswith(("cost/", "objective/cost"))}
+           {k: v for k, v in identity.metrics.items() if k not in shadow_keys and not k.startswith(("cost/", "objective/cost"))}
+    assert set(identity.intervals) == {"mia/rmia"} and not plain.intervals
 
 
 def test_harness_rejects_a_negative_number_of_shadow_models():

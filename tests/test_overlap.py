@@ -22,8 +22,9 @@ from torch import nn
 
 from helpers import debug_config
 from mubench.errors import UnknownNameError
-from mubench.evaluation import EVALUATED_PARTS, EvaluationContext, Outputs
+from mubench.evaluation import EVALUATED_PARTS, EvaluationContext, Outputs, PopulationOutputs
 from mubench.harness.artifacts import ModelCache
+from mubench.harness.population import AUDIT_PARTS
 from mubench.harness.record import RunConfig
 from mubench.harness.runner import Harness
 from mubench.methods import Access, Method, methods, register_method
@@ -86,18 +87,21 @@ def classification_context(seed: int = 0) -> EvaluationContext:
 
     def outputs() -> dict[str, Outputs]:
         return {part: Outputs(torch.randn(n, 3, generator=g) * 2, torch.randint(0, 3, (n,), generator=g))
-                for part in EVALUATED_PARTS}
+                for part in (*EVALUATED_PARTS, "unseen")}
 
     unlearned, oracle, original = outputs(), outputs(), outputs()
-    shadow = {side: [Outputs(torch.randn(n, 3, generator=g), original["forget"].labels) for _ in range(3)]
-              for side in ("in", "out")}
+    shadow = {side: [{part: Outputs(torch.randn(n, 3, generator=g), original[part].labels)
+                      for part in ("forget", "heldout", "unseen")} for _ in range(3)] for side in ("in", "out")}
+    population = PopulationOutputs(*([{part: Outputs(torch.randn(n, 3, generator=g), original[part].labels)
+                                       for part in AUDIT_PARTS} for _ in range(3)] for _ in range(2)))
     model = seeded_linear(4, 3, g)
     subsets = {part: Subset(torch.randn(n, 4, generator=g), unlearned[part].labels) for part in EVALUATED_PARTS}
     attributes = {"bias_aligned": torch.randint(0, 2, (n,), generator=g), "colour": torch.randint(0, 3, (n,), generator=g)}
     return EvaluationContext(unlearned, oracle, original, test_attributes=attributes, method_seconds=1.5,
                              oracle_seconds=6.0, method_work=2.0, oracle_work=8.0, models={"unlearned": model, "oracle": model, "original": model},
                              subsets=subsets, method_peak_memory_mb=12.0, sensitive_attributes=("colour",),
-                             counterfactual=lambda x, attributes, generator: x.flip(1), shadow_outputs=shadow)
+                             counterfactual=lambda x, attributes, generator: x.flip(1), shadow_outputs=shadow,
+                             population=population)
 
 
 def regression_context(seed: int = 0) -> EvaluationContext:

@@ -70,6 +70,7 @@ class View(str, Enum):
     hypervolume = "hypervolume"
     ranks = "ranks"
     board = "board"
+    audit = "audit"
 
 
 class _OptionalSweepValue(TyperCommand):
@@ -119,7 +120,8 @@ def run(
     sweep: Annotated[Optional[SweepKind], typer.Option("--sweep", metavar="[axes|grid]", help="sweep each method's hyper-parameters: axes (the default kind: one at a time around the defaults) or grid (the cross product)")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, or auto")] = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON record per run on stdout, nothing else")] = False,
-    shadow_models: Annotated[int, typer.Option("--shadow-models", min=0, help="K shadow originals + K shadow oracles per split for mia/ulira (default 0: off; a GPU workload)")] = 0,
+    shadow_models: Annotated[int, typer.Option("--shadow-models", min=0, help="K shadow originals + K shadow oracles per split for mia/ulira and mia/rmia (default 0: off)")] = 0,
+    population: Annotated[Optional[int], typer.Option("--population", min=0, help="N: every run also unlearns N originals with its method beside N oracles, for the population attacks audit/* (U-LiRA, KLOM, RMIA; docs/metrics.md); 16 to 64 on the CPU tasks (default: the suite's, else 0: off)")] = None,
     store: StoreOption = None,
     executor: Annotated[ExecutorKind, typer.Option("--executor", help="local (in this process), processes (--workers worker processes of this machine) or ray (one Ray task per run)")] = ExecutorKind.local,
     address: Annotated[Optional[str], typer.Option("--address", help="ray: the cluster to join (default: start a local instance)")] = None,
@@ -140,6 +142,9 @@ def run(
         from mubench.orchestration.sweep import SUITES
 
         if suite in SUITES and SUITES[suite].tuning is not None:
+            if population:
+                raise MubenchError(f"suite {suite!r} is tuned; --population applies to untuned grids and suites "
+                                   "(e.g. --suite audit, or --task ... --method ...)")
             if hparam or sweep or profile:
                 raise MubenchError(f"suite {suite!r} chooses each method's setting by its tuning protocol and runs each "
                                    "task at its own profile: --hparam, --sweep and --profile do not apply")
@@ -151,6 +156,7 @@ def run(
     grid.seeds, grid.profile = seed or grid.seeds, profile or grid.profile
     grid.hparams = parse_hparam_overrides(hparam or [])
     grid.sweep = sweep.value if sweep else None
+    grid.population = grid.population if population is None else population
     if not grid.tasks:
         raise MubenchError("name at least one --task, or a --suite (e.g. --suite quick)")
     if suite and not task:  # a suite covers the tasks whose data is here, and names the others
@@ -164,6 +170,9 @@ def run(
         raise MubenchError("--workers applies to --executor processes and ray")
     if overlap and (executor is not ExecutorKind.local or isolate):
         raise MubenchError("--overlap applies to --executor local without --isolate")
+    if isolate and grid.population:
+        raise MubenchError("--population applies the method to every member in this process; it does not run in "
+                           "the sandbox's jail (--isolate) yet")
     if isolate and executor is not ExecutorKind.local:
         raise MubenchError("--isolate runs each run's method in a jail on this machine: use it with --executor local")
     result_store = Store(store or paths.default_store())  # a read-only or full location fails here, before any work
@@ -246,7 +255,7 @@ def results(
     method: Annotated[Optional[list[str]], typer.Option("--method")] = None,
     seed: Annotated[Optional[list[int]], typer.Option("--seed", help="only these seeds (repeatable; default: every seed in the store)")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="table, csv, json or markdown")] = Format.table,
-    view: Annotated[View, typer.Option("--view", help="table (one setting per method, see --select), hypervolume (of each method's sweep), ranks, or board (the board suite's tuned runs: score ± CI, rank bands, flags)")] = View.table,
+    view: Annotated[View, typer.Option("--view", help="table (one setting per method, see --select), hypervolume (of each method's sweep), ranks, board (the board suite's tuned runs: score ± CI, rank bands, flags), or audit (population runs: U-LiRA, KLOM and RMIA with their 95 % intervals)")] = View.table,
     select: Annotated[Select, typer.Option("--select", help="the setting per method: default (its default hyper-parameters) or val (per seed, the best val/acc)")] = Select.default,
     metric: Annotated[str, typer.Option("--metric", help="headline metric of --view ranks (one whose best is the oracle's ranks by its gap)")] = "forget/acc",
     store: StoreOption = None,
@@ -274,6 +283,12 @@ def results(
     records = Store(path).records(task=task, scenario=scenario, method=method)
     if seed:
         records = [r for r in records if r.config.seed in set(seed)]
+    if view is View.audit:  # population runs: each attack value with its recorded interval
+        from mubench.results.report import render_audit
+
+        render_audit(records, out, fmt.value)
+        return
+    records = [r for r in records if not r.config.population]  # their own model's metrics are the plain run's
     if view is View.board:  # the board suite's reported runs: each method at its chosen setting
         from mubench.results.report import render_board
 

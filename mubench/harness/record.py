@@ -31,6 +31,10 @@ class RunConfig(BaseModel):
     # in configs from before it was part of the identity; an empty digest is left out of the id,
     # so their records keep their ids and stay readable (and are rerun, not reused).
     method_digest: str = ""
+    # N: the run also builds a population of N originals, each unlearned by the method, and N
+    # oracles, for the population attacks (mubench.metrics.audit). 0 (no population) is left out of
+    # the id, so configs from before it keep their ids.
+    population: int = Field(default=0, ge=0)
 
     @field_validator("hparams")
     @classmethod
@@ -42,11 +46,32 @@ class RunConfig(BaseModel):
 
     @property
     def id(self) -> str:
-        return sha256_of(self.model_dump(mode="json", exclude=set() if self.method_digest else {"method_digest"}))
+        left_out = ({"method_digest"} if not self.method_digest else set()) | ({"population"} if not self.population else set())
+        return sha256_of(self.model_dump(mode="json", exclude=left_out))
 
     @property
     def label(self) -> str:
-        return f"{self.task}/{self.scenario}/{self.method}/seed{self.seed}/{self.profile}"
+        population = f"/population{self.population}" if self.population else ""
+        return f"{self.task}/{self.scenario}/{self.method}/seed{self.seed}/{self.profile}{population}"
+
+
+class Interval(BaseModel):
+    """A metric value's 95 % interval and the samples behind it (mubench.metrics.intervals): how it
+    was computed (`method`) and how many samples each side had (`sizes`, e.g. forget, heldout,
+    models), so that a reader can tell a difference from sampling noise."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    low: float
+    high: float
+    method: str
+    sizes: dict[str, int] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Interval:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low > self.high:
+            raise ValueError(f"an interval needs finite low <= high, got [{self.low}, {self.high}]")
+        return self
 
 
 class Record(BaseModel):
@@ -59,6 +84,8 @@ class Record(BaseModel):
     status: Literal["ok", "failed"]
     error: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+    # 95 % intervals of the metrics that report one (the population attacks), under the metric's key
+    intervals: dict[str, Interval] = Field(default_factory=dict)
     split_id: str
     data_source: str = ""  # which form of the task's data was used (Task.data_source); empty: official, complete
     metrics_version: str
@@ -91,6 +118,9 @@ class Record(BaseModel):
     def _consistent(self) -> Record:
         if self.id != self.config.id:
             raise ValueError(f"record id {self.id[:12]} is not the hash of its config ({self.config.id[:12]})")
+        stray = sorted(set(self.intervals) - set(self.metrics))
+        if stray:
+            raise ValueError(f"intervals of metrics the record does not hold: {stray}")
         if self.status == "failed" and not self.error:
             raise ValueError("a failed record must say why (error)")
         return self

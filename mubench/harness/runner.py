@@ -22,13 +22,21 @@ import torch
 from torch import nn
 
 from mubench.errors import MethodOutputError, MubenchError
-from mubench.evaluation import EVALUATED_PARTS, AttackBudget, EvaluationContext, Outputs, compute_outputs, outputs_on
+from mubench.evaluation import (
+    EVALUATED_PARTS,
+    AttackBudget,
+    EvaluationContext,
+    Outputs,
+    PopulationOutputs,
+    outputs_on,
+)
 from mubench.harness import provenance
 from mubench.harness.artifacts import CachedModel, ModelCache
 from mubench.harness.memory import PeakMemory
 from mubench.harness.models import build_model
-from mubench.harness.record import Record, RunConfig
-from mubench.harness.splits import Split, load_or_make_poisoned_split
+from mubench.harness.population import SHADOW_PARTS, Members, audit_outputs, member_seeds
+from mubench.harness.record import Interval, Record, RunConfig
+from mubench.harness.splits import Poison, Split, load_or_make_poisoned_split
 from mubench.harness.training import (
     TRAINER_VERSION,
     Engine,
@@ -41,6 +49,7 @@ from mubench.harness.work import counting_work, training_work
 from mubench.hashing import sha256_arrays, sha256_of, sha256_tensors
 from mubench.methods import methods
 from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION, compute_metrics
+from mubench.metrics.intervals import Estimate
 from mubench.metrics.robustness import fgsm_budget
 from mubench.request import Request, Subset
 from mubench.tasks.base import Task, TaskData, tasks
@@ -69,7 +78,10 @@ class Prepared:
     oracle: CachedModel
     original_outputs: dict[str, Outputs]
     oracle_outputs: dict[str, Outputs]
-    shadow_outputs: dict[str, list[Outputs]] = field(default_factory=dict)  # "in"/"out": forget-set outputs (mia/ulira)
+    # "in"/"out": shadow originals' and oracles' outputs on SHADOW_PARTS (mia/ulira, mia/rmia)
+    shadow_outputs: dict[str, list[dict[str, Outputs]]] = field(default_factory=dict)
+    members: Members | None = None  # the population's originals and oracles, once a run asked for them
+    poison: Poison | None = None  # the scenario's poison (poisoning scenarios): the population's originals train on it
     attack: AttackBudget | None = None  # the scenario's FGSM budget (fgsm_poison), for robust/fgsm_acc
     reference_seconds: float | None = None  # retraining's seconds on this machine now (Harness.reference_seconds)
 
@@ -194,7 +206,7 @@ class Harness:
                         original, oracle, outputs_on(original.model, subsets, batch, target),
                         outputs_on(oracle.model, subsets, batch, target),
                         self._shadow_outputs(task, split, seed, profile, train_subset, subsets),
-                        self._attack(task, clean, scenario))
+                        attack=self._attack(task, clean, scenario), poison=poison)
 
     def _attack(self, task: Task, data: TaskData, scenario: str) -> AttackBudget | None:
         """The FGSM budget of a poisoning scenario (its `eps`, on the pixel scale of the stored
@@ -206,21 +218,55 @@ class Harness:
                            float(spec.params["eps"]), self.device)
 
     def _shadow_outputs(self, task: Task, split: Split, seed: int, profile: str, train: Subset,
-                        subsets: dict[str, Subset]) -> dict[str, list[Outputs]]:
-        """Forget-set outputs of K shadow originals ("in": trained on the train part) and K shadow
-        oracles ("out": trained on retain), through the model cache, with seeds derived from the run's
-        (derived_seed(task, seed, "shadow", k)), so never the run's own models. Empty when K = 0."""
+                        subsets: dict[str, Subset]) -> dict[str, list[dict[str, Outputs]]]:
+        """Outputs on SHADOW_PARTS of K shadow originals ("in": trained on the train part) and K
+        shadow oracles ("out": trained on retain): the first K members of the split's population
+        (`_members`), so never the run's own models. Empty when K = 0."""
         if not self.shadow_models:
             return {}
-        batch = task.spec.profile(profile).eval_batch_size
-        roles = {"in": ("shadow_in", "train", train), "out": ("shadow_out", "retain", subsets["retain"])}
-        seeds = [derived_seed(task.spec.name, seed, "shadow", k) for k in range(self.shadow_models)]
-        shadows: dict[str, list[Outputs]] = {}
-        for side, (role, part, subset) in roles.items():  # the K models of a side share their data: trained together
-            fitted = self._cached_fits(task, profile, seeds, role, _indices_id(split, part), subset,
-                                       split.poison if part == "train" else "", stored=part == "train")
-            shadows[side] = [compute_outputs(f.model, subsets["forget"], batch, task.spec.target_spec) for f in fitted]
-        return shadows
+        members = self._members(task, split, seed, profile, train, subsets, self.shadow_models)
+        batch, target = task.spec.profile(profile).eval_batch_size, task.spec.target_spec
+        return {side: [audit_outputs(f.model, subsets, batch, target, SHADOW_PARTS) for f in fitted]
+                for side, fitted in (("in", members.originals), ("out", members.oracles))}
+
+    def _members(self, task: Task, split: Split, seed: int, profile: str, train: Subset,
+                 subsets: dict[str, Subset], n: int) -> Members:
+        """N originals (trained on the train part) and N oracles (on retain) of the split, through the
+        model cache, with seeds derived from the run's (`member_seeds`): member k's original and
+        oracle share their initialisation and batch order. The N models of a side share their data,
+        so they are trained together where the architecture allows (`_cached_fits`)."""
+        seeds = member_seeds(task.spec.name, seed, n)
+        originals = self._cached_fits(task, profile, seeds, "shadow_in", _indices_id(split, "train"), train,
+                                      split.poison, stored=True)
+        oracles = self._cached_fits(task, profile, seeds, "shadow_out", _indices_id(split, "retain"), subsets["retain"])
+        return Members(seeds, originals, oracles)
+
+    def population_members(self, prepared: Prepared, n: int) -> Members:
+        """The prepared split's first `n` members, trained (or read from the cache) on first use."""
+        if prepared.members is None or len(prepared.members.seeds) < n:
+            clean = self.task_data(prepared.task)
+            train = self._stored(prepared.poison.apply(clean) if prepared.poison is not None else clean, prepared.split)
+            prepared.members = self._members(prepared.task, prepared.split, prepared.seed, prepared.profile, train,
+                                             prepared.subsets, n)
+        return prepared.members.first(n)
+
+    def population_outputs(self, config: RunConfig, prepared: Prepared) -> PopulationOutputs:
+        """Member k's original unlearned by the run's method (its declared data only, a request seed
+        of its own, retraining served by member k's oracle) and member k's oracle, each evaluated on
+        AUDIT_PARTS: the population behind the audit/* metrics."""
+        members = self.population_members(prepared, config.population)
+        batch, target = prepared.task.spec.profile(prepared.profile).eval_batch_size, prepared.task.spec.target_spec
+        unlearned, oracles = [], []
+        for k in range(config.population):
+            try:
+                model, *_ = self.unlearn(config, prepared, member=k)
+            except Exception as exc:
+                raise MethodOutputError(f"population member {k} of {config.population}: {_reason(exc)}") from exc
+            unlearned.append(audit_outputs(model, prepared.subsets, batch, target))
+            oracles.append(audit_outputs(members.oracles[k].model, prepared.subsets, batch, target))
+            check_outputs(unlearned[-1])
+            del model
+        return PopulationOutputs(unlearned, oracles)
 
     def _subset(self, task: Task, data: TaskData, split: Split, part: str) -> Subset:
         pool = data.test if part == "test" else data.train
@@ -258,6 +304,8 @@ class Harness:
         try:
             precision = "fp32" if self.method_engine(config, prepared.task).autocast is None else "bf16"
             context, values, digest = self._unlearn_and_evaluate(config, prepared)
+            if config.population:
+                context = dataclasses.replace(context, population=self.population_outputs(config, prepared))
         except Exception as exc:  # noqa: BLE001 - a method's failure is recorded, the sweep goes on
             error = _reason(exc)
         return PendingRun(config, prepared.split.id, prepared.task.data_source(), precision, context, values, error,
@@ -268,9 +316,10 @@ class Harness:
         attributes and costs alone (no model, no device), then the check that every value is finite."""
         start = time.perf_counter()
         metrics, status, error = {}, "failed", pending.error
+        estimates: dict[str, Estimate] = {}
         if pending.context is not None:
             try:
-                values = {**pending.values, **compute_metrics(pending.context, self.run_seconds, "host")}
+                values = {**pending.values, **compute_metrics(pending.context, self.run_seconds, "host", estimates)}
                 bad = sorted(k for k, v in values.items() if not math.isfinite(v))
                 if bad:
                     raise MethodOutputError(f"the unlearned model gives non-finite metrics {bad}")
@@ -284,6 +333,8 @@ class Harness:
             git_commit=provenance.git_commit(), hardware=provenance.hardware(str(self.device)),
             device=str(self.device), method_precision=pending.precision,
             weights_sha256=pending.weights_sha256 if status == "ok" else "",
+            intervals={key: Interval(low=e.low, high=e.high, method=e.method, sizes=e.sizes)
+                       for key, e in estimates.items()} if status == "ok" else {},
             seconds=pending.device_seconds + time.perf_counter() - start, peak_rss_mb=provenance.peak_rss_mb())
 
     def _unlearn_and_evaluate(self, config: RunConfig,
@@ -355,26 +406,36 @@ class Harness:
             prepared.reference_seconds = stats.seconds / stats.samples_seen * recipe.epochs * len(retain)
         return prepared.reference_seconds
 
-    def unlearn(self, config: RunConfig, prepared: Prepared) -> tuple[nn.Module, float, float | None, float]:
+    def unlearn(self, config: RunConfig, prepared: Prepared,
+                member: int | None = None) -> tuple[nn.Module, float, float | None, float]:
         """The method of `config` on a copy of the prepared original, given only the data it
         declared: (the checked unlearned model, its seconds, its peak device memory in MB, its
-        work units: mubench.harness.work)."""
+        work units: mubench.harness.work). With `member`, on a copy of that population member's
+        original instead (`population_members`), with a request seed of its own and that member's
+        oracle serving `train_from_scratch` on retain."""
         method_cls = methods.get(config.method)
         task, hp = prepared.task, method_cls.resolve(config.hparams, config.profile)
         check_target(method_cls, task)
+        method_seed = derived_seed(config.task, config.scenario, config.method, config.seed, "method")
+        original, twin = prepared.original.model, _Twin(prepared.oracle.model, config.seed)
+        if member is not None:
+            members = prepared.members
+            if members is None or member >= len(members.seeds):
+                raise ValueError(f"population member {member} was not prepared (population_members first)")
+            original, twin = members.originals[member].model, _Twin(members.oracles[member].model, members.seeds[member])
+            method_seed = derived_seed(method_seed, "member", member)
         charged: list[tuple[float, float]] = []  # (seconds, work) of trainings reused rather than repeated
         request = Request({name: prepared.subsets[name] for name in method_cls.access.subsets}, method_cls.access,
-                          task.spec.num_classes, self.device,
-                          seed=derived_seed(config.task, config.scenario, config.method, config.seed, "method"),
-                          trainer=lambda subset: self._from_scratch(prepared, config, subset, charged),
+                          task.spec.num_classes, self.device, seed=method_seed,
+                          trainer=lambda subset: self._from_scratch(prepared, config, subset, charged, twin),
                           target=task.spec.target_spec, counterfactual=task.counterfactual,
                           sensitive_attributes=task.spec.sensitive_attributes)
-        model = copy.deepcopy(prepared.original.model)
+        model = copy.deepcopy(original)
         self.reference_seconds(prepared)  # before the method: neither its clock nor its work include this
         unlearned, seconds, peak_mb, units = apply_method(method_cls, model, request, hp,
                                                           self.method_engine(config, task), task.spec.input_shape)
         method_seconds = seconds + sum(seconds for seconds, _ in charged)
-        check_architecture(unlearned, prepared.original.model)  # first: it names a result that is no model
+        check_architecture(unlearned, original)  # first: it names a result that is no model
         units += sum(units for _, units in charged)
         return contiguous(unlearned), method_seconds, None if charged else peak_mb, units
 
@@ -385,20 +446,20 @@ class Harness:
         return Engine.for_method(self.device, recipe, methods.get(config.method).mixed_precision)
 
     def _from_scratch(self, prepared: Prepared, config: RunConfig, subset: Subset,
-                      charged: list[tuple[float, float]]) -> nn.Module:
+                      charged: list[tuple[float, float]], twin: _Twin) -> nn.Module:
         """`Request.train_from_scratch` of one run. On the split's retain part it is exactly the
-        oracle's training (the task's recipe, the run's seed, the same samples), so it returns a
-        copy of the prepared oracle and charges retraining's seconds on this machine
-        (`reference_seconds`) and work to the method (appended to `charged`): `retrain` costs
-        exactly 1 in `cost/rte` and `cost/work`, its gaps are zero on
+        oracle's training (the task's recipe, the seed, the same samples), so it returns a copy of
+        the oracle (`twin`: the prepared one, or a population member's) and charges retraining's
+        seconds on this machine (`reference_seconds`) and work to the method (appended to
+        `charged`): `retrain` costs exactly 1 in `cost/rte` and `cost/work`, its gaps are zero on
         every device (a GPU's non-deterministic kernels would otherwise make a second training
         differ slightly), and the leaderboard pays for each oracle once. Its peak memory is then
-        not measured (None). Any other subset is trained afresh."""
+        not measured (None). Any other subset is trained afresh with the twin's seed."""
         retain = prepared.subsets["retain"]
         if subset.x is retain.x and subset.y is retain.y:
             charged.append((self.reference_seconds(prepared), prepared.oracle_work))
-            return copy.deepcopy(prepared.oracle.model)
-        return self.fit_from_scratch(prepared.task, config.profile, config.seed, subset)
+            return copy.deepcopy(twin.oracle)
+        return self.fit_from_scratch(prepared.task, config.profile, twin.seed, subset)
 
     def evaluation_context(self, prepared: Prepared, unlearned: nn.Module, method_seconds: float,
                            peak_memory_mb: float | None = None, method_work: float = 0.0) -> EvaluationContext:
@@ -418,6 +479,15 @@ class Harness:
             sensitive_attributes=prepared.task.spec.sensitive_attributes,
             counterfactual=prepared.task.counterfactual, shadow_outputs=prepared.shadow_outputs, target=target,
             attack=prepared.attack)
+
+
+@dataclass(frozen=True)
+class _Twin:
+    """The retrained model a run's `train_from_scratch` on retain returns, and the seed of any
+    other training from scratch: the run's oracle and seed, or a population member's."""
+
+    oracle: nn.Module
+    seed: int
 
 
 def apply_method(method_cls: type, model: nn.Module, request: Request, hp: object, engine: Engine,

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from mubench.evaluation import EvaluationContext
+from mubench.metrics.intervals import Estimate
 from mubench.registry import Registry
 
 Direction = Literal["higher", "lower", "oracle", "info"]
-MetricFunction = Callable[[EvaluationContext], float | None]
+MetricFunction = Callable[[EvaluationContext], "float | Estimate | None"]
 CLASS_ONLY: frozenset[str] = frozenset({"class"})
 ANY_TARGET: frozenset[str] = frozenset({"class", "regression"})
 REGRESSION_ONLY: frozenset[str] = frozenset({"regression"})
@@ -66,12 +67,13 @@ def in_phase(metric: Metric, phase: Phase) -> bool:
 
 
 def compute_metrics(ctx: EvaluationContext, seconds: dict[str, float] | None = None,
-                    phase: Phase = "all") -> dict[str, float]:
+                    phase: Phase = "all", intervals: dict[str, Estimate] | None = None) -> dict[str, float]:
     """Every metric of `phase` defined for the task's target kind. `seconds`, when given, gains each
     metric's wall time under its key (added to what it holds: a profile over many runs,
     `bench_training`). Metrics sharing a cached value (an attack and its gap) charge it to the first
-    one computed."""
-    values: dict[str, float | None] = {}
+    one computed. A metric that returns an `Estimate` gives its value here and, when `intervals`
+    is given, its interval there under the same key."""
+    values: dict[str, float | Estimate | None] = {}
     for key, metric in metrics.items():
         if ctx.target.kind not in metric.targets or not in_phase(metric, phase):
             continue
@@ -79,7 +81,10 @@ def compute_metrics(ctx: EvaluationContext, seconds: dict[str, float] | None = N
         values[key] = metric.compute(ctx)
         if seconds is not None:
             seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - started
-    return {key: float(value) for key, value in values.items() if value is not None}
+    if intervals is not None:
+        intervals.update({key: value for key, value in values.items() if isinstance(value, Estimate)})
+    return {key: float(value.value if isinstance(value, Estimate) else value)
+            for key, value in values.items() if value is not None}
 
 
 def is_finite(values: dict[str, float]) -> bool:

@@ -21,10 +21,15 @@ Spec versions:
   `mia/entropy_lr` (+ `gap/mia_entropy_lr`): the entropy attack of Bad Teacher, SSD and LoTUS
   (a logistic regression on prediction entropy, retain vs val, applied to the forget set; the
   fraction called member), the MIA column of LoTUS's Table 1.
+  Later under the same spec, because no record without shadow models or a population changes:
+  `mia/rmia` (+ `gap/mia_rmia`), RMIA against the unlearned model with the shadow oracles as
+  references (present only with shadow models), and the population attacks `audit/*` of
+  mubench.metrics.audit (present only in population runs).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -38,6 +43,8 @@ from sklearn.svm import SVC
 
 from mubench.evaluation import EvaluationContext, Outputs
 from mubench.metrics.core import ANY_TARGET, CLASS_ONLY, Metric, add_metric, metrics
+from mubench.metrics.intervals import Estimate, auc_estimate
+from mubench.metrics.rmia import rmia_scores, stacked, true_label_probability
 
 MIA_SPEC_VERSION = "3"
 
@@ -318,7 +325,8 @@ def ulira_auc(unlearned: Outputs, oracle: Outputs, shadow_in: list[Outputs], sha
                                    "unlearned model's forget-set scores over the oracle's (the oracle: 0.5)",
             outputs_only=True)
 def mia_ulira(ctx: EvaluationContext) -> float | None:
-    shadow_in, shadow_out = ctx.shadow_outputs.get("in", []), ctx.shadow_outputs.get("out", [])
+    shadow_in = [member["forget"] for member in ctx.shadow_outputs.get("in", [])]
+    shadow_out = [member["forget"] for member in ctx.shadow_outputs.get("out", [])]
     if not (shadow_in and shadow_out and _usable(ctx.unlearned, "forget") and _usable(ctx.oracle, "forget")):
         return None
     return ulira_auc(ctx.unlearned["forget"], ctx.oracle["forget"], shadow_in, shadow_out)
@@ -329,3 +337,40 @@ def mia_ulira(ctx: EvaluationContext) -> float | None:
 def mia_ulira_gap(ctx: EvaluationContext) -> float | None:
     value = mia_ulira(ctx)
     return None if value is None else abs(value - 0.5)
+
+
+# ---- v4 (with shadow models): RMIA on the run's single unlearned model -------------------------
+
+def rmia_auc(target: dict[str, Outputs], references: list[dict[str, Outputs]]) -> Estimate:
+    """RMIA (Zarifzadeh et al. 2024, offline; mubench.metrics.audit.rmia_scores) against `target`
+    with `references` (shadow oracles, which trained on none of the forget, held-out or unseen
+    samples): ROC AUC of the forget set's scores over the held-out samples', z = the unseen
+    samples, with a stratified bootstrap interval over forget and held-out examples."""
+    z_target, z_refs = true_label_probability(target["unseen"]), stacked(references, "unseen", true_label_probability)
+    scores = {part: rmia_scores(true_label_probability(target[part]), stacked(references, part, true_label_probability),
+                                z_target, z_refs) for part in ("forget", "heldout")}
+    estimate = auc_estimate(scores["forget"], scores["heldout"], names=("forget", "heldout"))
+    return dataclasses.replace(estimate, sizes={**estimate.sizes, "references": len(references),
+                                                "unseen": len(z_target)})
+
+
+def _rmia_value(ctx: EvaluationContext, model: dict[str, Outputs]) -> Estimate | None:
+    references = ctx.shadow_outputs.get("out", [])
+    if not references or not _usable(model, "forget", "heldout", "unseen"):
+        return None
+    values = model["forget"].__dict__.setdefault("_attack_values", {})
+    if "rmia" not in values:
+        values["rmia"] = rmia_auc(model, references)
+    return values["rmia"]
+
+
+@add_metric("mia/rmia", "oracle", "RMIA (Zarifzadeh et al. 2024, offline) AUC, forget vs held-out, with the shadow "
+            "oracles as references (present only with shadow models)", CLASS_ONLY, outputs_only=True)
+def mia_rmia(ctx: EvaluationContext) -> Estimate | None:
+    return _rmia_value(ctx, ctx.unlearned)
+
+
+@add_metric("gap/mia_rmia", "lower", "|mia/rmia - the oracle's|", CLASS_ONLY, outputs_only=True)
+def mia_rmia_gap(ctx: EvaluationContext) -> float | None:
+    unlearned, oracle = _rmia_value(ctx, ctx.unlearned), _rmia_value(ctx, ctx.oracle)
+    return None if unlearned is None or oracle is None else abs(unlearned.value - oracle.value)

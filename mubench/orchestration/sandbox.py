@@ -173,6 +173,9 @@ def run_in_sandbox(harness: Harness, config: RunConfig, limits: Limits) -> Recor
     from mubench.methods import methods
 
     require_jail_for(harness.device)
+    if config.population:
+        raise MubenchError(f"{config.label}: a population run applies the method to every member in the driver's "
+                           "process; the jail runs one model per run (run it without --isolate)")
     prepared = harness.prepare(config.task, config.scenario, config.seed, config.profile)
     method_cls = methods.get(config.method)
     harness.reference_seconds(prepared)  # retraining timed here, before the child competes for the CPU

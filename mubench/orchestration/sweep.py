@@ -19,6 +19,7 @@ from mubench.harness.runner import Harness
 from mubench.hashing import canonical_json
 from mubench.methods import HParamValue, Method, methods
 from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION
+from mubench.metrics.audit import MIN_MEMBERS as MIN_POPULATION
 from mubench.orchestration.executors import Executor, make_executor
 from mubench.orchestration.store import Store
 from mubench.profiles import profiles
@@ -68,6 +69,7 @@ class Suite:
     version: str = "1"
     folder: str | None = None  # where `leaderboard-data` writes the suite's entries; None: the board's own
     task_seeds: Mapping[str, tuple[int, ...]] | None = None  # a task reported on other seeds than `seeds`
+    population: int = 0  # N > 0: every run also builds a population of N for the audit/* attacks
 
     def profile_of(self, task: str) -> str:
         return (self.profiles or {}).get(task, self.profile)
@@ -178,6 +180,11 @@ GPU_BOARD_SCENARIOS: dict[str, tuple[str, ...]] = {
 }
 GPU_BOARD_FOLDER = "leaderboard/gpu"
 
+# The privacy audit's population size on the CPU: 32 members per side (64 trainings of the audit
+# profile's MLP, about 15 minutes of one core) keep U-LiRA's and RMIA's intervals narrow enough to
+# separate `identity` from `retrain` (docs/metrics.md, "The privacy audit").
+AUDIT_POPULATION = 32
+
 SUITES = {
     "board": Suite("board", "the leaderboard: every task the CPU trains at a faithful or honestly reduced scale, its "
                             "scenarios with a forgetting signal, every method tuned on seed 100 (6 settings each) "
@@ -189,6 +196,11 @@ SUITES = {
                                     "entries in leaderboard/gpu/)",
                        tasks=tuple(GPU_BOARD_SCENARIOS), profile="standard", seeds=(0, 1, 2),
                        scenarios=GPU_BOARD_SCENARIOS, tuning=BOARD_TUNING, folder=GPU_BOARD_FOLDER),
+    "audit": Suite("audit", "the privacy audit: a population of 32 originals unlearned by every method beside 32 "
+                            "oracles, attacked with U-LiRA, KLOM and RMIA (95 % intervals), on Colored MNIST's random "
+                            "draw at the audit profile, seed 0 (CPU, about an hour; `mubench results --view audit`)",
+                   tasks=("cmnist",), profile="audit", seeds=(0,), scenarios={"cmnist": ("random_10",)},
+                   population=AUDIT_POPULATION),
     "quick": Suite("quick", "every task with data, every method, its main scenarios, one seed, smoke profile "
                             "(CPU, minutes)",
                    tasks=tuple(QUICK_SCENARIOS), profile="smoke", seeds=(0,), scenarios=QUICK_SCENARIOS),
@@ -209,13 +221,14 @@ class GridSpec:
     profile: str
     hparams: dict[str, Any] = field(default_factory=dict)
     sweep: str | None = None  # None: defaults only; "axes" or "grid" (see SWEEP_KINDS)
+    population: int = 0  # RunConfig.population of every run
 
     @classmethod
     def from_suite(cls, name: str) -> GridSpec:
         if name not in SUITES:
             raise UnknownNameError(f"unknown suite {name!r}. Valid suites: {', '.join(SUITES)}")
         suite = SUITES[name]
-        return cls(suite.tasks, suite.scenarios, suite.methods, suite.seeds, suite.profile)
+        return cls(suite.tasks, suite.scenarios, suite.methods, suite.seeds, suite.profile, population=suite.population)
 
 
 SWEEP_KINDS = ("axes", "grid")
@@ -276,6 +289,9 @@ def expand_grid(grid: GridSpec) -> list[RunConfig]:
             problems.append("--hparam: " + unknown_name_message("method", name, methods.names()))
     seeds = list(dict.fromkeys(grid.seeds))
     problems += [f"seed {seed}: seeds must be non-negative integers" for seed in seeds if seed < 0]
+    if grid.population and not MIN_POPULATION <= grid.population:
+        problems.append(f"population {grid.population}: a population needs at least {MIN_POPULATION} members "
+                        "(each is scored against the others)")
     specs = {}
     for name in dict.fromkeys(grid.tasks):
         spec = _collect(problems, lambda name=name: tasks.get(name).spec)
@@ -302,7 +318,8 @@ def expand_grid(grid: GridSpec) -> list[RunConfig]:
                         configs.append(RunConfig(
                             task=task_name, task_version=spec.version, scenario=scenario, method=method_name,
                             method_version=methods.get(method_name).version, hparams=dict(hparams),
-                            seed=seed, profile=grid.profile, method_digest=digests[method_name]))
+                            seed=seed, profile=grid.profile, method_digest=digests[method_name],
+                            population=grid.population))
     return configs
 
 

@@ -134,6 +134,25 @@ def hypervolume_frame(table: pd.DataFrame) -> pd.DataFrame:
                      axis=1)
 
 
+def render_audit(records: Sequence[Record], console: Console, fmt: str = "table") -> None:
+    """The population runs' attacks (mubench.results.audit): tidy rows for csv and json, one row
+    per run with 'value [low, high]' cells for the table and markdown."""
+    from mubench.results.audit import audit_frame, audit_wide
+
+    frame = audit_frame(records)
+    if fmt == "csv":
+        console.file.write(frame.to_csv(index=False))
+    elif fmt == "json":
+        console.file.write(json.dumps(_plain_rows(frame), indent=1) + "\n")
+    elif frame.empty:
+        console.print("no successful population runs match (run with --population N)", highlight=False)
+    elif fmt == "markdown":
+        console.file.write(_markdown(audit_wide(frame)) + "\n")
+    else:
+        _print_frame(audit_wide(frame), "mubench privacy audit: population attacks, value [95 % interval] per run "
+                     "(U-LiRA 0.5 and KLOM 0 = indistinguishable from retraining)", console)
+
+
 def render_hypervolume(table: pd.DataFrame, fmt: str, console: Console) -> None:
     if fmt == "csv":
         console.file.write(table.to_csv(index=False))

@@ -150,6 +150,12 @@ SPEC = TaskSpec(
                                 recipe=Recipe(optimizer="adam", lr=3e-3, epochs=6, batch_size=512, schedule="onecycle",
                                               precision="bf16"),
                                 train_size=None, val_size=5_000, test_size=None),
+        # the privacy audit's scale (mubench.profiles): the smoke MLP on a fifth of its data for six
+        # times the epochs, so that it memorises its training samples (chosen by measurement,
+        # docs/metrics.md "The privacy audit")
+        "audit": ProfileSpec(model="mlp", model_args={"hidden": [256, 256]},
+                             recipe=Recipe(optimizer="adam", lr=1e-3, epochs=30, batch_size=64),
+                             train_size=2_000, val_size=1_000, test_size=2_000),
     },
     scenarios=_scenarios(),
     sensitive_attributes=("colour",),
