@@ -236,6 +236,7 @@ def population_records(tmp_path_factory):
     home = tmp_path_factory.mktemp("audit_home")
     patch = pytest.MonkeyPatch()
     patch.setenv("MUBENCH_HOME", str(home))
+    methods.names()  # every method registered (entry points loaded) before the copy the spy joins
     patch.setattr(methods, "_items", dict(methods._items))  # the spy's registration is undone below
     methods.add(ForgetSpy.name, ForgetSpy)
     try:
@@ -331,3 +332,12 @@ def test_the_audit_suite_runs_every_method_with_a_population_at_the_audit_profil
     assert {c.population for c in configs} == {AUDIT_POPULATION} and {c.profile for c in configs} == {"audit"}
     assert {(c.task, c.scenario, c.seed) for c in configs} == {("cmnist", "random_10", 0)}
     assert {"identity", "retrain", "finetune"} <= {c.method for c in configs}
+
+
+def test_members_are_the_splits_shadow_models():
+    from mubench.harness.population import member_seeds
+    from mubench.harness.runner import derived_seed
+
+    # the shadow models' seeds from before populations existed: their cached models are reused
+    assert member_seeds("debug", 0, 3) == [derived_seed("debug", 0, "shadow", k) for k in range(3)]
+    assert member_seeds("debug", 0, 2) == member_seeds("debug", 0, 5)[:2] != member_seeds("debug", 1, 2)

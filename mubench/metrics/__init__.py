@@ -1,7 +1,8 @@
 """The metric suite. Importing this package registers every metric family.
 
 Families, one module each: accuracy (utility, gaps to the oracle, divergence, tug-of-war),
-membership (membership inference, versioned), bias (spurious-attribute reliance), cost (time,
+membership (membership inference, versioned), audit (the privacy audit's population attacks),
+bias (spurious-attribute reliance), cost (time,
 memory, share of parameters changed), representation (CKA to the oracle), relearn (relearn time),
 objectives (the three normalised trade-off objectives behind hypervolumes), fairness (group
 fairness over a task's sensitive attribute, FMD's counterfactual bias), robustness (accuracy under
@@ -10,6 +11,7 @@ FGSM, for the fgsm_poison resilience scenarios).
 
 from mubench.metrics import (  # noqa: F401
            accuracy,
+           audit,  # noqa: F401  (the population attacks: U-LiRA, KLOM, RMIA; population runs only)
            bias,
            cost,
            fairness,  # noqa: F401  (group fairness and counterfactual bias, sensitive attributes)

@@ -18,7 +18,8 @@ from mubench.harness.record import Record
 AUDIT_COLUMNS = ["task", "scenario", "method", "profile", "population", "seed", "metric", "value", "low", "high",
                  "sizes"]
 # the keys a reader compares first: distinguishability (U-LiRA), divergence (KLOM), attack gap (RMIA)
-HEADLINE = ("audit/ulira_acc", "audit/ulira_auc", "audit/klom_forget", "audit/klom_retain", "audit/klom_val",
+HEADLINE = ("audit/ulira_acc", "audit/ulira_auc", "audit/klom_forget", "audit/klom_forget_mean", "audit/klom_retain",
+            "audit/klom_val",
             "audit/rmia_auc", "audit/rmia_auc_oracle", "gap/audit_rmia_auc")
 
 
