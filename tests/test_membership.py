@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.stats import binom, norm
 from scipy.stats import entropy as scipy_entropy
-from scipy.stats import norm
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
 from sklearn.svm import SVC
@@ -25,13 +25,19 @@ from mubench.harness.record import RunConfig
 from mubench.harness.runner import Harness
 from mubench.methods import methods
 from mubench.metrics import MIA_SPEC_VERSION, is_finite, metrics
+from mubench.metrics.intervals import Estimate
 from mubench.metrics.membership import (
     balanced,
+    entropy_lr,
     entropy_lr_member_rate,
     likelihood_ratio,
     logit_confidence,
+    loss_auc,
+    lr_auc,
     lr_cv_auc,
+    lr_cv_auc_by_slope_sign,
     prediction_entropy,
+    svc_efficacy,
     svc_forget_efficacy,
     true_class_confidence,
     ulira_auc,
@@ -59,8 +65,10 @@ def outputs_with_confidence(confidence: np.ndarray, num_classes: int = 3) -> Out
 
 
 def compute(keys: set[str], ctx: EvaluationContext) -> dict[str, float | None]:
-    """The given metrics only (the whole suite needs every part, these hand-built contexts do not)."""
-    return {key: metrics.get(key).compute(ctx) for key in keys}
+    """The given metrics only (the whole suite needs every part, these hand-built contexts do not);
+    an attack's Estimate as its value."""
+    values = {key: metrics.get(key).compute(ctx) for key in keys}
+    return {key: value.value if isinstance(value, Estimate) else value for key, value in values.items()}
 
 
 # ---- balancing ---------------------------------------------------------------------------------
@@ -303,7 +311,9 @@ def test_new_attacks_end_to_end_on_debug_with_shadow_models(trained_home, monkey
     assert not set(shadow_keys) & set(plain.metrics) and set(shadow_keys) <= set(identity.metrics)
     assert {k: v for k, v in plain.metrics.items() if not k.startswith(("cost/", "objective/cost"))} == \
            {k: v for k, v in identity.metrics.items() if k not in shadow_keys and not k.startswith(("cost/", "objective/cost"))}
-    assert set(identity.intervals) == {"mia/rmia"} and not plain.intervals
+    attacks = {"mia/loss_auc", "mia/svc", "mia/lr_auc", "mia/entropy_lr"}
+    assert set(identity.intervals) == attacks | {"mia/rmia"} and set(plain.intervals) == attacks
+    assert plain.intervals["mia/loss_auc"].sizes == {"forget": n_forget, "heldout": len(prepared.split.heldout)}
 
 
 def test_harness_rejects_a_negative_number_of_shadow_models():
@@ -319,3 +329,40 @@ def test_cli_shadow_models_option_adds_mia_ulira(trained_home, monkeypatch):
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(records) == 1 and "mia/ulira" in records[0]["metrics"]
+
+
+# ---- intervals on the unlearned model's attack values ------------------------------------------
+
+def test_every_attack_value_carries_an_interval_and_its_sample_sizes():
+    rng = np.random.default_rng(5)
+    model = {"retain": outputs_with_confidence(rng.uniform(0.6, 0.999, 400)),
+             "val": outputs_with_confidence(rng.uniform(0.3, 0.95, 200)),
+             "forget": outputs_with_confidence(rng.uniform(0.5, 0.99, 150)),
+             "heldout": outputs_with_confidence(rng.uniform(0.3, 0.95, 90))}
+    ctx = EvaluationContext(model, model, model)
+    keys = {"mia/loss_auc", "mia/svc", "mia/lr_auc", "mia/entropy_lr"}
+    values = {k: metrics.get(k).compute(ctx) for k in keys}
+    for key, estimate in values.items():
+        assert isinstance(estimate, Estimate) and estimate.low <= estimate.value <= estimate.high, key
+    plain = {"mia/loss_auc": loss_auc(model), "mia/lr_auc": lr_auc(model), "mia/svc": svc_efficacy(model),
+             "mia/entropy_lr": entropy_lr(model)}
+    assert {k: v.value for k, v in values.items()} == plain  # the values themselves are unchanged
+    assert values["mia/loss_auc"].sizes == {"forget": 150, "heldout": 90}
+    assert values["mia/lr_auc"].sizes == {"forget": 150, "heldout": 90, "per_side": 90}
+    assert values["mia/svc"].sizes == {"forget": 150, "retain": 200, "val": 200}
+    assert values["mia/entropy_lr"].sizes == {"forget": 150, "retain": 400, "val": 200}
+    # a proportion's bootstrap is binomial: the interval is binom.ppf(0.025 / 0.975, n, p) / n
+    p = values["mia/svc"].value
+    assert values["mia/svc"].low == pytest.approx(binom.ppf(0.025, 150, p) / 150)
+    assert values["mia/svc"].high == pytest.approx(binom.ppf(0.975, 150, p) / 150)
+
+
+def test_lr_auc_by_slope_sign_is_the_kits_attack():
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # a clear slope: the sign of the mean difference is the fitted slope's sign
+        members, nonmembers = rng.exponential(0.5, rng.integers(30, 300)), rng.exponential(1.0, rng.integers(30, 300))
+        assert lr_cv_auc_by_slope_sign(members, nonmembers) == pytest.approx(lr_cv_auc(members, nonmembers), abs=1e-12)
+    for _ in range(20):  # no signal: slopes near 0 may differ in sign from the solver's, the value barely
+        members, nonmembers = rng.exponential(1.0, 200), rng.exponential(1.0, 150)
+        assert lr_cv_auc_by_slope_sign(members, nonmembers) == pytest.approx(lr_cv_auc(members, nonmembers), abs=0.03)
+    assert lr_cv_auc_by_slope_sign(np.ones(5), np.ones(5)) is None
