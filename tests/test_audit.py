@@ -246,6 +246,7 @@ def population_records(tmp_path_factory):
             config = expand_grid(GridSpec(tasks=["debug"], scenarios=["random_10"], methods=[name], seeds=[0],
                                           profile="smoke", population=4))[0]
             records[name] = harness.run(config)
+        records["plain"] = harness.run(records["identity"].config.model_copy(update={"population": 0}))
         yield records, harness, home
     finally:
         patch.undo()
@@ -322,7 +323,16 @@ def test_results_audit_view_shows_each_population_run_with_its_intervals(populat
     assert "0.500 [0.500, 0.500]" in retrain_row  # retrain's U-LiRA accuracy, exactly chance
     # the ordinary table leaves population runs out: their own model's metrics are the plain run's
     plain = CliRunner().invoke(app, ["results", "--format", "csv", "--store", str(path)], catch_exceptions=False)
-    assert "identity" not in plain.stdout
+    assert {row["method"] for row in csv.DictReader(io.StringIO(plain.stdout))} == {"identity"}
+    assert {row["n"] for row in csv.DictReader(io.StringIO(plain.stdout))} == {"1"}  # one record, not two
+    # --view attacks: the plain run's membership attacks with their intervals and sizes
+    attacks = CliRunner().invoke(app, ["results", "--view", "attacks", "--format", "csv", "--store", str(path)],
+                                 catch_exceptions=False)
+    rows = {r["metric"]: r for r in csv.DictReader(io.StringIO(attacks.stdout))}
+    assert set(rows) == {"mia/loss_auc", "mia/lr_auc", "mia/svc", "mia/entropy_lr"}
+    stated = records["plain"].intervals["mia/loss_auc"]
+    assert float(rows["mia/loss_auc"]["high"]) == pytest.approx(stated.high)
+    assert json.loads(rows["mia/loss_auc"]["sizes"]) == {"forget": 100, "heldout": 100}
 
 
 def test_the_audit_suite_runs_every_method_with_a_population_at_the_audit_profile():

@@ -227,7 +227,7 @@ def test_records_of_other_metric_versions_are_rerun_and_replaced(tmp_path):
     assert all(r.metrics_version == METRICS_VERSION and r.mia_spec_version == MIA_SPEC_VERSION for r in first)
     with sqlite3.connect(tmp_path / "store.sqlite") as db:  # make two of them look computed by an older mubench
         for record, field in ((first[0], "metrics_version"), (first[1], "mia_spec_version")):
-            old = record.model_copy(update={field: "0", "metrics": {"forget/acc": -1.0}})
+            old = record.model_copy(update={field: "0", "metrics": {"forget/acc": -1.0}, "intervals": {}})
             body = old.model_dump_json()  # written as an older mubench would have: with its digest
             db.execute("UPDATE records SET body=?, digest=? WHERE id=?", (body, sha256_text(body), record.id))
     seen: list[tuple[str, bool]] = []

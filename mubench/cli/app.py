@@ -71,6 +71,7 @@ class View(str, Enum):
     ranks = "ranks"
     board = "board"
     audit = "audit"
+    attacks = "attacks"
 
 
 class _OptionalSweepValue(TyperCommand):
@@ -255,7 +256,7 @@ def results(
     method: Annotated[Optional[list[str]], typer.Option("--method")] = None,
     seed: Annotated[Optional[list[int]], typer.Option("--seed", help="only these seeds (repeatable; default: every seed in the store)")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="table, csv, json or markdown")] = Format.table,
-    view: Annotated[View, typer.Option("--view", help="table (one setting per method, see --select), hypervolume (of each method's sweep), ranks, board (the board suite's tuned runs: score ± CI, rank bands, flags), or audit (population runs: U-LiRA, KLOM and RMIA with their 95 % intervals)")] = View.table,
+    view: Annotated[View, typer.Option("--view", help="table (one setting per method, see --select), hypervolume (of each method's sweep), ranks, board (the board suite's tuned runs: score ± CI, rank bands, flags), audit (population runs: U-LiRA, KLOM and RMIA with their 95 % intervals), or attacks (each plain run's membership attacks with their 95 % intervals)")] = View.table,
     select: Annotated[Select, typer.Option("--select", help="the setting per method: default (its default hyper-parameters) or val (per seed, the best val/acc)")] = Select.default,
     metric: Annotated[str, typer.Option("--metric", help="headline metric of --view ranks (one whose best is the oracle's ranks by its gap)")] = "forget/acc",
     store: StoreOption = None,
@@ -283,10 +284,10 @@ def results(
     records = Store(path).records(task=task, scenario=scenario, method=method)
     if seed:
         records = [r for r in records if r.config.seed in set(seed)]
-    if view is View.audit:  # population runs: each attack value with its recorded interval
-        from mubench.results.report import render_audit
+    if view in (View.audit, View.attacks):  # each attack value with its recorded interval, per run
+        from mubench.results.report import render_intervals
 
-        render_audit(records, out, fmt.value)
+        render_intervals(records, out, fmt.value, population=view is View.audit)
         return
     records = [r for r in records if not r.config.population]  # their own model's metrics are the plain run's
     if view is View.board:  # the board suite's reported runs: each method at its chosen setting

@@ -50,6 +50,7 @@ from mubench.metrics.intervals import (
     auc_estimate,
     auc_rows,
     percentile_interval,
+    resample_indices,
 )
 from mubench.metrics.rmia import rmia_scores, stacked, true_label_probability
 
@@ -287,20 +288,31 @@ def lr_cv_auc_by_slope_sign(member_losses: np.ndarray, nonmember_losses: np.ndar
     profile likelihood is convex in the slope, and its derivative at 0 is proportional to that
     difference). The same balancing and folds as `lr_cv_auc`; agrees with scikit-learn's fits
     except where a slope is within the solver's tolerance of 0 (measured: at most 0.015 on random
-    data). Cheap enough to bootstrap: `lr_auc_estimate`.
+    data). Cheap enough to bootstrap: `lr_auc_replicates` computes it for many resamples at once.
     """
-    members, nonmembers = balanced(member_losses, nonmember_losses)
-    if len(members) < LR_MIN_PER_GROUP:
+    values = lr_auc_replicates(member_losses[None], nonmember_losses[None])
+    return None if values is None else float(values[0])
+
+
+def lr_auc_replicates(member_losses: np.ndarray, nonmember_losses: np.ndarray) -> np.ndarray | None:
+    """`lr_cv_auc_by_slope_sign` of each row of (R, n_members) and (R, n_non-members) arrays. The
+    rows share their sizes, so the balancing keeps the same positions in every row (`balanced`
+    draws from a generator seeded alike) and the folds are the same (`_folds`)."""
+    n_members, n_nonmembers = member_losses.shape[1], nonmember_losses.shape[1]
+    per_side = min(n_members, n_nonmembers)
+    if per_side < LR_MIN_PER_GROUP:
         return None
-    features = np.concatenate([nonmembers, members])
-    membership = np.concatenate([np.zeros(len(nonmembers)), np.ones(len(members))])
-    values = []
-    for train, test in _folds(len(members)):
+    keep_members, keep_nonmembers = balanced(np.arange(n_members), np.arange(n_nonmembers))
+    features = np.concatenate([nonmember_losses[:, keep_nonmembers], member_losses[:, keep_members]], axis=1)
+    membership = np.concatenate([np.zeros(per_side), np.ones(per_side)])
+    values = np.zeros(len(features))
+    for train, test in _folds(per_side):
         is_member = membership[train] == 1
-        sign = np.sign(features[train][is_member].mean() - features[train][~is_member].mean())
-        x, y = features[test] * sign, membership[test]
-        values.append(0.5 if sign == 0 else float(auc_rows(x[y == 1][None], x[y == 0][None])[0]))
-    return float(np.mean(values))
+        trained = features[:, train]
+        sign = np.sign(trained[:, is_member].mean(axis=1) - trained[:, ~is_member].mean(axis=1))[:, None]
+        scores, tested = features[:, test] * sign, membership[test] == 1
+        values += np.where(sign[:, 0] == 0, 0.5, auc_rows(scores[:, tested], scores[:, ~tested]))
+    return values / LR_CV_SPLITS
 
 
 @functools.lru_cache(maxsize=8)
@@ -321,10 +333,9 @@ def lr_auc_estimate(outputs: dict[str, Outputs]) -> Estimate | None:
         return None
     forget, heldout = outputs["forget"].losses.double().numpy(), outputs["heldout"].losses.double().numpy()
     rng = np.random.default_rng(BOOTSTRAP_SEED)
-    replicates = [lr_cv_auc_by_slope_sign(forget[rng.integers(0, len(forget), len(forget))],
-                                          heldout[rng.integers(0, len(heldout), len(heldout))])
-                  for _ in range(LR_RESAMPLES)]
-    return Estimate(value, *percentile_interval(np.array(replicates)),
+    replicates = lr_auc_replicates(forget[resample_indices(rng, len(forget), LR_RESAMPLES)],
+                                   heldout[resample_indices(rng, len(heldout), LR_RESAMPLES)])
+    return Estimate(value, *percentile_interval(replicates),
                     f"percentile bootstrap of forget and held-out samples, {LR_RESAMPLES} resamples, each fold's "
                     "regression replaced by the sign of its slope", {"forget": len(forget), "heldout": len(heldout),
                                                                      "per_side": min(len(forget), len(heldout))})

@@ -1,9 +1,11 @@
-"""The privacy audit's table: population runs' attack values with their 95 % intervals.
+"""Attack values with their recorded 95 % intervals, one row per run.
 
-A population run (RunConfig.population = N) carries the audit/* attacks of mubench.metrics.audit,
-each with a bootstrap interval in the record. Intervals over members and examples are the
-uncertainty of one population; they are shown as recorded, per run (one row per seed), not
-averaged over seeds.
+Population runs (RunConfig.population = N) carry the audit/* attacks of mubench.metrics.audit;
+every run carries the membership attacks of mubench.metrics.membership on its unlearned model.
+Each value's interval was computed with it and is in the record (`Record.intervals`). Intervals
+are the uncertainty of one run (its samples, and for a population its members); they are shown
+as recorded, per run (one row per seed), not averaged over seeds: `mubench results --view audit`
+for the population attacks, `--view attacks` for the single-model ones.
 """
 
 from __future__ import annotations
@@ -15,35 +17,47 @@ import pandas as pd
 
 from mubench.harness.record import Record
 
-AUDIT_COLUMNS = ["task", "scenario", "method", "profile", "population", "seed", "metric", "value", "low", "high",
-                 "sizes"]
-# the keys a reader compares first: distinguishability (U-LiRA), divergence (KLOM), attack gap (RMIA)
-HEADLINE = ("audit/ulira_acc", "audit/ulira_auc", "audit/klom_forget", "audit/klom_forget_mean", "audit/klom_retain",
-            "audit/klom_val",
-            "audit/rmia_auc", "audit/rmia_auc_oracle", "gap/audit_rmia_auc")
+COLUMNS = ["task", "scenario", "method", "profile", "population", "seed", "metric", "value", "low", "high", "sizes"]
+# the population attacks a reader compares first: distinguishability (U-LiRA), divergence (KLOM), RMIA
+AUDIT_KEYS = ("audit/ulira_acc", "audit/ulira_auc", "audit/klom_forget", "audit/klom_forget_mean", "audit/klom_retain",
+              "audit/klom_val", "audit/rmia_auc", "audit/rmia_auc_oracle", "gap/audit_rmia_auc")
+ATTACK_KEYS = ("mia/loss_auc", "mia/lr_auc", "mia/svc", "mia/entropy_lr", "mia/rmia")
 
 
-def audit_frame(records: Sequence[Record], keys: Sequence[str] = HEADLINE) -> pd.DataFrame:
-    """One row per successful population record and audited key: value, interval and sample sizes."""
+def interval_frame(records: Sequence[Record], keys: Sequence[str], population: bool) -> pd.DataFrame:
+    """One row per successful record and key: value, interval and sample sizes. `population`:
+    population runs only (their audit keys), else plain runs only (their own model's attacks)."""
     rows = [{"task": r.config.task, "scenario": r.config.scenario, "method": r.config.method,
              "profile": r.config.profile, "population": r.config.population, "seed": r.config.seed,
              "metric": key, "value": r.metrics[key],
              "low": r.intervals[key].low if key in r.intervals else float("nan"),
              "high": r.intervals[key].high if key in r.intervals else float("nan"),
              "sizes": json.dumps(r.intervals[key].sizes, sort_keys=True) if key in r.intervals else ""}
-            for r in records if r.status == "ok" and r.config.population for key in keys if key in r.metrics]
-    return pd.DataFrame(rows, columns=AUDIT_COLUMNS).sort_values(
+            for r in records if r.status == "ok" and bool(r.config.population) == population
+            for key in keys if key in r.metrics]
+    return pd.DataFrame(rows, columns=COLUMNS).sort_values(
         ["task", "scenario", "profile", "population", "metric", "value", "method", "seed"]).reset_index(drop=True)
 
 
-def audit_wide(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per run, one column per key: 'value [low, high]'."""
+def audit_frame(records: Sequence[Record]) -> pd.DataFrame:
+    return interval_frame(records, AUDIT_KEYS, population=True)
+
+
+def attacks_frame(records: Sequence[Record]) -> pd.DataFrame:
+    return interval_frame(records, ATTACK_KEYS, population=False)
+
+
+def intervals_wide(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """One row per run, one column per key: 'value [low, high]' (the value alone where the record
+    holds no interval: a run stored before intervals were)."""
     if frame.empty:
         return frame
-    cells = frame.assign(cell=[f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in
-                               zip(frame["value"], frame["low"], frame["high"])])
+    cells = frame.assign(cell=[f"{v:.3f}" if lo != lo else f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+                               for v, lo, hi in zip(frame["value"], frame["low"], frame["high"])])
     index = ["task", "scenario", "profile", "population", "method", "seed"]
     wide = cells.pivot_table(index=index, columns="metric", values="cell", aggfunc="first").reset_index()
     wide.columns.name = None
-    ordered = [k for k in HEADLINE if k in wide.columns]
+    ordered = [k for k in keys if k in wide.columns]
+    if not frame["population"].any():
+        index.remove("population")
     return wide[[*index, *ordered]]

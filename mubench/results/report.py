@@ -134,23 +134,28 @@ def hypervolume_frame(table: pd.DataFrame) -> pd.DataFrame:
                      axis=1)
 
 
-def render_audit(records: Sequence[Record], console: Console, fmt: str = "table") -> None:
-    """The population runs' attacks (mubench.results.audit): tidy rows for csv and json, one row
-    per run with 'value [low, high]' cells for the table and markdown."""
-    from mubench.results.audit import audit_frame, audit_wide
+def render_intervals(records: Sequence[Record], console: Console, fmt: str = "table", population: bool = True) -> None:
+    """Attack values with their recorded intervals (mubench.results.audit): the population attacks
+    of population runs (`population`), else the membership attacks of plain runs. Tidy rows for
+    csv and json; one row per run with 'value [low, high]' cells for the table and markdown."""
+    from mubench.results.audit import ATTACK_KEYS, AUDIT_KEYS, attacks_frame, audit_frame, intervals_wide
 
-    frame = audit_frame(records)
+    frame, keys = (audit_frame(records), AUDIT_KEYS) if population else (attacks_frame(records), ATTACK_KEYS)
     if fmt == "csv":
         console.file.write(frame.to_csv(index=False))
     elif fmt == "json":
         console.file.write(json.dumps(_plain_rows(frame), indent=1) + "\n")
     elif frame.empty:
-        console.print("no successful population runs match (run with --population N)", highlight=False)
+        console.print("no successful population runs match (run with --population N)" if population else
+                      "no successful runs with membership attacks match", highlight=False)
     elif fmt == "markdown":
-        console.file.write(_markdown(audit_wide(frame)) + "\n")
+        console.file.write(_markdown(intervals_wide(frame, keys)) + "\n")
+    elif population:
+        _print_frame(intervals_wide(frame, keys), "mubench privacy audit: population attacks, value [95 % interval] "
+                     "per run (U-LiRA 0.5 and KLOM 0 = indistinguishable from retraining)", console)
     else:
-        _print_frame(audit_wide(frame), "mubench privacy audit: population attacks, value [95 % interval] per run "
-                     "(U-LiRA 0.5 and KLOM 0 = indistinguishable from retraining)", console)
+        _print_frame(intervals_wide(frame, keys), "mubench membership attacks on each run's unlearned model, value "
+                     "[95 % interval of its own samples]", console)
 
 
 def render_hypervolume(table: pd.DataFrame, fmt: str, console: Console) -> None:
