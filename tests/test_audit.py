@@ -291,11 +291,12 @@ def test_population_records_round_trip_with_intervals_and_keep_old_ids(populatio
         Record.model_validate({**record.model_dump(), "intervals": {"nope/x": {"low": 0, "high": 1, "method": "m"}}})
 
 
-def test_population_cli_refuses_jails_tuned_suites_and_tiny_populations(tmp_path):
+def test_population_cli_refuses_jails_and_tiny_populations_before_running(tmp_path):
     base = ["run", "--task", "debug", "--method", "identity", "--store", str(tmp_path / "s.sqlite")]
     for args, message in (([*base, "--population", "4", "--isolate"], "--isolate"),
                           ([*base, "--population", "2"], "at least 3 members"),
-                          (["run", "--suite", "board", "--population", "8"], "tuned")):
+                          (["run", "--suite", "board", "--population", "2", "--store", str(tmp_path / "b.sqlite")],
+                           "at least 3 members")):
         with pytest.raises(MubenchError, match=message):
             CliRunner().invoke(app, args, catch_exceptions=False)
 
@@ -351,3 +352,21 @@ def test_members_are_the_splits_shadow_models():
     # the shadow models' seeds from before populations existed: their cached models are reused
     assert member_seeds("debug", 0, 3) == [derived_seed("debug", 0, "shadow", k) for k in range(3)]
     assert member_seeds("debug", 0, 2) == member_seeds("debug", 0, 5)[:2] != member_seeds("debug", 1, 2)
+
+
+def test_a_tuned_suites_audit_takes_its_privacy_cells_first_seed_at_the_chosen_settings():
+    from mubench.harness.record import RunConfig
+    from mubench.metrics import METRICS_VERSION, MIA_SPEC_VERSION
+    from mubench.orchestration.tuning import audit_configs
+
+    def reported(scenario: str, seed: int, hparams: dict) -> Record:
+        config = RunConfig(task="debug", task_version="1", scenario=scenario, method="finetune", method_version="1",
+                           hparams=hparams, seed=seed, profile="smoke")
+        return Record(id=config.id, config=config, status="ok", metrics={"score": 0.5}, split_id="x",
+                      metrics_version=METRICS_VERSION, mia_spec_version=MIA_SPEC_VERSION, mubench_version="0",
+                      git_commit="", hardware="test", device="cpu", seconds=1.0, peak_rss_mb=1.0)
+
+    chosen = {"lr": 0.1}
+    records = [reported("random_10", seed, chosen) for seed in (2, 0, 1)] + [reported("class_0", 0, chosen)]
+    configs = audit_configs(records, 16)  # debug's random_10 is its privacy cell, class_0 adaptability
+    assert [(c.scenario, c.seed, c.population, c.hparams) for c in configs] == [("random_10", 0, 16, chosen)]

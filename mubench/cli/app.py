@@ -143,13 +143,11 @@ def run(
         from mubench.orchestration.sweep import SUITES
 
         if suite in SUITES and SUITES[suite].tuning is not None:
-            if population:
-                raise MubenchError(f"suite {suite!r} is tuned; --population applies to untuned grids and suites "
-                                   "(e.g. --suite audit, or --task ... --method ...)")
             if hparam or sweep or profile:
                 raise MubenchError(f"suite {suite!r} chooses each method's setting by its tuning protocol and runs each "
                                    "task at its own profile: --hparam, --sweep and --profile do not apply")
-            run_tuned_suite(suite, task, scenario, method, seed, device, store, as_json, shadow_models)
+            run_tuned_suite(suite, task, scenario, method, seed, device, store, as_json, shadow_models,
+                            population or 0)
             return
     grid = GridSpec.from_suite(suite) if suite else GridSpec(tasks=[], scenarios=None, methods=None, seeds=[0], profile="smoke")
     grid.tasks = task or grid.tasks
@@ -216,10 +214,19 @@ def board_records(records: list) -> list:  # type: ignore[type-arg]
 
 
 def run_tuned_suite(name: str, task: list[str] | None, scenario: list[str] | None, method: list[str] | None,
-                    seed: list[int] | None, device: str, store: Path | None, as_json: bool, shadow_models: int) -> None:
+                    seed: list[int] | None, device: str, store: Path | None, as_json: bool, shadow_models: int,
+                    population: int = 0) -> None:
     """`mubench run --suite board`: per profile of the suite, the tuning protocol's search on the
     development seed, the choice, and the reported seeds at the chosen settings
-    (mubench.orchestration.tuning); every stage resumes from the store."""
+    (mubench.orchestration.tuning); every stage resumes from the store. With `population` N, then
+    the privacy audit of the suite's privacy cells (`audit_configs`): each method at its chosen
+    setting on the first reported seed, with a population of N."""
+    from mubench.orchestration.sweep import MIN_POPULATION
+    from mubench.orchestration.tuning import audit_configs
+
+    if population and population < MIN_POPULATION:
+        raise MubenchError(f"population {population}: a population needs at least {MIN_POPULATION} members "
+                           "(each is scored against the others)")
     from mubench.harness.runner import Harness
     from mubench.orchestration.store import Store
     from mubench.orchestration.sweep import SUITES, expand_grid
@@ -240,6 +247,11 @@ def run_tuned_suite(name: str, task: list[str] | None, scenario: list[str] | Non
     result_store = Store(store or paths.default_store())
     harness = Harness(device=device, shadow_models=shadow_models)
     _, reported = run_tuned_grids(grids, tuning, result_store, harness, as_json)
+    if population:
+        audited = run_with_progress(audit_configs(reported, population), result_store, harness, as_json)
+        if not as_json:
+            err.print(f"{len(audited)} population runs of the privacy cells ({sum(r.status == 'failed' for r in audited)}"
+                      " failed): `mubench results --view audit`", highlight=False)
     if not as_json:
         render_board(reported, out)
         failed = [r for r in reported if r.status == "failed"]

@@ -12,6 +12,10 @@ protocol here does the same, and keeps the choice away from everything it is jud
    (the headline score with validation data in place of test data) is chosen per scenario
    (mubench.results.scoreboard.choose_settings).
 3. **Report.** The chosen setting runs on the reported seeds; only those records are ranked.
+4. **Audit** (`mubench run --suite board --population N`). On the suite's privacy-domain cells,
+   the chosen setting runs once more on the first reported seed with a population of N
+   (`audit_configs`; mubench.metrics.audit), so that the privacy cells are judged by attacks
+   over N unlearned and N retrained models, not one model's attack.
 
 Class scenarios forget the same class on every seed, so their forget sets overlap between the
 development and reported seeds; the models, validation sets and random draws do not.
@@ -38,6 +42,7 @@ from mubench.orchestration.executors import Executor
 from mubench.orchestration.store import Store
 from mubench.orchestration.sweep import GridSpec, Tuning, expand_grid, run_grid, sweep_points
 from mubench.results.scoreboard import choose_settings
+from mubench.tasks.base import tasks
 
 
 def tuning_points(method_cls: type[Method], budget: int, profile: str | None = None) -> list[dict[str, HParamValue]]:
@@ -109,3 +114,15 @@ def tuned_records(grid: GridSpec, tuning: Tuning, records: Sequence[Record]) -> 
     choices = choose_settings(search, tuning.dev_seed)
     report_ids = {c.id for c in report_configs(grid, choices)}
     return choices, search, [r for r in records if r.id in report_ids]
+
+
+def audit_configs(reported: Sequence[Record], population: int) -> list[RunConfig]:
+    """The privacy audit of a tuned suite: its privacy-domain cells' reported configs on each cell's
+    first reported seed (each method at its chosen setting), with a population of `population`."""
+    first_seed: dict[tuple[str, str, str], int] = {}
+    for record in reported:
+        cell = (record.config.task, record.config.scenario, record.config.profile)
+        first_seed[cell] = min(first_seed.get(cell, record.config.seed), record.config.seed)
+    return [record.config.model_copy(update={"population": population}) for record in reported
+            if record.config.seed == first_seed[(record.config.task, record.config.scenario, record.config.profile)]
+            and tasks.get(record.config.task).spec.scenario(record.config.scenario).domain == "privacy"]
