@@ -6,7 +6,8 @@ comes from mubench.board.tables and mubench.board.scores; this file only lays th
 sidebar radio, which streamlit.testing's AppTest drives directly): Board (one summary table:
 methods as rows, tasks or intervention domains as columns, score ± CI, mean rank, access, status,
 as the MTEB and Open LLM leaderboards open), Cells (each task x scenario's ranking, its settings
-and its metrics), Trade-offs, Method, Task, and How it is ranked.
+and its metrics), Trade-offs, Privacy audit (the committed population audits, leaderboard/audit/),
+Method, Task, and How it is ranked.
 
 Nothing from a submission is ever rendered as Markdown or HTML: names and texts go through
 st.text, st.code and dataframe cells only (st.markdown only for this file's own static text,
@@ -36,7 +37,7 @@ from mubench.methods import Access  # noqa: E402
 from mubench.results.plots import style  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ("Board", "Cells", "Trade-offs", "Method", "Task", "How it is ranked")
+PAGES = ("Board", "Cells", "Trade-offs", "Privacy audit", "Method", "Task", "How it is ranked")
 ANY_ACCESS, ALL_PROFILES, AUTO_METRIC = "any", "all", "auto (forget/acc, else forget/mae)"
 BOARD_RULE = "score (the board's rule)"
 DOMAINS = ("privacy", "resilience", "fairness", "adaptability")
@@ -305,6 +306,40 @@ def method_page(board: bd.Board) -> None:
         csv_button(details[key], f"{entry.submission.method}-{key}", f"csv-method-{key}")
 
 
+AUDIT_TEXT = """
+Each table is one population audit: N originals unlearned by each method beside N oracles,
+attacked with **U-LiRA** (accuracy telling an unlearned model from a retrained one on forget
+examples; 0.5 = indistinguishable), **KLOM** (KL divergence of the margins, unlearned from
+retrained; 0 = the same distribution) and **RMIA** (AUC of the forget set over held-out samples;
+the gap to the oracles' is 0 for retraining). Every value shows its 95 % interval; rows are ordered
+by U-LiRA accuracy, closest to retraining first. Definitions: docs/metrics.md, "The privacy audit".
+"""
+
+
+def audit_page() -> None:
+    """The committed population audits (CSV tables of `mubench results --view audit`)."""
+    from mubench.errors import MubenchError
+    from mubench.results.audit import AUDIT_KEYS, cells_by_first_key, read_interval_table
+
+    folder = Path(os.environ.get("MUBENCH_AUDIT") or ROOT / "leaderboard" / "audit")
+    st.markdown(AUDIT_TEXT)
+    files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
+    if not files:
+        st.info("No population audit here: `mubench run --suite audit` (or `--suite board --population 16`), then "
+                "`mubench results --view audit --format csv > leaderboard/audit/NAME.csv`.")
+        return
+    for path in files:
+        try:
+            frame = read_interval_table(path)
+        except MubenchError as exc:
+            st.text(f"refused: {exc}")
+            continue
+        for (task, scenario, profile, population), table in cells_by_first_key(frame, AUDIT_KEYS):
+            st.subheader(f"{code_span(task)} / {code_span(scenario)} ({code_span(profile)}), N = {population}")
+            st.text(f"from {path.name}")
+            st.dataframe(table.drop(columns=["task", "scenario", "profile", "population"]), hide_index=True)
+
+
 def task_page() -> None:
     from mubench.board.listing import every_task, scenario_rows
 
@@ -336,7 +371,8 @@ def main() -> None:
     palette = style([e.label for e in board.entries])  # one colour and marker per method on every page
     st.header(page)
     {"Board": lambda: board_page(board, filters, palette), "Cells": lambda: cells_page(board, filters),
-     "Trade-offs": lambda: tradeoffs(board, filters, palette), "Method": lambda: method_page(board),
+     "Trade-offs": lambda: tradeoffs(board, filters, palette), "Privacy audit": audit_page,
+     "Method": lambda: method_page(board),
      "Task": task_page, "How it is ranked": how_it_is_ranked}[page]()
 
 

@@ -370,3 +370,30 @@ def test_a_tuned_suites_audit_takes_its_privacy_cells_first_seed_at_the_chosen_s
     records = [reported("random_10", seed, chosen) for seed in (2, 0, 1)] + [reported("class_0", 0, chosen)]
     configs = audit_configs(records, 16)  # debug's random_10 is its privacy cell, class_0 adaptability
     assert [(c.scenario, c.seed, c.population, c.hparams) for c in configs] == [("random_10", 0, 16, chosen)]
+
+
+def test_the_committed_audit_tables_read_and_hold_retrain_at_chance():
+    from pathlib import Path
+
+    from mubench.results.audit import AUDIT_KEYS, cells_by_first_key, read_interval_table
+
+    folder = Path(__file__).resolve().parents[1] / "leaderboard" / "audit"
+    files = sorted(folder.glob("*.csv"))
+    assert files
+    for path in files:
+        frame = read_interval_table(path)
+        retrain = frame[(frame["method"] == "retrain") & (frame["metric"] == "audit/ulira_acc")]
+        assert not retrain.empty and (retrain[["value", "low", "high"]] == 0.5).all().all(), path.name
+        for _, table in cells_by_first_key(frame, AUDIT_KEYS):
+            assert table["method"].iloc[0] == "retrain"  # closest to retraining first
+
+
+def test_an_interval_table_that_is_not_one_is_refused_by_name(tmp_path):
+    from mubench.results.audit import read_interval_table
+
+    (tmp_path / "t.csv").write_text("task,scenario\nx,y\n")
+    with pytest.raises(MubenchError, match=r"t\.csv: not a table of attack intervals"):
+        read_interval_table(tmp_path / "t.csv")
+    (tmp_path / "b.bin").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(MubenchError, match=r"b\.bin: not a readable CSV"):
+        read_interval_table(tmp_path / "b.bin")

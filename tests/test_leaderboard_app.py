@@ -122,6 +122,24 @@ def test_an_empty_folder_renders_every_page(tmp_path, monkeypatch):
     monkeypatch.delenv("MUBENCH_STORE")
     at = _app("Board")
     assert "No entry matches" in at.info[0].value
-    for page in ("Cells", "Trade-offs", "Method", "Task", "How it is ranked"):
+    monkeypatch.setenv("MUBENCH_AUDIT", str(tmp_path / "no_audit"))
+    for page in ("Cells", "Trade-offs", "Privacy audit", "Method", "Task", "How it is ranked"):
         at.sidebar.radio(key="page").set_value(page).run()
         assert not at.exception
+
+
+def test_audit_page_shows_each_population_table_ordered_and_refuses_a_bad_file(tmp_path, monkeypatch):
+    header = "task,scenario,method,profile,population,seed,metric,value,low,high,sizes\n"
+    rows = ["debug,random_10,identity,smoke,4,0,audit/ulira_acc,0.7,0.65,0.75,\"{\"\"forget\"\": 100}\"",
+            "debug,random_10,retrain,smoke,4,0,audit/ulira_acc,0.5,0.5,0.5,",
+            "debug,random_10,identity,smoke,4,0,audit/klom_forget_mean,3.0,2.5,3.5,",
+            "debug,random_10,retrain,smoke,4,0,audit/klom_forget_mean,0.0,0.0,0.0,"]
+    (tmp_path / "good.csv").write_text(header + "\n".join(rows) + "\n")
+    (tmp_path / "bad.csv").write_text("task,method\n[x](javascript:alert(1)),a\n")
+    monkeypatch.setenv("MUBENCH_AUDIT", str(tmp_path))
+    at = _app("Privacy audit")
+    table = _tables(at)[0]
+    assert list(table["method"]) == ["retrain", "identity"]  # closest to retraining first
+    assert list(table["audit/ulira_acc"]) == ["0.500 [0.500, 0.500]", "0.700 [0.650, 0.750]"]
+    texts = "\n".join(str(t.value) for t in at.text)
+    assert "bad.csv: not a table of attack intervals" in texts and "javascript" not in _rendered_markdown(at)

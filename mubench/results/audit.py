@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
+from mubench.errors import MubenchError
 from mubench.harness.record import Record
 
 COLUMNS = ["task", "scenario", "method", "profile", "population", "seed", "metric", "value", "low", "high", "sizes"]
@@ -61,3 +63,37 @@ def intervals_wide(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     if not frame["population"].any():
         index.remove("population")
     return wide[[*index, *ordered]]
+
+
+def read_interval_table(path: Path) -> pd.DataFrame:
+    """A table written by `mubench results --view audit --format csv` (or `--view attacks`), as the
+    app shows committed audits; a MubenchError naming the file and what is wrong otherwise."""
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # pandas' ParserError is a ValueError
+        raise MubenchError(f"{path}: not a readable CSV table ({type(exc).__name__}: {exc})") from None
+    missing = [column for column in COLUMNS if column not in frame.columns]
+    if missing:
+        raise MubenchError(f"{path}: not a table of attack intervals: column(s) {', '.join(missing)} missing")
+    numeric = ["population", "seed", "value", "low", "high"]
+    bad = [c for c in numeric if not pd.api.types.is_numeric_dtype(frame[c])]
+    if bad:
+        raise MubenchError(f"{path}: column(s) {', '.join(bad)} hold values that are not numbers")
+    frame["sizes"] = frame["sizes"].fillna("").astype(str)
+    return frame
+
+
+def cells_by_first_key(frame: pd.DataFrame, keys: Sequence[str]) -> list[tuple[tuple[str, str, str, int], pd.DataFrame]]:
+    """Per (task, scenario, profile, population): the wide table (`intervals_wide`), its runs ordered
+    by the first of `keys` they hold (U-LiRA accuracy first: closest to retraining at the top)."""
+    cells = []
+    for (task, scenario, profile, population), cell in frame.groupby(["task", "scenario", "profile", "population"],
+                                                                     sort=True):
+        wide = intervals_wide(cell, keys)
+        first = next((k for k in keys if k in set(cell["metric"])), None)
+        if first is not None:
+            order = cell[cell["metric"] == first].set_index(["method", "seed"])["value"]
+            wide = wide.assign(_order=[order.get((m, s), float("inf")) for m, s in zip(wide["method"], wide["seed"])])
+            wide = wide.sort_values(["_order", "method"]).drop(columns="_order")
+        cells.append(((str(task), str(scenario), str(profile), int(population)), wide.reset_index(drop=True)))
+    return cells
