@@ -71,3 +71,15 @@ leaderboard-data: install
 # The GPU tier (paper-scale profiles, leaderboard/gpu/): mubench leaderboard-data --suite board_gpu --device cuda
 board: install
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mubench leaderboard-data --suite board --replace
+
+.PHONY: audit
+# The privacy audit (docs/metrics.md, "The privacy audit"; docs/board.md, "The privacy audit of the
+# privacy cells"): every method's population of 32 on cmnist random_10 at the audit profile (about
+# 19 minutes of one core), then the board's privacy cells of adult and cwru, each method at its
+# chosen setting with a population of 16 (about 15 minutes; the board's tuning must be in the store:
+# `make board`), each written to leaderboard/audit/ as the app's Privacy audit page reads it. Resumable.
+audit: install
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mubench run --suite audit
+	$(BIN)/mubench results --view audit --format csv --task cmnist --scenario random_10 > leaderboard/audit/cmnist_random_10_audit_population32.csv
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mubench run --suite board --task adult --task cwru --population 16
+	$(BIN)/mubench results --view audit --format csv --task adult --task cwru > leaderboard/audit/board_privacy_cells_population16.csv
