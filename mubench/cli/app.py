@@ -221,12 +221,11 @@ def run_tuned_suite(name: str, task: list[str] | None, scenario: list[str] | Non
     (mubench.orchestration.tuning); every stage resumes from the store. With `population` N, then
     the privacy audit of the suite's privacy cells (`audit_configs`): each method at its chosen
     setting on the first reported seed, with a population of N."""
-    from mubench.orchestration.sweep import MIN_POPULATION
+    from mubench.orchestration.sweep import check_population
     from mubench.orchestration.tuning import audit_configs
 
-    if population and population < MIN_POPULATION:
-        raise MubenchError(f"population {population}: a population needs at least {MIN_POPULATION} members "
-                           "(each is scored against the others)")
+    if population:
+        check_population(population)
     from mubench.harness.runner import Harness
     from mubench.orchestration.store import Store
     from mubench.orchestration.sweep import SUITES, expand_grid

@@ -261,25 +261,23 @@ def rmia_summary(unlearned: RmiaScores, oracle: RmiaScores) -> RmiaSummary:
 
 # ---- registration -----------------------------------------------------------------------------
 
-def _cached(population: PopulationOutputs, name: str, compute: Callable[[], object]) -> object:
-    if name not in population.cache:
-        population.cache[name] = compute()
-    return population.cache[name]
-
-
-def _usable(ctx: EvaluationContext, *parts: str) -> PopulationOutputs | None:
+def _on_population(ctx: EvaluationContext, parts: tuple[str, ...], name: str,
+                   compute: Callable[[PopulationOutputs], object]) -> object:
+    """`compute(population)`, once per population (kept in its cache under `name`), or None where
+    the run has no population of at least MIN_MEMBERS with outputs on every one of `parts`."""
     population = ctx.population
     if population is None or len(population.unlearned) < MIN_MEMBERS:
         return None
     members = population.unlearned + population.oracle
     if not all(part in m and len(m[part].labels) > 0 for m in members for part in parts):
         return None
-    return population
+    if name not in population.cache:
+        population.cache[name] = compute(population)
+    return population.cache[name]
 
 
-def _ulira(population: PopulationOutputs) -> tuple[np.ndarray, np.ndarray]:
-    return _cached(population, "ulira", lambda: ulira_scores(stacked(population.unlearned, "forget", margins),
-                                                             stacked(population.oracle, "forget", margins)))
+def _ulira_scores(population: PopulationOutputs) -> tuple[np.ndarray, np.ndarray]:
+    return ulira_scores(stacked(population.unlearned, "forget", margins), stacked(population.oracle, "forget", margins))
 
 
 @add_metric("audit/population", "info", "N: unlearned members (and as many oracles) behind the audit/* metrics",
@@ -291,28 +289,21 @@ def population_size(ctx: EvaluationContext) -> float | None:
 @add_metric("audit/ulira_acc", "lower", "U-LiRA (Hayes et al. 2024) accuracy telling unlearned from retrained "
             "members on forget examples; 0.5 = indistinguishable", outputs_only=True)
 def audit_ulira_acc(ctx: EvaluationContext) -> Estimate | None:
-    population = _usable(ctx, "forget")
-    if population is None:
-        return None
-    return _cached(population, "ulira_acc", lambda: ulira_accuracy(*_ulira(population)))
+    scores = _on_population(ctx, ("forget",), "ulira", _ulira_scores)
+    return None if scores is None else ulira_accuracy(*scores)
 
 
 @add_metric("audit/ulira_auc", "lower", "U-LiRA ROC AUC of unlearned over retrained members' forget-example "
             "scores; 0.5 = indistinguishable", outputs_only=True)
 def audit_ulira_auc(ctx: EvaluationContext) -> Estimate | None:
-    population = _usable(ctx, "forget")
-    if population is None:
-        return None
-    return _cached(population, "ulira_auc", lambda: ulira_auc(*_ulira(population)))
+    scores = _on_population(ctx, ("forget",), "ulira", _ulira_scores)
+    return None if scores is None else ulira_auc(*scores)
 
 
 def _register_klom(part: str) -> None:
     def summary(ctx: EvaluationContext) -> KlomSummary | None:
-        population = _usable(ctx, part)
-        if population is None:
-            return None
-        return _cached(population, f"klom_{part}", lambda: klom_summary(stacked(population.unlearned, part, margins),
-                                                                        stacked(population.oracle, part, margins)))
+        return _on_population(ctx, (part,), f"klom_{part}", lambda p: klom_summary(
+            stacked(p.unlearned, part, margins), stacked(p.oracle, part, margins)))
 
     def upper(ctx: EvaluationContext) -> Estimate | None:
         found = summary(ctx)
@@ -333,12 +324,8 @@ for _part in KLOM_PARTS:
 
 
 def _rmia(ctx: EvaluationContext) -> RmiaSummary | None:
-    population = _usable(ctx, "forget", "heldout", "unseen")
-    if population is None:
-        return None
-    return _cached(population, "rmia", lambda: rmia_summary(
-        population_rmia_scores(population.unlearned, population.oracle),
-        population_rmia_scores(population.oracle, population.oracle)))
+    return _on_population(ctx, ("forget", "heldout", "unseen"), "rmia", lambda p: rmia_summary(
+        population_rmia_scores(p.unlearned, p.oracle), population_rmia_scores(p.oracle, p.oracle)))
 
 
 @add_metric("audit/rmia_auc", "oracle", "RMIA (Zarifzadeh et al. 2024) AUC, forget vs held-out, mean over "

@@ -289,9 +289,8 @@ def expand_grid(grid: GridSpec) -> list[RunConfig]:
             problems.append("--hparam: " + unknown_name_message("method", name, methods.names()))
     seeds = list(dict.fromkeys(grid.seeds))
     problems += [f"seed {seed}: seeds must be non-negative integers" for seed in seeds if seed < 0]
-    if grid.population and not MIN_POPULATION <= grid.population:
-        problems.append(f"population {grid.population}: a population needs at least {MIN_POPULATION} members "
-                        "(each is scored against the others)")
+    if grid.population:
+        _collect(problems, lambda: check_population(grid.population))
     specs = {}
     for name in dict.fromkeys(grid.tasks):
         spec = _collect(problems, lambda name=name: tasks.get(name).spec)
@@ -321,6 +320,13 @@ def expand_grid(grid: GridSpec) -> list[RunConfig]:
                             seed=seed, profile=grid.profile, method_digest=digests[method_name],
                             population=grid.population))
     return configs
+
+
+def check_population(n: int) -> None:
+    """A population's members are each scored against the others: at least MIN_POPULATION."""
+    if n < MIN_POPULATION:
+        raise MubenchError(f"population {n}: a population needs at least {MIN_POPULATION} members "
+                           "(each is scored against the others)")
 
 
 def _resolved_points(name: str, grid: GridSpec) -> list[dict[str, HParamValue]]:
