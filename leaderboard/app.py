@@ -156,8 +156,9 @@ def cells_by_rule(board: bd.Board, filters: tuple) -> None:
         st.subheader(f"{code_span(task)} / {code_span(scenario)} ({code_span(profile)})")
         domain = rows["domain"].iloc[0] or "no domain"
         st.text(f"{domain}; " + ("ranked by score: rank = 1 + methods whose 95 % interval lies wholly above"
-                                 if rows["ranked"].any() else "not ranked: no significant forgetting signal"))
-        st.dataframe(scores.format_cells(rows), hide_index=True, key=f"cell-{i}")
+                                 if rows["ranked"].any() else "not ranked: no significant forgetting signal")
+                + scores.audit_note(rows, board.audit))
+        st.dataframe(scores.format_cells(rows, board.audit), hide_index=True, key=f"cell-{i}")
         csv_button(rows, f"cell-{task}-{scenario}-{profile}", f"csv-cell-{i}")
         with st.expander("Chosen settings"):
             st.dataframe(rows[["entry", "hparams"]].rename(columns={"entry": "method"}), hide_index=True,

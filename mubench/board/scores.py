@@ -173,13 +173,16 @@ def _score_text(value: Any) -> str:
     return f"{mean:.3f}" if ci != ci else f"{mean:.3f} ± {ci:.3f}"
 
 
-def format_cells(ranked: pd.DataFrame) -> pd.DataFrame:
+def format_cells(ranked: pd.DataFrame, audit: pd.DataFrame | None = None) -> pd.DataFrame:
     """One cell's (or several cells') ranking, formatted: rank ('ref', '–'), entry, access, status,
-    score ± CI, forgetting, utility, n, hypervolume of the search, work, flags."""
+    score ± CI, forgetting, utility, n, hypervolume of the search, work, flags; and, where `audit`
+    (mubench.results.audit.board_audit) holds a row for one of these cells, a column `U-LiRA`:
+    the population audit's accuracy with its 95 % interval per method ('–' for a method not
+    audited there)."""
     def number(value: float, digits: int = 3) -> str:
         return "–" if value != value else f"{value:.{digits}f}"
 
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "rank": ["ref" if ref else ("–" if r != r else f"{r:.0f}") for r, ref in zip(ranked["rank"], ranked["reference"])],
         "method": ranked["entry"].to_numpy(), "access": ranked["access"].to_numpy(),
         "status": ranked["status"].to_numpy(),
@@ -187,6 +190,35 @@ def format_cells(ranked: pd.DataFrame) -> pd.DataFrame:
         "forgetting": [number(v) for v in ranked["forgetting"]], "utility": [number(v) for v in ranked["utility"]],
         "n": ranked["n"].to_numpy(), "hypervolume": [number(v) for v in ranked["hypervolume"]],
         "work": [number(v, 2) for v in ranked["work"]], "flags": ranked["flags"].to_numpy()})
+    audited = audit_cells(ranked, audit)
+    if audited:
+        table.insert(table.columns.get_loc("n"), "U-LiRA",
+                     [audited.get((t, s, p, m), "–") for t, s, p, m in
+                      zip(ranked["task"], ranked["scenario"], ranked["profile"], ranked["method"])])
+    return table
+
+
+def audit_cells(ranked: pd.DataFrame, audit: pd.DataFrame | None) -> dict[tuple[str, str, str, str], str]:
+    """(task, scenario, profile, method) -> 'value [low, high]' of the audit rows of `ranked`'s cells."""
+    if audit is None or audit.empty or ranked.empty:
+        return {}
+    here = audit.merge(ranked[CELL].drop_duplicates(), on=CELL)
+    return {(r.task, r.scenario, r.profile, r.method): f"{r.value:.3f} [{r.low:.3f}, {r.high:.3f}]"
+            for r in here.itertuples(index=False)}
+
+
+def audit_note(rows: pd.DataFrame, audit: pd.DataFrame | None) -> str:
+    """What a cell's U-LiRA column is, for its title ('' where the cell has no audit)."""
+    if audit is None or audit.empty:
+        return ""
+    here = audit.merge(rows[CELL].drop_duplicates(), on=CELL)
+    if here.empty:
+        return ""
+    sizes = ", ".join(str(n) for n in sorted(set(here["population"].astype(int))))
+    seeds = ", ".join(str(s) for s in sorted(set(here["seed"].astype(int))))
+    return (f"; U-LiRA: the privacy audit (not in the score), accuracy of telling each method's unlearned models from "
+            f"retrained ones over a population of {sizes} (seed {seeds}; 0.5 = indistinguishable, doing nothing: "
+            "the identity row), 95 % interval")
 
 
 def varying_metrics(tidy: pd.DataFrame, cell: tuple[str, str, str], entries: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
@@ -204,5 +236,5 @@ def varying_metrics(tidy: pd.DataFrame, cell: tuple[str, str, str], entries: Seq
     return table, hidden
 
 
-__all__ = ["domain_of", "entry_cells", "format_cells", "format_summary", "ranked_cells", "signal_frame",
+__all__ = ["audit_cells", "audit_note", "domain_of", "entry_cells", "format_cells", "format_summary", "ranked_cells", "signal_frame",
            "summary_table", "varying_metrics"]

@@ -36,7 +36,7 @@ import os
 import sqlite3
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,8 @@ from mubench.errors import MubenchError, StoreError
 from mubench.harness.record import Record
 from mubench.hashing import canonical_json, sha256_file, sha256_text
 from mubench.methods import Access
+from mubench.results.audit import COLUMNS as AUDIT_COLUMNS
+from mubench.results.audit import board_audit, read_audit_folder
 from mubench.results.ranking import ranking_key
 
 VERIFIED, UNCHECKED, SELF_REPORTED, LOCAL = "verified", "unchecked", "self-reported", "local"
@@ -97,6 +99,9 @@ class Refused:
 class Board:
     entries: tuple[Entry, ...]
     refused: tuple[Refused, ...]
+    # the privacy audits committed beside the submissions (`<folder>/../audit/*.csv`), as
+    # mubench.results.audit.board_audit reads them: U-LiRA per cell and method
+    audit: pd.DataFrame = field(default_factory=lambda: board_audit(pd.DataFrame(columns=AUDIT_COLUMNS)), compare=False)
 
     def entry(self, label: str) -> Entry:
         for entry in self.entries:
@@ -117,7 +122,15 @@ def load_board(folder: Path | None = None, store: Path | None = None) -> Board:
     refused = [o for o in outcomes if isinstance(o, Refused)]
     cited = {rid for entry in entries for rid in entry.submission.record_ids}
     local, failed = local_entries([r for rid, r in sorted(records.items()) if rid not in cited], str(store))
-    return Board(tuple(entries + local), tuple(refused + failed))
+    audits, problems = read_audit_folder(audit_folder(folder))
+    unreadable = [Refused(str(path), (problem,)) for path, problem in problems]
+    return Board(tuple(entries + local), tuple(refused + failed + unreadable), board_audit(audits))
+
+
+def audit_folder(submissions: Path) -> Path:
+    """Where a board's privacy audits are committed: `audit/` beside its submissions folder
+    (leaderboard/audit for leaderboard/submissions, leaderboard/gpu/audit for the GPU tier)."""
+    return submissions.parent / "audit"
 
 
 def _load_or_refuse(path: Path, folder: Path, records: Mapping[str, Record]) -> Entry | Refused:

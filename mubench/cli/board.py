@@ -131,7 +131,7 @@ def board_sections(board: bd.Board, profile: str | None = None) -> list[tuple[tu
         how = (f"{domain}; ranked by score (forgetting x utility), higher is better; rank = 1 + methods whose 95 % "
                "interval lies wholly above" if rows["ranked"].any()
                else f"{domain}; not ranked: the forgetting signal is not significant over the seeds")
-        sections.append(((*cell, how), scores.format_cells(rows)))
+        sections.append(((*cell, how + scores.audit_note(rows, board.audit)), scores.format_cells(rows, board.audit)))
     return sections
 
 

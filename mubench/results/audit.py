@@ -24,6 +24,7 @@ COLUMNS = ["task", "scenario", "method", "profile", "population", "seed", "metri
 AUDIT_KEYS = ("audit/ulira_acc", "audit/ulira_auc", "audit/klom_forget", "audit/klom_forget_mean", "audit/klom_retain",
               "audit/klom_val", "audit/rmia_auc", "audit/rmia_auc_oracle", "gap/audit_rmia_auc")
 ATTACK_KEYS = ("mia/loss_auc", "mia/lr_auc", "mia/svc", "mia/entropy_lr", "mia/rmia")
+BOARD_AUDIT_KEY = "audit/ulira_acc"  # the audit value the board shows beside a privacy cell's score
 
 
 def interval_frame(records: Sequence[Record], keys: Sequence[str], population: bool) -> pd.DataFrame:
@@ -97,3 +98,25 @@ def cells_by_first_key(frame: pd.DataFrame, keys: Sequence[str]) -> list[tuple[t
             wide = wide.sort_values(["_order", "method"]).drop(columns="_order")
         cells.append(((str(task), str(scenario), str(profile), int(population)), wide.reset_index(drop=True)))
     return cells
+
+
+def read_audit_folder(folder: Path) -> tuple[pd.DataFrame, list[tuple[Path, str]]]:
+    """Every interval table (`*.csv`) of `folder`, concatenated, and the files refused with why: one
+    bad file never hides the others. No folder: nothing, no problem."""
+    frames, problems = [], []
+    for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
+        try:
+            frames.append(read_interval_table(path))
+        except MubenchError as exc:
+            problems.append((path, str(exc)))
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    return frame, problems
+
+
+def board_audit(frame: pd.DataFrame, key: str = BOARD_AUDIT_KEY) -> pd.DataFrame:
+    """Per task, scenario, profile and method: `key`'s value and interval from the audit with the
+    most members (then the lowest seed), as the board shows it beside the cell's ranking. Columns:
+    task, scenario, profile, method, population, seed, value, low, high."""
+    rows = frame[frame["metric"] == key].sort_values(["population", "seed"], ascending=[False, True])
+    best = rows.drop_duplicates(["task", "scenario", "profile", "method"], keep="first")
+    return best[["task", "scenario", "profile", "method", "population", "seed", "value", "low", "high"]].reset_index(drop=True)
