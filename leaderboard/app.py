@@ -318,23 +318,20 @@ by U-LiRA accuracy, closest to retraining first. Definitions: docs/metrics.md, "
 
 
 def audit_page() -> None:
-    """The committed population audits (CSV tables of `mubench results --view audit`)."""
-    from mubench.errors import MubenchError
-    from mubench.results.audit import AUDIT_KEYS, cells_by_first_key, read_interval_table
+    """The committed population audits (CSV tables of `mubench results --view audit`), from the
+    folder the board reads them from (mubench.board.tables.audit_folder)."""
+    from mubench.results.audit import AUDIT_KEYS, cells_by_first_key, read_audit_files
 
-    folder = Path(os.environ.get("MUBENCH_AUDIT") or ROOT / "leaderboard" / "audit")
+    folder = bd.audit_folder(bd.submissions_folder(None))
     st.markdown(AUDIT_TEXT)
-    files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
-    if not files:
+    tables, problems = read_audit_files(folder)
+    for _, problem in problems:
+        st.text(f"refused: {problem}")
+    if not tables:
         st.info("No population audit here: `mubench run --suite audit` (or `--suite board --population 16`), then "
                 "`mubench results --view audit --format csv > leaderboard/audit/NAME.csv`.")
         return
-    for path in files:
-        try:
-            frame = read_interval_table(path)
-        except MubenchError as exc:
-            st.text(f"refused: {exc}")
-            continue
+    for path, frame in tables:
         for (task, scenario, profile, population), table in cells_by_first_key(frame, AUDIT_KEYS):
             st.subheader(f"{code_span(task)} / {code_span(scenario)} ({code_span(profile)}), N = {population}")
             st.text(f"from {path.name}")

@@ -57,6 +57,9 @@ def test_the_board_reads_the_audits_beside_its_submissions(tmp_path, monkeypatch
     write_audit(tmp_path / "audit" / "cells.csv", [audit_row("alpha", 0.61), audit_row("beta", 0.52)])
     board = bd.load_board(folder)
     assert bd.audit_folder(folder) == tmp_path / "audit"
+    monkeypatch.setenv("MUBENCH_AUDIT", str(tmp_path / "elsewhere"))
+    assert bd.audit_folder(folder) == tmp_path / "elsewhere" and bd.load_board(folder).audit.empty
+    monkeypatch.delenv("MUBENCH_AUDIT")
     assert sorted(board.audit["method"]) == ["alpha", "beta"] and not board.refused
     (tmp_path / "audit" / "broken.csv").write_text("not,a\ntable")
     broken = bd.load_board(folder)

@@ -129,8 +129,10 @@ def load_board(folder: Path | None = None, store: Path | None = None) -> Board:
 
 def audit_folder(submissions: Path) -> Path:
     """Where a board's privacy audits are committed: `audit/` beside its submissions folder
-    (leaderboard/audit for leaderboard/submissions, leaderboard/gpu/audit for the GPU tier)."""
-    return submissions.parent / "audit"
+    (leaderboard/audit for leaderboard/submissions, leaderboard/gpu/audit for the GPU tier),
+    unless `MUBENCH_AUDIT` names another folder."""
+    override = os.environ.get("MUBENCH_AUDIT")
+    return Path(override) if override else submissions.parent / "audit"
 
 
 def _load_or_refuse(path: Path, folder: Path, records: Mapping[str, Record]) -> Entry | Refused:

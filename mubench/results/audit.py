@@ -100,16 +100,22 @@ def cells_by_first_key(frame: pd.DataFrame, keys: Sequence[str]) -> list[tuple[t
     return cells
 
 
-def read_audit_folder(folder: Path) -> tuple[pd.DataFrame, list[tuple[Path, str]]]:
-    """Every interval table (`*.csv`) of `folder`, concatenated, and the files refused with why: one
-    bad file never hides the others. No folder: nothing, no problem."""
-    frames, problems = [], []
+def read_audit_files(folder: Path) -> tuple[list[tuple[Path, pd.DataFrame]], list[tuple[Path, str]]]:
+    """Every interval table (`*.csv`) of `folder` in name order, and the files refused with why:
+    one bad file never hides the others. No folder: nothing, no problem."""
+    tables, problems = [], []
     for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
         try:
-            frames.append(read_interval_table(path))
+            tables.append((path, read_interval_table(path)))
         except MubenchError as exc:
             problems.append((path, str(exc)))
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    return tables, problems
+
+
+def read_audit_folder(folder: Path) -> tuple[pd.DataFrame, list[tuple[Path, str]]]:
+    """`read_audit_files`, the tables concatenated."""
+    tables, problems = read_audit_files(folder)
+    frame = pd.concat([t for _, t in tables], ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)
     return frame, problems
 
 
