@@ -311,7 +311,9 @@ AUDIT_TEXT = """
 Each table is one population audit: N originals unlearned by each method beside N oracles,
 attacked with **U-LiRA** (accuracy telling an unlearned model from a retrained one on forget
 examples; 0.5 = indistinguishable), **KLOM** (KL divergence of the margins, unlearned from
-retrained; 0 = the same distribution) and **RMIA** (AUC of the forget set over held-out samples;
+retrained; 0 = the same distribution, but independent retrained models score well above 0 at
+these N, so compare it between methods and with its floor in docs/metrics.md) and **RMIA** (AUC
+of the forget set over held-out samples;
 the gap to the oracles' is 0 for retraining). Every value shows its 95 % interval; rows are ordered
 by U-LiRA accuracy, closest to retraining first. Definitions: docs/metrics.md, "The privacy audit".
 """
