@@ -198,20 +198,23 @@ def format_cells(ranked: pd.DataFrame, audit: pd.DataFrame | None = None) -> pd.
     return table
 
 
+def _audit_rows(ranked: pd.DataFrame, audit: pd.DataFrame | None) -> pd.DataFrame:
+    """The rows of `audit` (mubench.results.audit.board_audit) for the cells of `ranked`."""
+    if audit is None or audit.empty or ranked.empty:
+        return pd.DataFrame(columns=[*CELL, "method", "population", "seed", "value", "low", "high"])
+    return audit.merge(ranked[CELL].drop_duplicates(), on=CELL)
+
+
 def audit_cells(ranked: pd.DataFrame, audit: pd.DataFrame | None) -> dict[tuple[str, str, str, str], str]:
     """(task, scenario, profile, method) -> 'value [low, high]' of the audit rows of `ranked`'s cells."""
-    if audit is None or audit.empty or ranked.empty:
-        return {}
-    here = audit.merge(ranked[CELL].drop_duplicates(), on=CELL)
+    here = _audit_rows(ranked, audit)
     return {(r.task, r.scenario, r.profile, r.method): f"{r.value:.3f} [{r.low:.3f}, {r.high:.3f}]"
             for r in here.itertuples(index=False)}
 
 
 def audit_note(rows: pd.DataFrame, audit: pd.DataFrame | None) -> str:
     """What a cell's U-LiRA column is, for its title ('' where the cell has no audit)."""
-    if audit is None or audit.empty:
-        return ""
-    here = audit.merge(rows[CELL].drop_duplicates(), on=CELL)
+    here = _audit_rows(rows, audit)
     if here.empty:
         return ""
     sizes = ", ".join(str(n) for n in sorted(set(here["population"].astype(int))))
